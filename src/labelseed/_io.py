@@ -1,0 +1,145 @@
+"""Reading embeddings and seed labels from files, and writing outputs atomically."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .exceptions import InputError, OutputExistsError
+
+
+def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str | None = None) -> tuple[np.ndarray, NDArray[np.float32]]:
+    """Read ``(ids, X)`` from a ``.npy`` (ids = row numbers) or ``.parquet`` file.
+
+    A Parquet file has an id column and either one list-of-floats column (or
+    `vector_column`) or numeric columns, one per dimension.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"--embeddings file {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            X = np.load(p, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"--embeddings {str(p)!r} is not a readable .npy array: {exc}.") from exc
+        if X.ndim != 2:
+            raise InputError(f"--embeddings {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
+        return np.arange(X.shape[0]), np.asarray(X)
+    if suffix in (".parquet", ".pq"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(p)
+        except Exception as exc:
+            raise InputError(f"--embeddings {str(p)!r} is not a readable Parquet file: {exc}.") from exc
+        if id_column not in table.column_names:
+            raise InputError(
+                f"--embeddings {str(p)!r} has no id column {id_column!r} (columns: {', '.join(table.column_names)}); "
+                "pass --id-column."
+            )
+        ids = np.asarray(table.column(id_column).to_pylist(), dtype=object)
+        others = [c for c in table.column_names if c != id_column]
+        list_cols = [c for c in others if pa.types.is_list(table.schema.field(c).type)
+                     or pa.types.is_fixed_size_list(table.schema.field(c).type)
+                     or pa.types.is_large_list(table.schema.field(c).type)]
+        if vector_column or list_cols:
+            col = vector_column or list_cols[0]
+            if vector_column and col not in table.column_names:
+                raise InputError(f"--embeddings {str(p)!r} has no column {col!r}.")
+            if not vector_column and len(list_cols) > 1:
+                raise InputError(f"--embeddings {str(p)!r} has several vector columns ({', '.join(list_cols)}); pass --vector-column.")
+            arr = table.column(col).combine_chunks()
+            values = arr.to_pylist()
+            lens = {len(v) if v is not None else 0 for v in values}
+            if len(lens) != 1 or 0 in lens:
+                raise InputError(f"--embeddings column {col!r} has vectors of different lengths {sorted(lens)[:5]} or nulls; all must have the same dimension.")
+            X = np.asarray(values, dtype=np.float32)
+        else:
+            numeric = [c for c in others if pa.types.is_floating(table.schema.field(c).type) or pa.types.is_integer(table.schema.field(c).type)]
+            if not numeric:
+                raise InputError(f"--embeddings {str(p)!r} has no vector column and no numeric columns besides {id_column!r}.")
+            X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in numeric]).astype(np.float32)
+        return ids, X
+    raise InputError(f"--embeddings must be a .npy or .parquet file; got {str(p)!r}.")
+
+
+def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
+    """Read a CSV with columns ``id`` and ``label``; return labels aligned to `pool_ids` (None = unlabeled)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"--labels file {str(p)!r} does not exist.")
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        missing = [c for c in ("id", "label") if c not in fields]
+        if missing:
+            raise InputError(
+                f"--labels {str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
+                "the header must be 'id,label'."
+            )
+        rows = [(r["id"], r["label"], i + 2) for i, r in enumerate(reader)]
+    lookup = {str(v): i for i, v in enumerate(pool_ids.tolist())}
+    if len(lookup) != len(pool_ids):
+        raise InputError("The pool has duplicate ids; every row needs a unique id.")
+    labels = np.full(len(pool_ids), None, dtype=object)
+    seen: dict[str, int] = {}
+    unknown: list[str] = []
+    for rid, label, line in rows:
+        rid = (rid or "").strip()
+        label = (label or "").strip()
+        if rid in seen:
+            raise InputError(f"--labels {str(p)!r} line {line}: id {rid!r} is labeled twice (first on line {seen[rid]}); keep one row per id.")
+        seen[rid] = line
+        if not label:
+            continue
+        if rid not in lookup:
+            unknown.append(rid)
+            continue
+        labels[lookup[rid]] = label
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        hint = " (a .npy pool's ids are its row numbers 0..n-1)" if pool_ids.dtype.kind in "iu" else ""
+        raise InputError(f"--labels {str(p)!r} has {len(unknown)} id(s) not in the pool: {shown}{more}{hint}; fix or drop them.")
+    return labels  # strings, even "3": labels are names, and ids stay as the pool wrote them
+
+
+@contextmanager
+def atomic_dir(out: str | Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary folder next to `out`; on success it replaces `out` in one rename.
+
+    An existing `out` is only replaced with `force`; on failure nothing changes.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputExistsError(f"--out {str(out)!r} already exists; pass --force to replace it, or choose another folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / "x")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, allow_nan=False, default=str)
+        f.write("\n")

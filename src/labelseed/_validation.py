@@ -1,0 +1,166 @@
+"""Input checks, in one place, with messages that name the parameter, what was
+expected and what was received."""
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .exceptions import FoldFallbackWarning, InputError
+
+#: The smallest number of folds that still gives out-of-fold scores.
+MIN_FOLDS = 2
+
+
+def check_embeddings(X: ArrayLike, name: str = "X") -> NDArray[np.float32]:
+    """Return `X` as a C-contiguous float32 matrix of shape (n_rows, n_dims).
+
+    Raises :class:`InputError` for a wrong number of dimensions, an empty pool,
+    zero-width vectors, non-numeric data and NaN or infinite values.
+    """
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and similar
+        raise InputError(f"`{name}` must be a 2-D numeric array; could not convert it: {exc}.") from exc
+    if arr.ndim != 2:
+        raise InputError(
+            f"`{name}` must be a 2-D array of shape (n_rows, n_dims); got {arr.ndim}-D shape {arr.shape}."
+        )
+    if arr.shape[0] == 0:
+        raise InputError(f"`{name}` is an empty pool (0 rows); give at least one row per labeled item.")
+    if arr.shape[1] == 0:
+        raise InputError(f"`{name}` has 0 dimensions per row; expected embedding vectors.")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"`{name}` must be numeric; got dtype {arr.dtype}.")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        shown = ", ".join(str(r) for r in bad_rows[:5])
+        more = f" and {len(bad_rows) - 5} more" if len(bad_rows) > 5 else ""
+        raise InputError(
+            f"`{name}` has NaN or infinite values in {len(bad_rows)} row(s) (rows {shown}{more}); "
+            "remove or re-embed those rows."
+        )
+    return arr
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def encode_labels(y: ArrayLike, n_rows: int, name: str = "y") -> tuple[NDArray[np.int64], np.ndarray]:
+    """Encode labels to integer codes with -1 for unlabeled rows.
+
+    Integers use -1 for unlabeled; strings and other objects use ``None`` (or NaN).
+
+    Returns
+    -------
+    codes : ndarray of shape (n_rows,), int64
+        Index into `classes`, or -1 for an unlabeled row.
+    classes : ndarray of shape (n_classes,)
+        Sorted distinct labels.
+    """
+    arr = np.asarray(y, dtype=object if not isinstance(y, np.ndarray) else None)
+    if arr.ndim != 1:
+        raise InputError(f"`{name}` must be 1-D with one label per row; got shape {arr.shape}.")
+    if arr.shape[0] != n_rows:
+        raise InputError(f"`{name}` has {arr.shape[0]} labels but `X` has {n_rows} rows; they must match.")
+    if arr.dtype.kind in "iu":
+        labeled = arr != -1
+        values = arr[labeled]
+    elif arr.dtype.kind == "f":
+        raise InputError(
+            f"`{name}` has float labels; use integers with -1 for unlabeled rows, or strings with None."
+        )
+    elif arr.dtype.kind == "b":
+        raise InputError(f"`{name}` must hold class labels (ints or strings), not booleans.")
+    else:
+        obj = arr.astype(object)
+        missing = np.fromiter((_is_missing(v) for v in obj), dtype=bool, count=len(obj))
+        ints = np.fromiter(
+            (isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in obj), dtype=bool, count=len(obj)
+        )
+        if ints.any() and (ints | missing).all():
+            # object array of ints: -1 marks unlabeled like the int case
+            missing |= np.fromiter((ints[i] and obj[i] == -1 for i in range(len(obj))), dtype=bool, count=len(obj))
+            labeled = ~missing
+            values = obj[labeled].astype(np.int64)
+        else:
+            labeled = ~missing
+            values = obj[labeled]
+            kinds = {type(v) for v in values}
+            if len(kinds) > 1:
+                names = ", ".join(sorted(k.__name__ for k in kinds))
+                raise InputError(f"`{name}` mixes label types ({names}); use one type, e.g. all strings.")
+            if kinds == {str} and any(v == "" for v in values):
+                raise InputError(f"`{name}` has empty-string labels; use None to mark unlabeled rows.")
+    codes = np.full(n_rows, -1, dtype=np.int64)
+    if labeled.any():
+        classes, inv = np.unique(values, return_inverse=True)
+        codes[labeled] = inv
+    else:
+        classes = np.empty(0, dtype=arr.dtype if arr.dtype.kind in "iu" else object)
+    return codes, classes
+
+
+def check_seed(codes: NDArray[np.int64], classes: np.ndarray) -> None:
+    """The labeled seed must have at least two classes."""
+    if len(classes) == 0:
+        raise InputError("No labeled rows: label at least two rows of each class (unlabeled rows are -1/None).")
+    if len(classes) == 1:
+        raise InputError(
+            f"Only one class is labeled ({classes[0]!r}); auto-labeling needs at least two classes "
+            "so that the thresholds can be checked against wrong labels."
+        )
+
+
+def check_fraction(value: Any, name: str, *, low_open: bool = True, high: float = 1.0) -> float:
+    """Check that `value` is a number in (0, high] (or [0, high] when `low_open` is False)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
+        raise InputError(f"`{name}` must be a number in (0, {high:g}]; got {value!r}.")
+    v = float(value)
+    ok = (0 < v <= high) if low_open else (0 <= v <= high)
+    if not ok:
+        interval = f"(0, {high:g}]" if low_open else f"[0, {high:g}]"
+        raise InputError(f"`{name}` must be in {interval}; got {value!r}.")
+    return v
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """Check that `value` is an integer >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def check_n_splits(codes: NDArray[np.int64], classes: np.ndarray, n_splits: int) -> int:
+    """Return the number of stratified folds to use.
+
+    Every class needs at least `n_splits` labeled rows. Where the smallest class
+    has fewer, but at least 2, fall back to that many folds with a
+    :class:`FoldFallbackWarning`; below 2 out-of-fold scores are impossible.
+    """
+    n_splits = check_int(n_splits, "n_splits", MIN_FOLDS)
+    counts = np.bincount(codes[codes >= 0], minlength=len(classes))
+    smallest = int(counts.min())
+    if smallest >= n_splits:
+        return n_splits
+    small = [f"{classes[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < n_splits)]
+    listed = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
+    if smallest < MIN_FOLDS:
+        raise InputError(
+            f"Class(es) {listed} have fewer labeled rows than the {MIN_FOLDS} needed for cross-validation; "
+            f"label at least {MIN_FOLDS} rows of every class ({n_splits} for {n_splits}-fold CV)."
+        )
+    warnings.warn(
+        f"Class(es) {listed} have fewer labeled rows than n_splits={n_splits}; using {smallest} folds instead. "
+        f"Label at least {n_splits} rows of every class for {n_splits}-fold cross-validation.",
+        FoldFallbackWarning,
+        stacklevel=3,
+    )
+    return smallest

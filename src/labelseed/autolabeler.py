@@ -1,0 +1,293 @@
+"""AutoLabeler: the scikit-learn-style estimator that ties the method together.
+
+``fit(X, y)``: validate -> kNN graph (once) -> out-of-fold scores for the seed
+and final scores for every row, all folds in one sparse solve -> thresholds for
+the business metric -> which rows are auto-labeled and which abstain.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator
+
+from ._validation import (
+    check_embeddings,
+    check_fraction,
+    check_int,
+    check_n_splits,
+    check_seed,
+    encode_labels,
+)
+from .exceptions import InputError, NotFittedError
+from .graph import EXACT_MAX_ROWS, KnnGraph, Progress, build_knn_graph, exact_neighbors, normalize_rows
+from .metrics import MetricSpec, resolve_metric
+from .spreading import Scores, normalized_affinity, self_train, spread_many
+from .thresholds import CrossValScores, ThresholdResult, choose_thresholds, cross_val_scores
+
+log = logging.getLogger(__name__)
+
+SEED, AUTO, ABSTAIN = "seed", "auto", "abstain"
+
+
+@dataclass(frozen=True)
+class AutoLabelResult:
+    """What :meth:`AutoLabeler.fit` decided for every row.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n_rows,), object
+        The seed label, the accepted auto-label, or None for an abstained row.
+    source : ndarray of shape (n_rows,), str
+        ``"seed"``, ``"auto"`` or ``"abstain"``.
+    confidence : ndarray of shape (n_rows,), float32
+        Confidence of the predicted class (1.0 for seed rows).
+    accepted : ndarray of int64
+        Row numbers auto-labeled.
+    abstained : ndarray of int64
+        Unlabeled row numbers left without a label.
+    thresholds : ThresholdResult
+        Per-class table and pool estimates.
+    """
+
+    labels: NDArray[np.object_]
+    source: NDArray[np.str_]
+    confidence: NDArray[np.float32]
+    accepted: NDArray[np.int64]
+    abstained: NDArray[np.int64]
+    thresholds: ThresholdResult
+
+    @property
+    def expected_precision(self) -> float:
+        return self.thresholds.expected_precision
+
+    @property
+    def coverage(self) -> float:
+        return self.thresholds.coverage
+
+
+class AutoLabeler(BaseEstimator):  # type: ignore[misc]
+    """Grow a small labeled seed into reliable labels for a whole pool.
+
+    Parameters
+    ----------
+    method : {"spreading", "self_training"}, default="spreading"
+        Label spreading on the kNN graph, or self-training of a logistic regression.
+    target_precision : float in (0, 1], default=0.95
+        Precision to meet (per class with `per_class`, else overall).
+    metric : str or callable, default="target_precision"
+        ``"target_precision"`` meets the target with the largest coverage;
+        ``"precision"``, ``"recall"``, ``"f1"``, ``"f<beta>"``, ``"accuracy"`` or any
+        ``metric(y_true, y_pred) -> float`` (y_pred -1 = abstained) is maximised instead.
+    per_class : bool, default=True
+        One threshold per class, or one global threshold.
+    n_neighbors : int, default=15
+    alpha : float in (0, 1), default=0.99
+        Label spreading's clamping factor.
+    n_splits : int, default=5
+        Stratified folds over the labeled rows.
+    min_support : int, default=3
+        Seed rows that must lie at or above each threshold.
+    confidence_level : float in (0, 1), default=0.8
+        How conservative the precision estimate behind a threshold is.
+    graph_method : {"auto", "exact", "ivf"}, default="auto"
+        Exact kNN up to `exact_max_rows` rows, faiss IVF above (``"auto"``).
+    exact_max_rows : int, default=5000
+    self_training_threshold : float, default=0.9
+    n_bootstrap : int, default=100
+    random_state : int, default=0
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    thresholds_ : ndarray of shape (n_classes,)
+    cv_results_ : dict of lists
+        Per-class table: ``class``, ``threshold``, ``expected_precision``,
+        ``precision_low``, ``precision_high``, ``n_accepted``, ``expected_coverage``,
+        ``support``, ``n_seed``, ``oof_precision``, ``threshold_spread``, ``meets_target``.
+    result_ : AutoLabelResult
+    label_distributions_ : ndarray of shape (n_rows, n_classes)
+    graph_ : KnnGraph or None
+    n_splits_ : int
+        Folds actually used.
+    """
+
+    def __init__(
+        self,
+        method: Literal["spreading", "self_training"] = "spreading",
+        target_precision: float = 0.95,
+        metric: MetricSpec = "target_precision",
+        per_class: bool = True,
+        n_neighbors: int = 15,
+        alpha: float = 0.99,
+        n_splits: int = 5,
+        min_support: int = 3,
+        confidence_level: float = 0.8,
+        graph_method: Literal["auto", "exact", "ivf"] = "auto",
+        exact_max_rows: int = EXACT_MAX_ROWS,
+        self_training_threshold: float = 0.9,
+        n_bootstrap: int = 100,
+        random_state: int = 0,
+    ) -> None:
+        self.method = method
+        self.target_precision = target_precision
+        self.metric = metric
+        self.per_class = per_class
+        self.n_neighbors = n_neighbors
+        self.alpha = alpha
+        self.n_splits = n_splits
+        self.min_support = min_support
+        self.confidence_level = confidence_level
+        self.graph_method = graph_method
+        self.exact_max_rows = exact_max_rows
+        self.self_training_threshold = self_training_threshold
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- fit
+    def fit(
+        self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None
+    ) -> "AutoLabeler":
+        """Fit on all rows; `y` marks unlabeled rows with -1 (ints) or None (strings).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_dims)
+        y : array-like of shape (n_rows,)
+        graph : KnnGraph, optional
+            A graph already built for `X` (reused as is).
+        progress : callable(stage, done, total), optional
+        """
+        Xa = check_embeddings(X)
+        codes, classes = encode_labels(y, Xa.shape[0])
+        check_seed(codes, classes)
+        target = check_fraction(self.target_precision, "target_precision")
+        metric_name, metric_fn = resolve_metric(self.metric)
+        check_fraction(self.confidence_level, "confidence_level")
+        min_support = check_int(self.min_support, "min_support", 1)
+        check_int(self.n_bootstrap, "n_bootstrap", 0)
+        if self.method not in ("spreading", "self_training"):
+            raise InputError(f"`method` must be 'spreading' or 'self_training'; got {self.method!r}.")
+        if not 0 < float(self.alpha) < 1:
+            raise InputError(f"`alpha` must be in (0, 1); got {self.alpha!r}.")
+        if not (codes == -1).any():
+            raise InputError("Every row is labeled, so there is nothing to auto-label; add unlabeled rows (-1/None).")
+        n_splits = check_n_splits(codes, classes, self.n_splits)
+        n_classes = len(classes)
+
+        self.graph_ = None
+        if self.method == "spreading":
+            if graph is not None and graph.n_rows != Xa.shape[0]:
+                raise InputError(f"`graph` has {graph.n_rows} rows but `X` has {Xa.shape[0]}; build it for this X.")
+            self.graph_ = graph or build_knn_graph(
+                Xa, self.n_neighbors, method=self.graph_method, exact_max_rows=self.exact_max_rows,
+                random_state=self.random_state, progress=progress,
+            )
+            S = normalized_affinity(self.graph_.affinity())
+
+            def scorer(code_sets: list[NDArray[np.int64]]) -> list[Scores]:
+                return spread_many(S, code_sets, n_classes, float(self.alpha), progress=progress)
+        else:
+            Xn = normalize_rows(Xa)
+
+            def scorer(code_sets: list[NDArray[np.int64]]) -> list[Scores]:
+                out = []
+                for i, c in enumerate(code_sets):
+                    out.append(self_train(Xn, c, n_classes, threshold=self.self_training_threshold,
+                                          random_state=self.random_state).scores)
+                    if progress:
+                        progress("self-training", i + 1, len(code_sets))
+                return out
+
+        cv = cross_val_scores(scorer, codes, n_classes, n_splits, self.random_state)
+        th = choose_thresholds(
+            cv, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
+            per_class=bool(self.per_class), min_support=min_support, confidence_level=self.confidence_level,
+            n_bootstrap=self.n_bootstrap, random_state=self.random_state,
+        )
+        self.classes_ = classes
+        self.n_splits_ = n_splits
+        self.thresholds_ = th.thresholds
+        self.cv_scores_: CrossValScores = cv
+        self.label_distributions_ = cv.final.distribution
+        self.result_ = _decide(codes, classes, cv.final, th)
+        self.cv_results_ = _table(th)
+        self._X_fit = Xa if self.method == "spreading" else None
+        return self
+
+    # -------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "result_"):
+            raise NotFittedError("This AutoLabeler is not fitted yet; call fit(X, y) first.")
+
+    def predict_proba(self, X: ArrayLike | None = None) -> NDArray[np.float32]:
+        """Class scores, shape (n_rows, n_classes); rows with no path are all 0.
+
+        Without `X`, the fitted rows (transductive). With new rows, the average of
+        their `n_neighbors` nearest fitted rows' scores, weighted by similarity.
+        """
+        self._check_fitted()
+        if X is None:
+            return self.label_distributions_
+        Q = normalize_rows(check_embeddings(X))
+        if self._X_fit is None:
+            raise InputError("predict_proba on new rows needs method='spreading'; pass X=None for the fitted rows.")
+        ref = normalize_rows(self._X_fit)
+        if Q.shape[1] != ref.shape[1]:
+            raise InputError(f"`X` has {Q.shape[1]} dimensions but the fitted data had {ref.shape[1]}.")
+        idx, sim = exact_neighbors(Q, ref, self.n_neighbors)
+        w = np.clip(sim, 0, None) * (idx >= 0)
+        P = np.einsum("ik,ikc->ic", w, self.label_distributions_[np.maximum(idx, 0)])
+        return Scores.from_unnormalized(P).distribution
+
+    def predict(self, X: ArrayLike | None = None) -> np.ndarray:
+        """Labels that pass the thresholds; -1 (int labels) or None elsewhere.
+
+        Without `X`: seed labels for seed rows and accepted auto-labels for the
+        rest, exactly ``result_.labels``.
+        """
+        self._check_fitted()
+        if X is None:
+            labels = self.result_.labels
+        else:
+            s = Scores.from_unnormalized(self.predict_proba(X))
+            ok = (s.predicted >= 0) & (s.confidence >= self.thresholds_[np.maximum(s.predicted, 0)])
+            labels = np.array([self.classes_[p] if a else None for p, a in zip(s.predicted, ok)], dtype=object)
+        if self.classes_.dtype.kind in "iu":
+            return np.array([-1 if v is None else v for v in labels], dtype=np.int64)
+        return labels
+
+
+def _decide(codes: NDArray[np.int64], classes: np.ndarray, final: Scores, th: ThresholdResult) -> AutoLabelResult:
+    n = len(codes)
+    seed = codes >= 0
+    p, c = final.predicted, final.confidence
+    passes = (~seed) & (p >= 0) & (c >= th.thresholds[np.maximum(p, 0)])
+    labels = np.full(n, None, dtype=object)
+    labels[seed] = classes[codes[seed]]
+    labels[passes] = classes[p[passes]]
+    source = np.full(n, ABSTAIN, dtype="<U7")
+    source[seed] = SEED
+    source[passes] = AUTO
+    conf = c.copy()
+    conf[seed] = 1.0
+    return AutoLabelResult(
+        labels=labels,
+        source=source,
+        confidence=conf,
+        accepted=np.flatnonzero(passes),
+        abstained=np.flatnonzero(~seed & ~passes),
+        thresholds=th,
+    )
+
+
+def _table(th: ThresholdResult) -> dict[str, list[Any]]:
+    keys = ["threshold", "expected_precision", "precision_low", "precision_high", "n_accepted",
+            "expected_coverage", "support", "n_seed", "oof_precision", "threshold_spread", "meets_target"]
+    table: dict[str, list[Any]] = {"class": [r.label for r in th.per_class]}
+    for k in keys:
+        table[k] = [getattr(r, k) for r in th.per_class]
+    return table

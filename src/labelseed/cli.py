@@ -1,0 +1,225 @@
+"""Command-line interface: parse -> one library call -> render."""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from ._io import atomic_dir, read_embeddings, read_seed_labels, write_json
+from .autolabeler import AUTO, SEED, AutoLabeler
+from .exceptions import InputError, LabelseedError
+
+EXIT_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="labelseed", description="Grow a small labeled seed into reliable labels.")
+    p.add_argument("--version", action="version", version=f"labelseed {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("autolabel", help="auto-label a pool of embeddings from a labeled seed")
+    a.add_argument("--embeddings", required=True, help=".npy (ids = row numbers) or .parquet (id + vector column)")
+    a.add_argument("--labels", required=True, help="CSV with columns id,label")
+    a.add_argument("--out", required=True, help="output folder (written atomically)")
+    a.add_argument("--target-precision", type=float, default=0.95)
+    g = a.add_mutually_exclusive_group()
+    g.add_argument("--per-class", dest="per_class", action="store_true", default=True, help="one threshold per class (default)")
+    g.add_argument("--global", dest="per_class", action="store_false", help="one threshold for all classes")
+    a.add_argument("--metric", default="target_precision",
+                   help="target_precision (default), precision, recall, f1, f<beta>, accuracy")
+    a.add_argument("--method", choices=["spreading", "self_training"], default="spreading")
+    a.add_argument("--n-neighbors", type=int, default=15)
+    a.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
+    a.add_argument("--folds", type=int, default=5)
+    a.add_argument("--min-support", type=int, default=3)
+    a.add_argument("--id-column", default="id")
+    a.add_argument("--vector-column", default=None)
+    a.add_argument("--seed", type=int, default=0, help="random seed (folds, bootstrap, index)")
+    a.add_argument("--force", action="store_true", help="replace --out if it exists")
+    a.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    return p
+
+
+class _Progress:
+    """Rich progress bars keyed by stage name, for the library's progress callback."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tasks: dict[str, Any] = {}
+        self.bar: Any = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
+                                console=_console(stderr=True))
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _json_num(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return None if not math.isfinite(float(v)) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def autolabel(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(f"--out {str(out)!r} already exists; pass --force to replace it, or choose another folder.")
+    ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
+    labels = read_seed_labels(args.labels, ids)
+    params: dict[str, Any] = dict(
+        method=args.method, target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
+        n_neighbors=args.n_neighbors, n_splits=args.folds, min_support=args.min_support, random_state=args.seed,
+    )
+    if args.alpha is not None:
+        params["alpha"] = args.alpha
+    model = AutoLabeler(**params)
+    with _Progress(not args.quiet) as progress:
+        model.fit(X, labels, progress=progress)
+    r = model.result_
+    th = r.thresholds
+    keep = np.flatnonzero(r.source != "abstain")
+    id_list = ids.tolist()
+    with atomic_dir(out, args.force) as tmp:
+        _write_labels(tmp, [id_list[i] for i in keep], [str(r.labels[i]) for i in keep],
+                      r.confidence[keep], r.source[keep])
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        ab = r.abstained
+        pred = model.label_distributions_[ab].argmax(axis=1) if len(ab) else np.empty(0, dtype=int)
+        reached = model.label_distributions_[ab].sum(axis=1) > 0 if len(ab) else np.empty(0, dtype=bool)
+        pacsv.write_csv(pa.table({
+            "id": pa.array([str(id_list[i]) for i in ab], pa.string()),
+            "best_guess": pa.array([str(model.classes_[p]) if ok else None for p, ok in zip(pred, reached)], pa.string()),
+            "confidence": pa.array(r.confidence[ab].astype(np.float64)),
+        }), tmp / "abstained.csv")
+        summary = _summary(args, model, X.shape, time.perf_counter() - t0)
+        write_json(tmp / "summary.json", summary)
+    if not args.quiet:
+        _print_table(model, summary, out)
+    return 0
+
+
+def _write_labels(folder: Path, ids: list[Any], labels: list[str], conf: np.ndarray, source: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    id_arr = pa.array(ids) if all(isinstance(i, int) for i in ids) else pa.array([str(i) for i in ids], pa.string())
+    table = pa.table({"id": id_arr, "label": pa.array(labels, pa.string()),
+                      "confidence": pa.array(conf.astype(np.float64)), "source": pa.array(source.tolist(), pa.string())})
+    pq.write_table(table, folder / "auto_labels.parquet")
+    pacsv.write_csv(table, folder / "auto_labels.csv")
+
+
+def _summary(args: argparse.Namespace, model: AutoLabeler, shape: tuple[int, ...], seconds: float) -> dict[str, Any]:
+    r = model.result_
+    th = r.thresholds
+    n_seed = int((r.source == SEED).sum())
+    classes = []
+    for row in th.per_class:
+        d = {k: _json_num(v) for k, v in row.__dict__.items() if k != "fold_thresholds"}
+        d["label"] = str(row.label)
+        d["fold_thresholds"] = [_json_num(v) for v in row.fold_thresholds]
+        classes.append(d)
+    return {
+        "expected_precision": _json_num(th.expected_precision),
+        "expected_precision_interval": [_json_num(th.precision_low), _json_num(th.precision_high)],
+        "coverage": _json_num(th.coverage),
+        "n_rows": int(shape[0]),
+        "n_dims": int(shape[1]),
+        "n_seed": n_seed,
+        "n_auto": int(len(r.accepted)),
+        "n_abstained": int(len(r.abstained)),
+        "mode": th.mode,
+        "metric": th.metric,
+        "target_precision": _json_num(th.target_precision),
+        "cv_score": _json_num(th.cv_score),
+        "n_splits": int(model.n_splits_),
+        "graph": model.graph_.method if model.graph_ is not None else None,
+        "params": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in model.get_params().items()},
+        "inputs": {"embeddings": str(Path(args.embeddings).resolve()), "labels": str(Path(args.labels).resolve())},
+        "seconds": round(seconds, 3),
+        "version": __version__,
+        "classes": classes,
+    }
+
+
+def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None:
+    from rich.table import Table
+
+    th = model.result_.thresholds
+    t = Table(title=f"labelseed: {summary['n_auto']} auto-labels, {summary['n_abstained']} abstained ({th.mode}, {th.metric})")
+    for col in ("class", "seed", "auto", "threshold", "exp. precision [90%]", "coverage", "support", "spread", "target met"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for row in th.per_class:
+        t.add_row(str(row.label), str(row.n_seed), str(row.n_accepted), _fmt(row.threshold),
+                  f"{_fmt(row.expected_precision)} [{_fmt(row.precision_low)}, {_fmt(row.precision_high)}]",
+                  _fmt(row.expected_coverage), str(row.support), _fmt(row.threshold_spread),
+                  "yes" if row.meets_target else "no")
+    c = _console()
+    c.print(t)
+    c.print(f"expected precision {_fmt(th.expected_precision)} [{_fmt(th.precision_low)}, {_fmt(th.precision_high)}], "
+            f"coverage {_fmt(th.coverage)} of the unlabeled pool; written to {out}/")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show_warning  # type: ignore[assignment]
+    try:
+        if args.command == "autolabel":
+            return autolabel(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except LabelseedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

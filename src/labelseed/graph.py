@@ -1,0 +1,226 @@
+"""The kNN graph: cosine similarity on L2-normalised float32 vectors.
+
+Exact (blocked matrix products) up to ``exact_max_rows`` rows, approximate
+above it with a faiss IVF index (chosen by measurement against hnswlib, usearch,
+pynndescent and faiss HNSW: ``bench/ann_choice.py``, ``bench/README.md``). The graph is built once per
+data set and reused by everything downstream: cross-validation folds,
+thresholds and the final labeling.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from ._validation import check_int
+from .exceptions import InputError
+
+log = logging.getLogger(__name__)
+
+#: Progress callback: (stage, done, total).
+Progress = Callable[[str, int, int], None]
+
+#: Up to this many rows the graph is exact; above, IVF (see bench/README.md).
+EXACT_MAX_ROWS = 5_000
+
+GraphMethod = Literal["auto", "exact", "ivf"]
+
+
+@dataclass(frozen=True)
+class KnnGraph:
+    """Each row's nearest neighbours by cosine similarity (itself excluded).
+
+    Attributes
+    ----------
+    indices : ndarray of shape (n_rows, n_neighbors), int64
+        Neighbour row numbers, most similar first; -1 where a row has fewer neighbours.
+    similarities : ndarray of shape (n_rows, n_neighbors), float32
+        Cosine similarities matching `indices` (0 where the index is -1).
+    method : str
+        ``"exact"`` or ``"ivf"``.
+    """
+
+    indices: NDArray[np.int64]
+    similarities: NDArray[np.float32]
+    method: str
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def n_neighbors(self) -> int:
+        return int(self.indices.shape[1])
+
+    def affinity(self, weighting: Literal["cosine", "connectivity"] = "cosine") -> sparse.csr_matrix:
+        """Symmetric sparse affinity W (CSR, float32), memory O(n * k).
+
+        An edge exists where either row is among the other's neighbours
+        (``W = max(A, A.T)``); its weight is the cosine similarity clipped at 0,
+        or 1 with ``weighting="connectivity"``. The diagonal is zero.
+        """
+        n, k = self.indices.shape
+        valid = self.indices >= 0
+        rows = np.repeat(np.arange(n, dtype=np.int64), k)[valid.ravel()]
+        cols = self.indices[valid]
+        if weighting == "cosine":
+            vals = np.clip(self.similarities[valid], 0.0, None).astype(np.float32)
+        elif weighting == "connectivity":
+            vals = np.ones(len(rows), dtype=np.float32)
+        else:
+            raise InputError(f"`weighting` must be 'cosine' or 'connectivity'; got {weighting!r}.")
+        keep = vals > 0
+        A = sparse.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32)
+        W = A.maximum(A.T).tocsr()
+        W.setdiag(0)
+        W.eliminate_zeros()
+        return W
+
+
+def normalize_rows(X: NDArray[np.float32], name: str = "X") -> NDArray[np.float32]:
+    """L2-normalise rows (float32, a new array); zero rows are an input error."""
+    norms = np.linalg.norm(X, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if len(zero):
+        shown = ", ".join(str(r) for r in zero[:5])
+        raise InputError(
+            f"`{name}` has {len(zero)} all-zero row(s) (rows {shown}); a zero vector has no direction "
+            "for cosine similarity: remove or re-embed them."
+        )
+    out = X / norms[:, None].astype(np.float32)
+    return out.astype(np.float32, copy=False)
+
+
+def _topk_exact(
+    Q: NDArray[np.float32],
+    X: NDArray[np.float32],
+    k: int,
+    exclude_self_offset: int | None,
+    block_rows: int,
+    progress: Progress | None,
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    n_q, n = Q.shape[0], X.shape[0]
+    k_eff = min(k, n - (1 if exclude_self_offset is not None else 0))
+    idx = np.full((n_q, k), -1, dtype=np.int64)
+    sim = np.zeros((n_q, k), dtype=np.float32)
+    if k_eff <= 0:
+        return idx, sim
+    for start in range(0, n_q, block_rows):
+        stop = min(start + block_rows, n_q)
+        S = Q[start:stop] @ X.T
+        if exclude_self_offset is not None:
+            r = np.arange(start, stop)
+            S[r - start, r + exclude_self_offset] = -np.inf
+        part = np.argpartition(-S, k_eff - 1, axis=1)[:, :k_eff]
+        ps = np.take_along_axis(S, part, axis=1)
+        order = np.argsort(-ps, axis=1, kind="stable")
+        idx[start:stop, :k_eff] = np.take_along_axis(part, order, axis=1)
+        sim[start:stop, :k_eff] = np.take_along_axis(ps, order, axis=1)
+        if progress:
+            progress("knn graph (exact)", stop, n_q)
+    return idx, sim
+
+
+def exact_neighbors(
+    Q: NDArray[np.float32], X: NDArray[np.float32], k: int, progress: Progress | None = None
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Exact top-`k` cosine neighbours in `X` of each row of `Q` (both L2-normalised)."""
+    block = max(1, min(4096, (64 << 20) // (4 * max(1, X.shape[0]))))
+    return _topk_exact(Q, X, k, None, block, progress)
+
+
+def _ivf(
+    Xn: NDArray[np.float32], k: int, nprobe: int, random_state: int, progress: Progress | None
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """All-rows kNN with faiss IVF (sqrt(n) lists, fp16 codes), probing `nprobe` lists."""
+    import faiss
+
+    n, d = Xn.shape
+    nlist = max(1, int(np.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, d, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
+    )
+    index.cp.niter = 10
+    index.cp.seed = int(random_state)
+    index.cp.min_points_per_centroid = 5
+    index.cp.max_points_per_centroid = 64
+    rng = np.random.default_rng(random_state)
+    train = Xn if n <= 64 * nlist else Xn[np.sort(rng.choice(n, 64 * nlist, replace=False))]
+    index.train(train)
+    step = 50_000
+    for start in range(0, n, step):
+        index.add(Xn[start : start + step])
+        if progress:
+            progress("knn graph (index)", min(start + step, n), n)
+    index.nprobe = min(nlist, max(1, nprobe))
+    idx = np.empty((n, k), dtype=np.int64)
+    sim = np.empty((n, k), dtype=np.float32)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        D, I = index.search(Xn[start:stop], k + 1)
+        own = I == np.arange(start, stop)[:, None]
+        # drop the row itself where found, else the least similar result
+        drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+        keep = np.ones_like(own)
+        keep[np.arange(stop - start), drop] = False
+        idx[start:stop] = I[keep].reshape(stop - start, k)
+        sim[start:stop] = D[keep].reshape(stop - start, k)
+        if progress:
+            progress("knn graph (search)", stop, n)
+    sim[idx < 0] = 0.0
+    return idx, sim
+
+
+def build_knn_graph(
+    X: NDArray[np.float32],
+    n_neighbors: int = 15,
+    *,
+    method: GraphMethod = "auto",
+    exact_max_rows: int = EXACT_MAX_ROWS,
+    nprobe: int = 6,
+    random_state: int = 0,
+    normalized: bool = False,
+    progress: Progress | None = None,
+) -> KnnGraph:
+    """Build the cosine kNN graph of `X`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_dims), float32
+        Finite vectors (see :func:`labelseed._validation.check_embeddings`).
+    n_neighbors : int, default=15
+        Neighbours per row, the row itself excluded.
+    method : {"auto", "exact", "ivf"}, default="auto"
+        ``"auto"`` is exact up to `exact_max_rows` rows and IVF above.
+    nprobe : int, default=6
+        IVF lists probed per row; 6 of sqrt(n) lists gave recall@15 of 0.98 on
+        Fashion-MNIST at 20,000 rows (bench/README.md).
+    random_state : int, default=0
+        Seeds the IVF k-means and its training sample.
+    normalized : bool, default=False
+        Set when `X` rows already have unit L2 norm, to skip a copy.
+
+    Returns
+    -------
+    KnnGraph
+    """
+    n_neighbors = check_int(n_neighbors, "n_neighbors", 1)
+    if method not in ("auto", "exact", "ivf"):
+        raise InputError(f"`graph_method` must be 'auto', 'exact' or 'ivf'; got {method!r}.")
+    Xn = X if normalized else normalize_rows(X)
+    n = Xn.shape[0]
+    use = method if method != "auto" else ("exact" if n <= exact_max_rows else "ivf")
+    k = min(n_neighbors, max(n - 1, 0))
+    log.info("building %s kNN graph: %d rows, k=%d", use, n, k)
+    if use == "exact" or k == 0:
+        block = max(1, min(4096, (256 << 20) // (4 * max(1, n))))
+        idx, sim = _topk_exact(Xn, Xn, k, 0, block, progress)
+        use = "exact"
+    else:
+        idx, sim = _ivf(Xn, k, nprobe, random_state, progress)
+    return KnnGraph(indices=idx, similarities=sim, method=use)

@@ -1,0 +1,249 @@
+"""Label spreading on a sparse graph (Zhou et al. 2004) and self-training.
+
+Label spreading solves ``F = (1 - alpha) (I - alpha S)^-1 Y`` with
+``S = D^-1/2 W D^-1/2``: the fixed point scikit-learn's ``LabelSpreading``
+iterates towards. Here it is solved sparsely in float32, by conjugate gradient
+for symmetric graphs (all label columns at once, so every cross-validation fold
+shares one solve) or by the plain fixed-point iteration for any graph.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from ._validation import check_fraction, check_int
+from .exceptions import InputError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-class scores for every row.
+
+    Attributes
+    ----------
+    distribution : ndarray of shape (n_rows, n_classes), float32
+        Scores normalised to sum to 1 per row; all zeros for a row with no path
+        to any labeled row (it abstains).
+    predicted : ndarray of shape (n_rows,), int64
+        Arg-max class code, or -1 for an abstaining row.
+    confidence : ndarray of shape (n_rows,), float32
+        The largest normalised score (0 for an abstaining row).
+    """
+
+    distribution: NDArray[np.float32]
+    predicted: NDArray[np.int64]
+    confidence: NDArray[np.float32]
+
+    @classmethod
+    def from_unnormalized(cls, F: NDArray[np.floating]) -> "Scores":
+        F = np.asarray(F, dtype=np.float32)
+        mass = F.sum(axis=1)
+        reached = mass > 0
+        dist = np.zeros_like(F)
+        dist[reached] = F[reached] / mass[reached, None]
+        predicted = np.where(reached, dist.argmax(axis=1), -1).astype(np.int64)
+        confidence = np.where(reached, dist.max(axis=1, initial=0.0), 0.0).astype(np.float32)
+        return cls(distribution=dist, predicted=predicted, confidence=confidence)
+
+
+def normalized_affinity(W: sparse.spmatrix) -> sparse.csr_matrix:
+    """``S = D^-1/2 W D^-1/2`` (CSR, float32) for a symmetric affinity `W`.
+
+    Rows with no edges get degree 0 and stay all-zero (they can only abstain).
+    """
+    W = sparse.csr_matrix(W, dtype=np.float32)
+    deg = np.asarray(W.sum(axis=1)).ravel()
+    inv = np.zeros_like(deg)
+    np.divide(1.0, np.sqrt(deg), out=inv, where=deg > 0)
+    D = sparse.diags(inv.astype(np.float32))
+    return (D @ W @ D).tocsr().astype(np.float32)
+
+
+def one_hot(codes: NDArray[np.int64], n_classes: int) -> NDArray[np.float32]:
+    """(n_rows, n_classes) float32 indicator of labeled rows; -1 rows are all zero."""
+    Y = np.zeros((len(codes), n_classes), dtype=np.float32)
+    lab = np.flatnonzero(codes >= 0)
+    Y[lab, codes[lab]] = 1.0
+    return Y
+
+
+def _block_cg(
+    S: sparse.csr_matrix, B: NDArray[np.float32], alpha: float, tol: float, max_iter: int,
+    progress: Progress | None,
+) -> tuple[NDArray[np.float32], int]:
+    """Solve (I - alpha S) X = B column-wise by conjugate gradient (S symmetric)."""
+    X = np.zeros_like(B)
+    R = B.copy()
+    P = R.copy()
+    rs = np.einsum("ij,ij->j", R, R)
+    stop = (tol**2) * rs
+    active = rs > 0
+    it = 0
+    for it in range(1, max_iter + 1):
+        if not active.any():
+            break
+        AP = P - alpha * (S @ P)
+        pap = np.einsum("ij,ij->j", P, AP)
+        a = np.zeros_like(rs)
+        np.divide(rs, pap, out=a, where=active & (pap > 0))
+        X += a * P
+        R -= a * AP
+        rs_new = np.einsum("ij,ij->j", R, R)
+        active &= rs_new > stop
+        beta = np.zeros_like(rs)
+        np.divide(rs_new, rs, out=beta, where=active & (rs > 0))
+        P *= beta
+        P += R
+        rs = rs_new
+        if progress:
+            progress("label spreading", it, max_iter)
+    return X, it
+
+
+def propagate(
+    S: sparse.csr_matrix,
+    Y: NDArray[np.float32],
+    alpha: float = 0.99,
+    *,
+    solver: Literal["cg", "iterate"] = "cg",
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    progress: Progress | None = None,
+) -> NDArray[np.float32]:
+    """Solve ``F = (1 - alpha) (I - alpha S)^-1 Y`` for every column of `Y`.
+
+    Parameters
+    ----------
+    S : sparse matrix of shape (n_rows, n_rows)
+        Normalised affinity (:func:`normalized_affinity`). ``"cg"`` needs it
+        symmetric; ``"iterate"`` takes any S with spectral radius <= 1.
+    Y : ndarray of shape (n_rows, n_columns), float32
+        Initial label columns; several label sets (e.g. one per fold) may be
+        stacked side by side and are solved together.
+    alpha : float in (0, 1), default=0.99
+        How far labels spread (scikit-learn's ``alpha`` in LabelSpreading).
+    solver : {"cg", "iterate"}, default="cg"
+    tol : float, default=1e-4
+        Relative residual (cg) or absolute change per iteration, as
+        scikit-learn measures it (iterate).
+    max_iter : int, default=1000
+
+    Returns
+    -------
+    F : ndarray of shape (n_rows, n_columns), float32
+        Unnormalised scores; rows with no path to a labeled row are exactly 0.
+    """
+    if not 0 < alpha < 1:
+        raise InputError(f"`alpha` must be in (0, 1); got {alpha!r}.")
+    check_fraction(tol, "tol")
+    check_int(max_iter, "max_iter", 1)
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    S = sparse.csr_matrix(S, dtype=np.float32)
+    if solver == "cg":
+        X, n_iter = _block_cg(S, (1.0 - alpha) * Y, alpha, tol, max_iter, progress)
+        log.debug("block CG: %d columns, %d iterations", Y.shape[1], n_iter)
+        return np.maximum(X, 0.0, out=X)  # tiny negative round-off where mass is ~0
+    if solver == "iterate":
+        static = (1.0 - alpha) * Y
+        F = Y.copy()
+        for it in range(max_iter):
+            F_new = alpha * (S @ F) + static
+            if np.abs(F_new - F).sum() < tol:
+                F = F_new
+                break
+            F = F_new
+            if progress:
+                progress("label spreading", it + 1, max_iter)
+        return F.astype(np.float32, copy=False)
+    raise InputError(f"`solver` must be 'cg' or 'iterate'; got {solver!r}.")
+
+
+def spread(
+    S: sparse.csr_matrix, codes: NDArray[np.int64], n_classes: int, alpha: float = 0.99, **kw: object
+) -> Scores:
+    """Label spreading for one label vector: ``(graph, y) -> scores``."""
+    return Scores.from_unnormalized(propagate(S, one_hot(codes, n_classes), alpha, **kw))  # type: ignore[arg-type]
+
+
+def spread_many(
+    S: sparse.csr_matrix,
+    code_sets: list[NDArray[np.int64]],
+    n_classes: int,
+    alpha: float = 0.99,
+    **kw: object,
+) -> list[Scores]:
+    """Label spreading for several label vectors at once (one sparse solve)."""
+    Y = np.concatenate([one_hot(c, n_classes) for c in code_sets], axis=1)
+    F = propagate(S, Y, alpha, **kw)  # type: ignore[arg-type]
+    return [Scores.from_unnormalized(F[:, i * n_classes : (i + 1) * n_classes]) for i in range(len(code_sets))]
+
+
+@dataclass(frozen=True)
+class SelfTrainingResult:
+    """Outcome of :func:`self_train`.
+
+    Attributes
+    ----------
+    scores : Scores
+        Class probabilities of the final classifier for every row.
+    pseudo_labeled : ndarray of shape (n_rows,), bool
+        Rows the loop actually accepted as pseudo-labels (never the seed rows).
+    n_iter : int
+        Self-training rounds run.
+    """
+
+    scores: Scores
+    pseudo_labeled: NDArray[np.bool_]
+    n_iter: int
+
+
+def self_train(
+    X: NDArray[np.float32],
+    codes: NDArray[np.int64],
+    n_classes: int,
+    *,
+    threshold: float = 0.9,
+    max_iter: int = 10,
+    C: float = 1.0,
+    random_state: int = 0,
+) -> SelfTrainingResult:
+    """Self-training with a multinomial logistic regression (calibrated by its log-loss).
+
+    Each round fits on the seed plus the pseudo-labels so far, then accepts the
+    unlabeled rows whose top probability is >= `threshold`. Stops when a round
+    accepts nothing new. Unlike the talk's ``SelfTrainingClassifier.predict``,
+    rows that were never accepted are reported as such (``pseudo_labeled``).
+
+    Every class of the seed must appear in `codes`; `codes` uses -1 for unlabeled.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    check_fraction(threshold, "self_training_threshold")
+    y = codes.copy()
+    pseudo = np.zeros(len(codes), dtype=bool)
+    n_iter = 0
+    clf = LogisticRegression(C=C, max_iter=300, random_state=random_state)
+    for n_iter in range(1, max_iter + 1):
+        fit_rows = y >= 0
+        clf.fit(X[fit_rows], y[fit_rows])
+        pool = np.flatnonzero(~fit_rows)
+        if len(pool) == 0:
+            break
+        proba = clf.predict_proba(X[pool])
+        take = proba.max(axis=1) >= threshold
+        if not take.any():
+            break
+        y[pool[take]] = clf.classes_[proba[take].argmax(axis=1)]
+        pseudo[pool[take]] = True
+    full = np.zeros((len(codes), n_classes), dtype=np.float32)
+    full[:, clf.classes_] = clf.predict_proba(X).astype(np.float32)
+    return SelfTrainingResult(scores=Scores.from_unnormalized(full), pseudo_labeled=pseudo, n_iter=n_iter)
