@@ -80,7 +80,9 @@ class _Progress:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output (logs, CI) gets a wide table instead of rich's 80-column default
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 140)
 
 
 def _fmt(v: float, digits: int = 3) -> str:

@@ -64,33 +64,40 @@ class CrossValScores:
 
 
 def fold_code_sets(
-    codes: NDArray[np.int64], n_splits: int, random_state: int
+    codes: NDArray[np.int64], n_splits: int, random_state: int, fold: NDArray[np.int64] | None = None
 ) -> tuple[list[NDArray[np.int64]], NDArray[np.int64], NDArray[np.int64]]:
     """Label vectors with one stratified fold hidden each (then the full one).
 
     Returns ``(code_sets, labeled, fold)``; the folds are materialised once so
     every threshold sees every fold (the talk's code exhausted a generator).
+    `fold` gives the fold of each labeled row instead of drawing them.
     """
     from sklearn.model_selection import StratifiedKFold
 
     labeled = np.flatnonzero(codes >= 0)
-    fold = np.empty(len(labeled), dtype=np.int64)
-    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    if fold is None:
+        fold = np.empty(len(labeled), dtype=np.int64)
+        skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+        for f, (_, test) in enumerate(skf.split(np.zeros(len(labeled)), codes[labeled])):
+            fold[test] = f
     sets = []
-    for f, (_, test) in enumerate(skf.split(np.zeros(len(labeled)), codes[labeled])):
-        fold[test] = f
+    for f in range(n_splits):
         c = codes.copy()
-        c[labeled[test]] = -1
+        c[labeled[fold == f]] = -1
         sets.append(c)
     sets.append(codes.copy())
-    return sets, labeled, fold
+    return sets, labeled, np.asarray(fold, dtype=np.int64)
 
 
 def cross_val_scores(
-    scorer: Scorer, codes: NDArray[np.int64], n_classes: int, n_splits: int, random_state: int = 0
+    scorer: Scorer, codes: NDArray[np.int64], n_classes: int, n_splits: int, random_state: int = 0,
+    fold: NDArray[np.int64] | None = None,
 ) -> CrossValScores:
-    """Out-of-fold scores for every labeled row (see module docstring)."""
-    sets, labeled, fold = fold_code_sets(codes, n_splits, random_state)
+    """Out-of-fold scores for every labeled row (see module docstring).
+
+    `fold` (one entry per labeled row) fixes the fold assignment instead of drawing it.
+    """
+    sets, labeled, fold = fold_code_sets(codes, n_splits, random_state, fold)
     runs = scorer(sets)
     dist = np.zeros((len(labeled), n_classes), dtype=np.float32)
     for f in range(n_splits):

@@ -1,0 +1,191 @@
+"""The CLI end to end, through the installed `labelseed` entry point."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import blobs
+
+EXE = Path(sys.executable).parent / "labelseed"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300)
+
+
+def write_seed(path: Path, rows: list[tuple[object, object]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label"])
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def pool(tmp_path):
+    X, y = blobs(n_per=60, n_classes=3, dim=16, spread=1.0, seed=0)
+    np.save(tmp_path / "X.npy", X)
+    rng = np.random.default_rng(0)
+    seed = [(int(i), f"class-{y[i]}") for c in range(3) for i in rng.choice(np.flatnonzero(y == c), 8, replace=False)]
+    write_seed(tmp_path / "seed.csv", seed)
+    return tmp_path, X, y, seed
+
+
+def test_autolabel_end_to_end(pool):
+    d, X, y, seed = pool
+    r = run("autolabel", "--embeddings", str(d / "X.npy"), "--labels", str(d / "seed.csv"),
+            "--target-precision", "0.9", "--out", str(d / "out"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = d / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"expected_precision", "coverage", "classes"} <= summary.keys()
+    assert len(summary["classes"]) == 3
+    rows = list(csv.DictReader(open(out / "auto_labels.csv")))
+    assert {r["source"] for r in rows} <= {"seed", "auto"}
+    assert sum(r["source"] == "seed" for r in rows) == len(seed)
+    abstained = list(csv.DictReader(open(out / "abstained.csv")))
+    # every row is either labeled (seed or auto) or abstained, exactly once
+    ids = [int(r["id"]) for r in rows] + [int(r["id"]) for r in abstained]
+    assert sorted(ids) == list(range(len(X)))
+    auto = [r for r in rows if r["source"] == "auto"]
+    assert summary["coverage"] == pytest.approx(len(auto) / (len(X) - len(seed)))
+    right = np.mean([r["label"] == f"class-{y[int(r['id'])]}" for r in auto])
+    assert right >= 0.9
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "auto_labels.parquet").num_rows == len(rows)
+
+
+def test_prints_the_per_class_table(pool):
+    d, *_ = pool
+    r = run("autolabel", "--embeddings", str(d / "X.npy"), "--labels", str(d / "seed.csv"), "--out", str(d / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "class-0" in r.stdout and "expected precision" in r.stdout
+
+
+def test_parquet_embeddings_with_string_ids(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    X, y = blobs(n_per=40, n_classes=2, dim=8, seed=1)
+    ids = [f"item-{i}" for i in range(len(X))]
+    pq.write_table(pa.table({"id": ids, "embedding": [list(map(float, v)) for v in X]}), tmp_path / "e.parquet")
+    write_seed(tmp_path / "s.csv", [(ids[i], f"c{y[i]}") for i in list(range(6)) + list(range(40, 46))])
+    r = run("autolabel", "--embeddings", str(tmp_path / "e.parquet"), "--labels", str(tmp_path / "s.csv"),
+            "--target-precision", "0.9", "--out", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "o" / "auto_labels.csv")))
+    assert all(row["id"].startswith("item-") for row in rows)
+
+
+def _bad(d: Path, X=None, seed_rows=None, extra=()):
+    if X is not None:
+        np.save(d / "bad.npy", X)
+    if seed_rows is not None:
+        write_seed(d / "bad.csv", seed_rows)
+    emb = d / ("bad.npy" if X is not None else "X.npy")
+    lab = d / ("bad.csv" if seed_rows is not None else "seed.csv")
+    return run("autolabel", "--embeddings", str(emb), "--labels", str(lab), "--out", str(d / "o"), "--quiet", *extra)
+
+
+def test_nan_vectors(pool):
+    d, X, *_ = pool
+    X = X.copy()
+    X[5, 2] = np.nan
+    X[7, 0] = np.inf
+    r = _bad(d, X=X)
+    assert r.returncode == 2
+    assert "NaN or infinite" in r.stderr and "rows 5, 7" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_wrong_shape(pool):
+    d, X, *_ = pool
+    r = _bad(d, X=X[:, 0])
+    assert r.returncode == 2 and "2-D" in r.stderr
+
+
+def test_empty_pool(pool):
+    d, X, *_ = pool
+    r = _bad(d, X=np.zeros((0, 16), dtype=np.float32), seed_rows=[])
+    assert r.returncode == 2 and "empty pool" in r.stderr
+
+
+def test_unknown_ids(pool):
+    d, X, y, seed = pool
+    r = _bad(d, seed_rows=seed + [(99999, "class-0")])
+    assert r.returncode == 2 and "not in the pool" in r.stderr and "99999" in r.stderr
+
+
+def test_duplicate_ids(pool):
+    d, X, y, seed = pool
+    r = _bad(d, seed_rows=seed + [seed[0]])
+    assert r.returncode == 2 and "labeled twice" in r.stderr
+
+
+def test_missing_columns(pool):
+    d, *_ = pool
+    (d / "bad.csv").write_text("item,class\n1,a\n")
+    r = run("autolabel", "--embeddings", str(d / "X.npy"), "--labels", str(d / "bad.csv"), "--out", str(d / "o"))
+    assert r.returncode == 2 and "id,label" in r.stderr
+
+
+def test_single_class(pool):
+    d, X, y, seed = pool
+    r = _bad(d, seed_rows=[(i, "only") for i, _ in seed])
+    assert r.returncode == 2 and "one class" in r.stderr
+
+
+def test_class_with_fewer_labels_than_folds_falls_back(pool):
+    d, X, y, seed = pool
+    few = [s for s in seed if s[1] != "class-2"] + [s for s in seed if s[1] == "class-2"][:3]
+    r = _bad(d, seed_rows=few)
+    assert r.returncode == 0, r.stderr
+    assert "using 3 folds" in r.stderr and "class-2" in r.stderr
+
+
+def test_class_too_small_for_any_cv(pool):
+    d, X, y, seed = pool
+    few = [s for s in seed if s[1] != "class-2"] + [s for s in seed if s[1] == "class-2"][:1]
+    r = _bad(d, seed_rows=few)
+    assert r.returncode == 2 and "at least 2" in r.stderr
+
+
+@pytest.mark.parametrize("target", ["1.5", "0", "-0.2", "nan"])
+def test_target_outside_unit_interval(pool, target):
+    d, *_ = pool
+    r = _bad(d, extra=("--target-precision", target))
+    assert r.returncode == 2 and "target_precision" in r.stderr
+
+
+def test_existing_output_needs_force(pool):
+    d, *_ = pool
+    (d / "o").mkdir()
+    (d / "o" / "mine.txt").write_text("keep me")
+    r = _bad(d)
+    assert r.returncode == 2 and "--force" in r.stderr
+    assert (d / "o" / "mine.txt").read_text() == "keep me"
+    r = _bad(d, extra=("--force",))
+    assert r.returncode == 0, r.stderr
+    assert not (d / "o" / "mine.txt").exists() and (d / "o" / "summary.json").exists()
+
+
+def test_failed_run_leaves_no_partial_output(pool):
+    d, X, *_ = pool
+    X = X.copy()
+    X[0, 0] = np.nan
+    _bad(d, X=X)
+    assert not (d / "o").exists()
+    assert not [p for p in d.iterdir() if p.name.startswith(".o.")]
+
+
+def test_missing_file(pool):
+    d, *_ = pool
+    r = run("autolabel", "--embeddings", str(d / "nope.npy"), "--labels", str(d / "seed.csv"), "--out", str(d / "o"))
+    assert r.returncode == 2 and "does not exist" in r.stderr

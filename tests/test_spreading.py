@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+from sklearn.semi_supervised import LabelSpreading
+from sklearn.datasets import load_digits
+from sklearn.metrics.pairwise import rbf_kernel
+
+from labelseed.spreading import Scores, normalized_affinity, one_hot, propagate, self_train, spread
+from labelseed.graph import build_knn_graph
+
+from conftest import blobs, seed_labels
+
+
+def _digits(n=300):
+    X, y = load_digits(return_X_y=True)
+    return X[:n].astype(np.float64), y[:n]
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.8, 0.99])
+def test_cg_matches_sklearn_rbf(alpha):
+    X, y = _digits()
+    X = X / 16.0
+    yy = seed_labels(y, 5)
+    gamma = 0.05
+    ref = LabelSpreading(kernel="rbf", gamma=gamma, alpha=alpha, max_iter=100_000, tol=1e-12).fit(X, yy)
+    W = rbf_kernel(X, gamma=gamma)
+    np.fill_diagonal(W, 0)
+    S = normalized_affinity(sparse.csr_matrix(W))
+    F = propagate(S, one_hot(yy, 10), alpha, solver="cg", tol=1e-7, max_iter=5000)
+    ours = Scores.from_unnormalized(F).distribution
+    np.testing.assert_allclose(ours, ref.label_distributions_, atol=2e-4)
+    assert (ours.argmax(1) == ref.label_distributions_.argmax(1)).mean() > 0.995
+
+
+def test_iterate_matches_sklearn_knn_kernel():
+    # scikit-learn's knn kernel is directed; give propagate() the very matrix
+    # scikit-learn iterates with and compare the fixed points.
+    X, y = _digits()
+    yy = seed_labels(y, 5)
+    alpha = 0.5
+    ref = LabelSpreading(kernel="knn", n_neighbors=7, alpha=alpha, max_iter=100_000, tol=1e-10).fit(X, yy)
+    S = sparse.csr_matrix(ref._build_graph())
+    F = propagate(S, one_hot(yy, 10), alpha, solver="iterate", tol=1e-9, max_iter=100_000)
+    ours = Scores.from_unnormalized(F).distribution
+    np.testing.assert_allclose(ours, ref.label_distributions_, atol=1e-4)
+
+
+def test_unreachable_rows_abstain_not_nan_not_class_zero():
+    X, y = blobs(n_per=20, n_classes=3, seed=1)
+    yy = seed_labels(y, 3)
+    yy[y == 2] = -1  # cluster 2 has no labels and no edges to the others with k=5
+    g = build_knn_graph(X, 5, method="exact")
+    S = normalized_affinity(g.affinity())
+    s = spread(S, yy, 3, 0.99)
+    assert np.isfinite(s.distribution).all()
+    assert (s.predicted[y == 2] == -1).all()
+    assert (s.confidence[y == 2] == 0).all()
+    assert (s.predicted[y != 2] >= 0).all()
+
+
+def test_multi_column_solve_equals_separate_solves():
+    X, y = blobs(seed=3)
+    S = normalized_affinity(build_knn_graph(X, 6, method="exact").affinity())
+    a, b = seed_labels(y, 4, 0), seed_labels(y, 4, 1)
+    together = propagate(S, np.hstack([one_hot(a, 3), one_hot(b, 3)]), 0.9, tol=1e-6)
+    np.testing.assert_allclose(together[:, :3], propagate(S, one_hot(a, 3), 0.9, tol=1e-6), atol=1e-5)
+    np.testing.assert_allclose(together[:, 3:], propagate(S, one_hot(b, 3), 0.9, tol=1e-6), atol=1e-5)
+
+
+def test_self_training_reports_only_what_it_accepted():
+    X, y = blobs(n_per=30, seed=2)
+    yy = seed_labels(y, 3)
+    r = self_train(X, yy, 3, threshold=0.999999)
+    assert not r.pseudo_labeled[yy >= 0].any()
+    assert r.scores.distribution.shape == (len(y), 3)
+    # a threshold above every probability accepts nothing: the talk's bug would claim all rows
+    r2 = self_train(X, yy, 3, threshold=1.0)
+    assert r2.pseudo_labeled.sum() <= (r2.scores.confidence >= 1.0).sum()

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from labelseed import AutoLabeler
+from labelseed.graph import build_knn_graph
+from labelseed.metrics import fbeta, precision, recall, resolve_metric
+from labelseed.spreading import normalized_affinity, spread_many
+from labelseed.thresholds import choose_thresholds, cross_val_scores, fold_code_sets
+
+from conftest import blobs, seed_labels
+
+settings.register_profile("ci", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
+
+
+def _scorer(X, n_classes):
+    S = normalized_affinity(build_knn_graph(X, 8, method="exact").affinity())
+    return lambda sets: spread_many(S, sets, n_classes, 0.9)
+
+
+@given(seed=st.integers(0, 10_000), fold=st.integers(0, 2))
+def test_held_out_labels_never_change_their_own_scores(seed, fold):
+    X, y = blobs(n_per=25, n_classes=3, spread=1.5, seed=seed % 7)
+    codes = seed_labels(y, 6, seed)
+    scorer = _scorer(X, 3)
+    cv = cross_val_scores(scorer, codes, 3, 3, random_state=seed)
+    rows = cv.labeled[cv.fold == fold]
+    changed = codes.copy()
+    changed[rows] = np.random.default_rng(seed).integers(0, 3, len(rows))  # any labels at all
+    cv2 = cross_val_scores(scorer, changed, 3, 3, fold=cv.fold)
+    held = cv.fold == fold
+    np.testing.assert_array_equal(cv.oof.distribution[held], cv2.oof.distribution[held])
+
+
+def test_scorer_never_sees_held_out_labels():
+    X, y = blobs(n_per=30, n_classes=3, spread=1.5, seed=11)
+    codes = seed_labels(y, 9, 1)
+    seen = []
+    inner = _scorer(X, 3)
+
+    def spy(sets):
+        seen.extend(s.copy() for s in sets)
+        return inner(sets)
+
+    cv = cross_val_scores(spy, codes, 3, 3, random_state=0)
+    assert len(seen) == 4  # three folds and the final run, in one call
+    for f in range(3):
+        held = cv.labeled[cv.fold == f]
+        assert (seen[f][held] == -1).all()
+        rest = np.setdiff1d(cv.labeled, held)
+        np.testing.assert_array_equal(seen[f][rest], codes[rest])
+    np.testing.assert_array_equal(seen[3], codes)
+
+
+@given(seed=st.integers(0, 10_000), per_class=st.booleans(), target=st.floats(0.5, 1.0))
+def test_every_row_is_seed_auto_or_abstain(seed, per_class, target):
+    X, y = blobs(n_per=30, n_classes=3, spread=2.0, seed=seed % 5)
+    codes = seed_labels(y, 5, seed)
+    m = AutoLabeler(per_class=per_class, target_precision=target, n_splits=3, n_bootstrap=10,
+                    random_state=seed).fit(X, codes)
+    r = m.result_
+    seed_rows = codes >= 0
+    assert set(np.unique(r.source)) <= {"seed", "auto", "abstain"}
+    assert (r.source[seed_rows] == "seed").all()
+    assert len(r.accepted) + len(r.abstained) == (~seed_rows).sum()
+    assert not np.intersect1d(r.accepted, r.abstained).size
+    assert all(r.labels[i] is None for i in r.abstained)
+    assert all(r.labels[i] is not None for i in r.accepted)
+    # thresholds are respected
+    p = m.label_distributions_.argmax(1)
+    assert (r.confidence[r.accepted] >= m.thresholds_[p[r.accepted]]).all()
+
+
+def test_thresholds_are_observed_confidences():
+    X, y = blobs(n_per=60, n_classes=3, spread=2.5, seed=2)
+    codes = seed_labels(y, 10)
+    m = AutoLabeler(n_splits=5, target_precision=0.9).fit(X, codes)
+    conf = m.label_distributions_.max(1)
+    for t in m.thresholds_[np.isfinite(m.thresholds_)]:
+        assert np.isclose(conf, t, atol=0).any(), t
+
+
+def test_global_mode_uses_one_threshold():
+    X, y = blobs(n_per=60, n_classes=3, spread=2.5, seed=2)
+    m = AutoLabeler(per_class=False, target_precision=0.9).fit(X, seed_labels(y, 10))
+    assert len(set(m.thresholds_.tolist())) == 1
+
+
+@pytest.mark.parametrize("metric", ["f1", "precision", "recall", "accuracy", "f2"])
+def test_metric_mode_runs_and_scores(metric):
+    X, y = blobs(n_per=60, n_classes=3, spread=2.5, seed=2)
+    m = AutoLabeler(metric=metric).fit(X, seed_labels(y, 10))
+    assert np.isfinite(m.result_.thresholds.cv_score)
+    assert m.result_.thresholds.target_precision is None
+
+
+def test_custom_callable_metric():
+    calls = []
+
+    def my_metric(y_true, y_pred):
+        calls.append(1)
+        return float(np.mean(y_true == y_pred))
+
+    X, y = blobs(n_per=40, n_classes=3, spread=2.0, seed=3)
+    m = AutoLabeler(metric=my_metric).fit(X, seed_labels(y, 8))
+    assert calls and m.result_.thresholds.metric == "my_metric"
+
+
+def test_metric_functions():
+    yt = np.array([0, 1, 1, 2])
+    yp = np.array([0, 1, -1, 0])
+    assert precision(yt, yp) == pytest.approx(2 / 3)
+    assert recall(yt, yp) == pytest.approx(2 / 4)
+    assert fbeta(1.0)(yt, yp) == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert np.isnan(precision(yt, np.full(4, -1)))
+    assert resolve_metric("f0.5")[0] == "f0.5"
+
+
+def test_estimates_track_truth_on_digits():
+    # honest estimates: expected precision close to what the hidden labels say
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    gaps = []
+    for s in range(3):
+        m = AutoLabeler(random_state=s).fit(X, seed_labels(y, 10, s))
+        r = m.result_
+        realized = (r.labels[r.accepted].astype(int) == y[r.accepted]).mean()
+        assert realized >= 0.93
+        gaps.append(abs(realized - r.expected_precision))
+    assert np.mean(gaps) <= 0.03
+
+
+def test_choose_thresholds_is_deterministic():
+    X, y = blobs(n_per=40, n_classes=3, spread=2.0, seed=9)
+    codes = seed_labels(y, 8)
+    cv = cross_val_scores(_scorer(X, 3), codes, 3, 4, random_state=0)
+    a = choose_thresholds(cv, np.arange(3), random_state=1)
+    b = choose_thresholds(cv, np.arange(3), random_state=1)
+    np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    assert a.expected_precision == b.expected_precision or np.isnan(a.expected_precision)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from labelseed import AutoLabeler, FoldFallbackWarning, InputError, NotFittedError
+from labelseed._validation import check_embeddings, encode_labels
+
+from conftest import blobs, seed_labels
+
+
+def test_string_labels_with_none():
+    X, y = blobs(n_per=30, n_classes=3, spread=1.0)
+    names = np.array(["cat", "dog", "eel"])[y].astype(object)
+    codes = seed_labels(y, 6)
+    lab = np.where(codes >= 0, names, None)
+    m = AutoLabeler(target_precision=0.9).fit(X, lab)
+    assert list(m.classes_) == ["cat", "dog", "eel"]
+    pred = m.predict()
+    assert set(v for v in pred if v is not None) <= {"cat", "dog", "eel"}
+    assert (m.predict_proba().shape == (len(X), 3))
+
+
+def test_int_predict_uses_minus_one_for_abstained():
+    X, y = blobs(n_per=30, n_classes=3, spread=3.0, seed=4)
+    m = AutoLabeler(target_precision=0.999).fit(X, seed_labels(y, 5))
+    p = m.predict()
+    assert p.dtype.kind == "i"
+    assert ((p == -1) == (m.result_.source == "abstain")).all()
+
+
+def test_inductive_predict_on_new_rows():
+    X, y = blobs(n_per=40, n_classes=3, spread=0.5, seed=2)
+    m = AutoLabeler(target_precision=0.9).fit(X, seed_labels(y, 6))
+    P = m.predict_proba(X[:5] + 0.01)
+    assert P.shape == (5, 3) and np.allclose(P.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kw, msg",
+    [({"target_precision": 1.5}, r"`target_precision` must be in \(0, 1\]; got 1.5"),
+     ({"target_precision": 0}, "target_precision"),
+     ({"metric": "nope"}, "`metric` must be one of"),
+     ({"alpha": 1.0}, "`alpha`"),
+     ({"n_splits": 1}, "`n_splits`"),
+     ({"method": "svm"}, "`method`")],
+)
+def test_parameter_errors_name_the_parameter(kw, msg):
+    X, y = blobs()
+    with pytest.raises(InputError, match=msg):
+        AutoLabeler(**kw).fit(X, seed_labels(y, 6))
+
+
+def test_errors_are_value_errors():
+    assert issubclass(InputError, ValueError)
+
+
+def test_not_fitted():
+    with pytest.raises(NotFittedError):
+        AutoLabeler().predict()
+
+
+def test_fold_fallback_warns():
+    X, y = blobs()
+    codes = seed_labels(y, 6)
+    drop = np.flatnonzero(codes == 2)[3:]
+    codes[drop] = -1
+    with pytest.warns(FoldFallbackWarning, match="using 3 folds"):
+        m = AutoLabeler(n_splits=5).fit(X, codes)
+    assert m.n_splits_ == 3
+
+
+def test_all_rows_labeled_is_an_error():
+    X, y = blobs()
+    with pytest.raises(InputError, match="nothing to auto-label"):
+        AutoLabeler().fit(X, y)
+
+
+@pytest.mark.parametrize("X, msg", [
+    (np.zeros((0, 3)), "empty pool"),
+    (np.zeros(5), "2-D"),
+    (np.array([[1.0, np.nan]]), "NaN"),
+    (np.array([["a", "b"]]), "numeric"),
+])
+def test_check_embeddings(X, msg):
+    with pytest.raises(InputError, match=msg):
+        check_embeddings(X)
+
+
+def test_encode_labels_rejects_mixed_and_floats():
+    with pytest.raises(InputError, match="mixes"):
+        encode_labels(np.array(["a", 1, None], dtype=object), 3)
+    with pytest.raises(InputError, match="float"):
+        encode_labels(np.array([0.0, 1.0]), 2)
+    with pytest.raises(InputError, match="has 2 labels"):
+        encode_labels([0, 1], 3)
+
+
+def test_no_global_rng_use():
+    X, y = blobs(seed=5)
+    codes = seed_labels(y, 6)
+    np.random.seed(1)
+    a = AutoLabeler(random_state=3).fit(X, codes).thresholds_
+    np.random.seed(2)
+    b = AutoLabeler(random_state=3).fit(X, codes).thresholds_
+    np.testing.assert_array_equal(a, b)
