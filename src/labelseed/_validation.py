@@ -150,15 +150,17 @@ def check_n_splits(codes: NDArray[np.int64], classes: np.ndarray, n_splits: int)
     smallest = int(counts.min())
     if smallest >= n_splits:
         return n_splits
-    small = [f"{classes[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < n_splits)]
-    listed = ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
+    def listed(limit: int) -> str:
+        small = [f"{classes[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < limit)]
+        return ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
+
     if smallest < MIN_FOLDS:
         raise InputError(
-            f"Class(es) {listed} have fewer labeled rows than the {MIN_FOLDS} needed for cross-validation; "
+            f"Class(es) {listed(MIN_FOLDS)} have fewer labeled rows than the {MIN_FOLDS} needed for cross-validation; "
             f"label at least {MIN_FOLDS} rows of every class ({n_splits} for {n_splits}-fold CV)."
         )
     warnings.warn(
-        f"Class(es) {listed} have fewer labeled rows than n_splits={n_splits}; using {smallest} folds instead. "
+        f"Class(es) {listed(n_splits)} have fewer labeled rows than n_splits={n_splits}; using {smallest} folds instead. "
         f"Label at least {n_splits} rows of every class for {n_splits}-fold cross-validation.",
         FoldFallbackWarning,
         stacklevel=3,

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--metric", default="target_precision",
                    help="target_precision (default), precision, recall, f1, f<beta>, accuracy")
     a.add_argument("--method", choices=["spreading", "self_training"], default="spreading")
-    a.add_argument("--n-neighbors", type=int, default=15)
+    a.add_argument("--n-neighbors", type=int, default=10)
     a.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
     a.add_argument("--folds", type=int, default=5)
     a.add_argument("--min-support", type=int, default=3)

@@ -130,9 +130,13 @@ class Calibration:
     constant: float | None = None  # used when the seed had only right (or only wrong) predictions
 
     def predict(self, conf: NDArray[np.floating], pred: NDArray[np.int64]) -> NDArray[np.float64]:
+        return self.predict_logit(_logit(conf), pred)
+
+    def predict_logit(self, logit_conf: NDArray[np.float64], pred: NDArray[np.int64]) -> NDArray[np.float64]:
+        """Like :meth:`predict`, from ``logit(confidence)`` computed once by the caller."""
         if self.constant is not None:
-            return np.full(len(conf), self.constant)
-        z = self.coef * _logit(conf) + self.offsets[np.maximum(pred, 0)]
+            return np.full(len(logit_conf), self.constant)
+        z = self.coef * logit_conf + self.offsets[np.maximum(pred, 0)]
         return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -339,9 +343,8 @@ def _target_cut(
     sample = _even_sample(n, MAX_POOL_SAMPLE)
     conf, pred = g.pool_conf[sample], g.pool_pred[sample]
     cuts = _ends_of_ties(conf)
-    ep = np.empty((len(calib_samples), len(cuts)))
-    for b, cal in enumerate(calib_samples):
-        ep[b] = (np.cumsum(cal.predict(conf, pred)) / np.arange(1, len(conf) + 1))[cuts - 1]
+    P = _predict_all(calib_samples, _logit(conf), pred)
+    ep = (np.cumsum(P, axis=1) / np.arange(1, len(conf) + 1))[:, cuts - 1]
     bound = np.quantile(ep, quantile, axis=0) if len(calib_samples) > 1 else ep[0]
     seed_sorted = np.sort(g.seed_conf)[::-1]
     cap = seed_sorted[min_support - 1] if len(seed_sorted) >= min_support else -math.inf
@@ -350,6 +353,18 @@ def _target_cut(
     if len(ok) == 0:
         return math.inf, False
     return float(conf[cuts[ok[-1]] - 1]), True
+
+
+def _predict_all(cals: list[Calibration], logit_conf: NDArray[np.float64], pred: NDArray[np.int64]) -> NDArray[np.float64]:
+    """P(right) under every calibration at once: shape (len(cals), len(pred))."""
+    coef = np.array([c.coef for c in cals])
+    offsets = np.stack([c.offsets for c in cals])
+    z = coef[:, None] * logit_conf[None, :] + offsets[:, np.maximum(pred, 0)]
+    P = 1.0 / (1.0 + np.exp(-z))
+    for b, c in enumerate(cals):
+        if c.constant is not None:
+            P[b] = c.constant
+    return P
 
 
 def _bootstrap_calibrations(
@@ -499,14 +514,21 @@ def choose_thresholds(
     fp, fc = cv.final.predicted[pool], cv.final.confidence[pool]
     t_row = np.where(fp >= 0, thresholds[np.maximum(fp, 0)], np.inf)
     accepted = (fp >= 0) & (fc >= t_row)
-    samp_p = [cal.predict(fc, fp) for cal in cals]  # (B+1) x n_pool
+    lfc = _logit(fc)
 
     def estimate(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
-        if not mask.any():
+        """Point estimate on every accepted row; interval from the bootstrap on a sample of them."""
+        rows = np.flatnonzero(mask)
+        if len(rows) == 0:
             return math.nan, math.nan, math.nan
-        vals = np.array([p[mask].mean() for p in samp_p])
-        lo, hi = (np.quantile(vals[1:], [lo_q, hi_q]) if len(vals) > 1 else (vals[0], vals[0]))
-        return float(vals[0]), float(lo), float(hi)
+        point = float(cals[0].predict_logit(lfc[rows], fp[rows]).mean())
+        if len(cals) == 1:
+            return point, point, point
+        if len(rows) > MAX_POOL_SAMPLE:
+            rows = rng.choice(rows, MAX_POOL_SAMPLE, replace=False)
+        vals = _predict_all(cals[1:], lfc[rows], fp[rows]).mean(axis=1)
+        lo, hi = np.quantile(vals, [lo_q, hi_q])
+        return point, float(lo), float(hi)
 
     oof_pred = _oof_pred_at(cv, thresholds)
     seed_counts = np.bincount(cv.y_true, minlength=n_classes)
