@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from _data import synthetic_clustered, fashion_mnist_vectors
+from _common import synthetic_clustered
+from labelseed.datasets import fashion_mnist_vectors
 
 
 def exact_neighbors(X: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:

@@ -37,9 +37,12 @@ def check_embeddings(X: ArrayLike, name: str = "X") -> NDArray[np.float32]:
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"`{name}` must be numeric; got dtype {arr.dtype}.")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
+    # checked in row blocks so a 1M x 384 pool needs no 384 MB boolean temporary
+    step = 65_536
+    bad = [start + np.flatnonzero(~np.isfinite(arr[start : start + step]).all(axis=1))
+           for start in range(0, arr.shape[0], step)]
+    bad_rows = np.concatenate(bad)
+    if len(bad_rows):
         shown = ", ".join(str(r) for r in bad_rows[:5])
         more = f" and {len(bad_rows) - 5} more" if len(bad_rows) > 5 else ""
         raise InputError(

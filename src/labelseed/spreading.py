@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 
+#: Label columns solved together by block CG (bounds memory at about 5 * n * 64 floats).
+COLUMN_BLOCK = 64
+
 
 @dataclass(frozen=True)
 class Scores:
@@ -149,9 +152,14 @@ def propagate(
     Y = np.ascontiguousarray(Y, dtype=np.float32)
     S = sparse.csr_matrix(S, dtype=np.float32)
     if solver == "cg":
-        X, n_iter = _block_cg(S, (1.0 - alpha) * Y, alpha, tol, max_iter, progress)
-        log.debug("block CG: %d columns, %d iterations", Y.shape[1], n_iter)
-        return np.maximum(X, 0.0, out=X)  # tiny negative round-off where mass is ~0
+        # columns in blocks: CG keeps five (n, block) matrices, so memory stays bounded
+        F = np.empty_like(Y)
+        for start in range(0, Y.shape[1], COLUMN_BLOCK):
+            cols = slice(start, start + COLUMN_BLOCK)
+            X, n_iter = _block_cg(S, (1.0 - alpha) * Y[:, cols], alpha, tol, max_iter, progress)
+            log.debug("block CG: %d columns, %d iterations", X.shape[1], n_iter)
+            F[:, cols] = np.maximum(X, 0.0)  # tiny negative round-off where mass is ~0
+        return F
     if solver == "iterate":
         static = (1.0 - alpha) * Y
         F = Y.copy()

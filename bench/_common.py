@@ -1,0 +1,183 @@
+"""Shared pieces of the benchmarks: data, baselines, and measuring time and memory."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CACHE = Path(__file__).parent / "cache"
+RESULTS = Path(__file__).parent / "results"
+
+
+def synthetic_clustered(n: int, d: int, seed: int = 0, n_classes: int = 20,
+                        clusters_per_class: int = 50, noise: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Hierarchical Gaussian clusters in float32: classes made of many sub-clusters."""
+    rng = np.random.default_rng(seed)
+    class_centers = rng.standard_normal((n_classes, d)).astype(np.float32)
+    sub = class_centers.repeat(clusters_per_class, 0) + 0.8 * rng.standard_normal(
+        (n_classes * clusters_per_class, d)).astype(np.float32)
+    which = rng.integers(0, len(sub), n)
+    X = np.empty((n, d), dtype=np.float32)
+    step = 100_000
+    for s in range(0, n, step):
+        w = which[s:s + step]
+        X[s:s + step] = sub[w] + noise * rng.standard_normal((len(w), d), dtype=np.float32)
+    return X, (which // clusters_per_class).astype(np.int64)
+
+
+def load(name: str, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real data sets by name: digits, fashion (PCA-384 pixels), wordnet (MiniLM glosses)."""
+    from labelseed import datasets
+
+    if name == "digits":
+        X, y = datasets.digits()
+    elif name == "fashion":
+        X, y = datasets.fashion_mnist_vectors(n=n, random_state=seed)
+        return X, y
+    elif name == "wordnet":
+        files = sorted(CACHE.glob("wordnet_minilm_*.npz"))
+        if not files:
+            raise FileNotFoundError("run `python bench/embed_wordnet.py` first (needs labelseed[bench] + torch)")
+        z = np.load(files[-1], allow_pickle=True)
+        X, y = z["X"], z["y"].astype(str)
+    else:
+        raise ValueError(name)
+    if n is not None and n < len(y):
+        take = np.sort(np.random.default_rng(seed).choice(len(y), n, replace=False))
+        X, y = X[take], y[take]
+    return X, y
+
+
+class PeakMemory:
+    """Peak resident memory above the starting level while the block runs (sampled every 10 ms)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process(os.getpid())
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.01)
+
+    def __enter__(self) -> "PeakMemory":
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self.t = threading.Thread(target=self._watch, daemon=True)
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+@dataclass
+class Outcome:
+    accepted: np.ndarray  # row numbers auto-labeled
+    labels: np.ndarray  # their labels
+    expected_precision: float = float("nan")
+
+
+def codes_of(seed_labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    codes = np.full(len(seed_labels), -1, dtype=np.int64)
+    lab = np.flatnonzero(seed_labels != None)  # noqa: E711
+    codes[lab] = np.searchsorted(classes, seed_labels[lab].astype(str))
+    return codes
+
+
+def sklearn_spreading_scorer(X: np.ndarray, kernel: str, n_classes: int, **kw: object):
+    """Scores from scikit-learn's LabelSpreading, one fit per label set (its own graph each time)."""
+    import warnings
+
+    from sklearn.semi_supervised import LabelSpreading
+
+    from labelseed.spreading import Scores
+
+    def scorer(code_sets):
+        out = []
+        for codes in code_sets:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = LabelSpreading(kernel=kernel, **kw).fit(X, codes)
+            D = np.nan_to_num(m.label_distributions_, nan=0.0)
+            full = np.zeros((len(X), n_classes), dtype=np.float32)
+            full[:, m.classes_[m.classes_ >= 0]] = D[:, m.classes_ >= 0]
+            out.append(Scores.from_unnormalized(full))
+        return out
+
+    return scorer
+
+
+def thresholded(scorer, codes: np.ndarray, classes: np.ndarray, target: float, seed: int) -> Outcome:
+    """labelseed's cross-validated per-class thresholding applied to any scorer's scores."""
+    from labelseed.autolabeler import _decide
+    from labelseed.thresholds import choose_thresholds, cross_val_scores
+
+    n_splits = int(min(5, np.bincount(codes[codes >= 0]).min()))
+    cv = cross_val_scores(scorer, codes, len(classes), n_splits, seed)
+    th = choose_thresholds(cv, classes, target_precision=target, random_state=seed)
+    r = _decide(codes, classes, cv.final, th)
+    return Outcome(r.accepted, r.labels[r.accepted].astype(str), th.expected_precision)
+
+
+def talk_method(X: np.ndarray, codes: np.ndarray, classes: np.ndarray, target: float, dth: float = 0.1,
+                n_splits: int = 5) -> Outcome:
+    """The talk's SelfTrainingClassifier(SVC(kernel='linear', probability=True)) method, both bugs fixed.
+
+    Fix 1: a fresh StratifiedKFold split for every threshold (the talk's generator
+    was used up after the first one, making every later score NaN).
+    Fix 2: held-out and pool rows are scored by what self-training actually
+    accepted (``transduction_``), -1 where it never did; ``predict`` labels every row.
+    The threshold kept is the lowest whose mean out-of-fold precision meets the
+    target (the largest coverage), else the one with the best precision.
+    """
+    import warnings
+
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.semi_supervised import SelfTrainingClassifier
+    from sklearn.svm import SVC
+
+    base = SVC(kernel="linear", probability=True, random_state=108)
+    lab = np.flatnonzero(codes >= 0)
+    unl = np.flatnonzero(codes < 0)
+    Xl, yl, Xu = X[lab], codes[lab], X[unl]
+    n_splits = int(min(n_splits, np.bincount(yl).min()))
+    thresholds = np.arange(dth, 1.0, dth)
+    cv_prec = []
+    for th in thresholds:
+        scores = []
+        for tr, te in StratifiedKFold(n_splits=n_splits, random_state=108, shuffle=True).split(Xl, yl):
+            m = SelfTrainingClassifier(clone(base), threshold=th)
+            Xf = np.concatenate([Xl[tr], Xl[te], Xu])
+            yf = np.concatenate([yl[tr], np.full(len(te) + len(Xu), -1)])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m.fit(Xf, yf)
+            pred = m.transduction_[len(tr):len(tr) + len(te)]
+            acc = pred != -1
+            scores.append((pred[acc] == yl[te][acc]).mean() if acc.any() else np.nan)
+        cv_prec.append(np.nanmean(scores) if not np.isnan(scores).all() else np.nan)
+    cv_prec = np.array(cv_prec)
+    ok = np.flatnonzero(cv_prec >= target)
+    th = thresholds[ok[0]] if len(ok) else thresholds[np.nanargmax(cv_prec)]
+    m = SelfTrainingClassifier(clone(base), threshold=th)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.fit(np.concatenate([Xl, Xu]), np.concatenate([yl, np.full(len(Xu), -1)]))
+    pred = m.transduction_[len(lab):]
+    acc = pred != -1
+    return Outcome(unl[acc], classes[pred[acc]], float(cv_prec[thresholds == th][0]))

@@ -1,0 +1,131 @@
+"""Speed and memory of the whole run (graph + 5-fold calibration + final labeling).
+
+A: n = 20,000 x 384 real vectors (Fashion-MNIST, PCA-384), 10 labels per class:
+   labelseed vs a single scikit-learn LabelSpreading(kernel='knn') fit +
+   predict_proba on the same data; median of --repeats runs each, in one process.
+B: n = 1,000,000 x 384 float32 (synthetic clustered data: no real labeled set
+   that size installs offline), in a child process whose peak RSS is read from
+   the OS; also the kNN graph's recall@10 against exact for 1,000 sampled rows.
+
+    python bench/speed.py --repeats 3 --big 1000000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, PeakMemory, load, synthetic_clustered  # noqa: E402
+
+
+def part_a(repeats: int) -> dict:
+    from sklearn.semi_supervised import LabelSpreading
+
+    from labelseed import AutoLabeler
+    from labelseed.datasets import hide_labels
+
+    X, y = load("fashion", 20_000)
+    seed = hide_labels(y, 10, 0)
+    classes = np.unique(y)
+    codes = np.full(len(y), -1)
+    lab = seed != None  # noqa: E711
+    codes[lab] = np.searchsorted(classes, seed[lab].astype(str))
+    res: dict[str, list] = {"labelseed": [], "sklearn_knn": [], "labelseed_mib": [], "sklearn_mib": [], "stages": []}
+    for _ in range(repeats):
+        with PeakMemory() as mem:
+            t = time.perf_counter()
+            m = AutoLabeler(random_state=0).fit(X, seed)
+            res["labelseed"].append(time.perf_counter() - t)
+        res["labelseed_mib"].append(mem.mib)
+        res["stages"].append(m.timings_)
+        with PeakMemory() as mem, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t = time.perf_counter()
+            s = LabelSpreading(kernel="knn").fit(X, codes)
+            s.predict_proba(X)
+            res["sklearn_knn"].append(time.perf_counter() - t)
+        res["sklearn_mib"].append(mem.mib)
+        print(json.dumps({k: v[-1] for k, v in res.items()}), flush=True)
+    med = {k: float(np.median(v)) for k, v in res.items() if k != "stages"}
+    med["speedup"] = med["sklearn_knn"] / med["labelseed"]
+    med["repeats"] = repeats
+    med["stages_last"] = res["stages"][-1]
+    return med
+
+
+CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, {bench!r})
+from _common import synthetic_clustered
+from labelseed import AutoLabeler
+from labelseed.graph import normalize_rows
+n = {n}
+t0 = time.perf_counter()
+X, y = synthetic_clustered(n, 384, seed=0)
+gen = time.perf_counter() - t0
+rng = np.random.default_rng(0)
+codes = np.full(n, -1)
+for c in np.unique(y):
+    pick = rng.choice(np.flatnonzero(y == c), 10, replace=False)
+    codes[pick] = c
+t = time.perf_counter()
+m = AutoLabeler(random_state=0).fit(X, codes)
+run = time.perf_counter() - t
+r = m.result_
+acc = r.accepted
+realized = float((r.labels[acc].astype(int) == y[acc]).mean()) if len(acc) else None
+rows = rng.choice(n, 1000, replace=False)
+Xn = normalize_rows(X[rows])
+hits = 0
+for i, q in zip(rows, Xn):
+    s = X @ q
+    s[i] = -np.inf
+    top = np.argpartition(-s, 10)[:10]
+    hits += len(set(top.tolist()) & set(m.graph_.indices[i].tolist()))
+print(json.dumps(dict(n=n, generate_s=gen, run_s=run, stages=m.timings_, graph=m.graph_.method,
+    recall_at_10=hits / 10000, coverage=r.coverage, expected_precision=r.expected_precision, realized=realized,
+    peak_rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)))
+"""
+
+
+def part_b(n: int) -> dict:
+    code = CHILD.format(bench=str(Path(__file__).parent), n=n)
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["wall_s_including_data_generation"] = wall
+    res["child_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--big", type=int, default=1_000_000, help="rows for part B (0 to skip)")
+    p.add_argument("--skip-a", action="store_true")
+    a = p.parse_args()
+    results = {}
+    if not a.skip_a:
+        results["n20k"] = part_a(a.repeats)
+        print(json.dumps(results["n20k"], indent=1), flush=True)
+    if a.big:
+        results["big"] = part_b(a.big)
+        print(json.dumps(results["big"], indent=1), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "speed.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
