@@ -142,3 +142,14 @@ def test_choose_thresholds_is_deterministic():
     b = choose_thresholds(cv, np.arange(3), random_state=1)
     np.testing.assert_array_equal(a.thresholds, b.thresholds)
     assert a.expected_precision == b.expected_precision or np.isnan(a.expected_precision)
+
+
+@pytest.mark.parametrize("per_class", [True, False])
+def test_self_training_method_end_to_end(per_class):
+    X, y = blobs(n_per=40, n_classes=3, spread=1.5, seed=8)
+    codes = seed_labels(y, 8)
+    m = AutoLabeler(method="self_training", per_class=per_class, target_precision=0.9).fit(X, codes)
+    r = m.result_
+    assert m.graph_ is None
+    assert len(r.accepted) + len(r.abstained) == (codes < 0).sum()
+    assert (r.labels[r.accepted].astype(int) == y[r.accepted]).mean() >= 0.9
