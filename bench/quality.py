@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, Outcome, PeakMemory, codes_of, load, sklearn_spreading_scorer, talk_method, thresholded  # noqa: E402
+from _common import CACHE, RESULTS, Outcome, codes_of, load, sklearn_spreading_scorer, talk_method, thresholded  # noqa: E402
 
 from labelseed import AutoLabeler  # noqa: E402
 from labelseed.datasets import hide_labels  # noqa: E402
@@ -48,6 +50,26 @@ def run_method(name: str, X: np.ndarray, seed_labels: np.ndarray, classes: np.nd
     raise ValueError(name)
 
 
+def child(spec: dict) -> dict:
+    """One run in a fresh process, so its peak memory is its own (ru_maxrss above the loaded data)."""
+    z = np.load(spec["data"], allow_pickle=False)
+    X, y = z["X"], z["y"]
+    classes = np.unique(y)
+    seed_labels = hide_labels(y, spec["k"], spec["seed"])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    out = run_method(spec["method"], X, seed_labels, classes, spec["seed"])
+    dt = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n_pool = int((seed_labels == None).sum())  # noqa: E711
+    right = int((out.labels == y[out.accepted]).sum())
+    return dict(dataset=spec["dataset"], n=len(y), k=spec["k"], method=spec["method"], seed=spec["seed"],
+                n_auto=len(out.accepted), correct=right,
+                realized=right / len(out.accepted) if len(out.accepted) else None,
+                expected=None if np.isnan(out.expected_precision) else out.expected_precision,
+                coverage=len(out.accepted) / n_pool, seconds=dt, peak_mib=max(peak - base, 0) / 1024)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--datasets", nargs="+", default=["digits", "fashion", "wordnet"])
@@ -60,16 +82,21 @@ def main() -> None:
     p.add_argument("--talk-max-rows", type=int, default=2000)
     p.add_argument("--talk-seeds", type=int, default=3)
     p.add_argument("--out", default=str(RESULTS / "quality.json"))
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.child:
+        print(json.dumps(child(json.loads(a.child))))
+        return
     rows = []
+    CACHE.mkdir(exist_ok=True)
     for ds in a.datasets:
         try:
             X, y = load(ds, a.n)
         except FileNotFoundError as exc:
             print(f"skip {ds}: {exc}")
             continue
-        X = normalize_rows(np.asarray(X, dtype=np.float32))
-        classes = np.unique(y)
+        data = CACHE / f"quality_{ds}_{len(y)}.npz"
+        np.savez(data, X=normalize_rows(np.asarray(X, dtype=np.float32)), y=np.asarray(y).astype(str))
         for k in a.k:
             for method in a.methods:
                 if method == "sklearn-rbf" and len(y) > a.rbf_max_rows:
@@ -78,17 +105,12 @@ def main() -> None:
                     continue
                 n_seeds = a.talk_seeds if method == "talk (fixed)" else a.seeds
                 for seed in range(n_seeds):
-                    seed_labels = hide_labels(y, k, seed)
-                    t = time.perf_counter()
-                    with PeakMemory() as mem:
-                        out = run_method(method, X, seed_labels, classes, seed)
-                    dt = time.perf_counter() - t
-                    n_pool = int((seed_labels == None).sum())  # noqa: E711
-                    right = int((out.labels == y[out.accepted]).sum())
-                    rec = dict(dataset=ds, n=len(y), k=k, method=method, seed=seed, n_auto=len(out.accepted),
-                               correct=right, realized=right / len(out.accepted) if len(out.accepted) else None,
-                               expected=None if np.isnan(out.expected_precision) else out.expected_precision,
-                               coverage=len(out.accepted) / n_pool, seconds=dt, peak_mib=mem.mib)
+                    spec = dict(data=str(data), dataset=ds, k=k, method=method, seed=seed)
+                    res = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
+                                         capture_output=True, text=True)
+                    if res.returncode != 0:
+                        raise RuntimeError(res.stderr)
+                    rec = json.loads(res.stdout.strip().splitlines()[-1])
                     rows.append(rec)
                     print(json.dumps(rec), flush=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -42,11 +42,17 @@ class KnnGraph:
         Cosine similarities matching `indices` (0 where the index is -1).
     method : str
         ``"exact"`` or ``"ivf"``.
+    recall_estimate : float
+        Recall@k against exact neighbours, measured on a sample of rows (1.0 when exact).
+    nprobe : int or None
+        IVF lists probed per row (None when exact).
     """
 
     indices: NDArray[np.int64]
     similarities: NDArray[np.float32]
     method: str
+    recall_estimate: float = 1.0
+    nprobe: int | None = None
 
     @property
     def n_rows(self) -> int:
@@ -102,9 +108,13 @@ def _topk_exact(
     exclude_self_offset: int | None,
     block_rows: int,
     progress: Progress | None,
+    self_rows: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Exact top-k by blocked matrix products; a query's own row is excluded where
+    ``exclude_self_offset`` (query i is row i + offset) or `self_rows` says which it is."""
     n_q, n = Q.shape[0], X.shape[0]
-    k_eff = min(k, n - (1 if exclude_self_offset is not None else 0))
+    excluding = exclude_self_offset is not None or self_rows is not None
+    k_eff = min(k, n - (1 if excluding else 0))
     idx = np.full((n_q, k), -1, dtype=np.int64)
     sim = np.zeros((n_q, k), dtype=np.float32)
     if k_eff <= 0:
@@ -115,6 +125,8 @@ def _topk_exact(
         if exclude_self_offset is not None:
             r = np.arange(start, stop)
             S[r - start, r + exclude_self_offset] = -np.inf
+        elif self_rows is not None:
+            S[np.arange(stop - start), self_rows[start:stop]] = -np.inf
         part = np.argpartition(-S, k_eff - 1, axis=1)[:, :k_eff]
         ps = np.take_along_axis(S, part, axis=1)
         order = np.argsort(-ps, axis=1, kind="stable")
@@ -133,10 +145,44 @@ def exact_neighbors(
     return _topk_exact(Q, X, k, None, block, progress)
 
 
+#: nprobe values tried, in order, when tuning the IVF search to the recall target.
+NPROBE_STEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+
+def _search_all(index: object, Xn: NDArray[np.float32], rows: NDArray[np.int64], k: int,
+                progress: Progress | None) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Top-`k` neighbours of ``Xn[rows]`` from `index`, each row itself dropped."""
+    m = len(rows)
+    idx = np.empty((m, k), dtype=np.int64)
+    sim = np.empty((m, k), dtype=np.float32)
+    step = 50_000
+    for start in range(0, m, step):
+        stop = min(start + step, m)
+        D, I = index.search(Xn[rows[start:stop]], k + 1)  # type: ignore[attr-defined]
+        own = I == rows[start:stop, None]
+        # drop the row itself where found, else the least similar result
+        drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+        keep = np.ones_like(own)
+        keep[np.arange(stop - start), drop] = False
+        idx[start:stop] = I[keep].reshape(stop - start, k)
+        sim[start:stop] = D[keep].reshape(stop - start, k)
+        if progress and m > step:
+            progress("knn graph (search)", stop, m)
+    sim[idx < 0] = 0.0
+    return idx, sim
+
+
 def _ivf(
-    Xn: NDArray[np.float32], k: int, nprobe: int, random_state: int, progress: Progress | None
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """All-rows kNN with faiss IVF (2 sqrt(n) lists, fp16 codes), probing `nprobe` lists."""
+    Xn: NDArray[np.float32], k: int, nprobe: int | None, target_recall: float, random_state: int,
+    progress: Progress | None,
+) -> tuple[NDArray[np.int64], NDArray[np.float32], float, int]:
+    """All-rows kNN with faiss IVF (2 sqrt(n) lists, fp16 codes).
+
+    With `nprobe` None, the number of lists probed is tuned on a sample of 256
+    rows against their exact neighbours: the smallest that reaches
+    `target_recall` + 0.01 (a margin for the sample's error). Returns the graph,
+    the sample's recall@k and the nprobe used.
+    """
     import faiss
 
     n, d = Xn.shape
@@ -157,23 +203,27 @@ def _ivf(
         index.add(Xn[start : start + step])
         if progress:
             progress("knn graph (index)", min(start + step, n), n)
-    index.nprobe = min(nlist, max(1, nprobe))
-    idx = np.empty((n, k), dtype=np.int64)
-    sim = np.empty((n, k), dtype=np.float32)
-    for start in range(0, n, step):
-        stop = min(start + step, n)
-        D, I = index.search(Xn[start:stop], k + 1)
-        own = I == np.arange(start, stop)[:, None]
-        # drop the row itself where found, else the least similar result
-        drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-        keep = np.ones_like(own)
-        keep[np.arange(stop - start), drop] = False
-        idx[start:stop] = I[keep].reshape(stop - start, k)
-        sim[start:stop] = D[keep].reshape(stop - start, k)
-        if progress:
-            progress("knn graph (search)", stop, n)
-    sim[idx < 0] = 0.0
-    return idx, sim
+    sample = np.sort(rng.choice(n, min(n, 256), replace=False))
+    truth, _ = _topk_exact(Xn[sample], Xn, k, None, 256, None, self_rows=sample)
+
+    def sample_recall(p: int) -> float:
+        index.nprobe = p
+        got, _ = _search_all(index, Xn, sample, k, None)
+        return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(got, truth)]) / k)
+
+    steps = [p for p in NPROBE_STEPS if p < nlist] + [nlist]
+    if nprobe is not None:
+        chosen = min(max(1, nprobe), nlist)
+        recall = sample_recall(chosen)
+    else:
+        for chosen in steps:
+            recall = sample_recall(chosen)
+            if recall >= min(1.0, target_recall + 0.01):
+                break
+    index.nprobe = chosen
+    log.info("IVF: %d lists, nprobe %d, sample recall@%d %.3f", nlist, chosen, k, recall)
+    idx, sim = _search_all(index, Xn, np.arange(n), k, progress)
+    return idx, sim, recall, chosen
 
 
 def build_knn_graph(
@@ -182,7 +232,8 @@ def build_knn_graph(
     *,
     method: GraphMethod = "auto",
     exact_max_rows: int = EXACT_MAX_ROWS,
-    nprobe: int = 8,
+    nprobe: int | None = None,
+    target_recall: float = 0.95,
     random_state: int = 0,
     normalized: bool = False,
     progress: Progress | None = None,
@@ -197,9 +248,12 @@ def build_knn_graph(
         Neighbours per row, the row itself excluded.
     method : {"auto", "exact", "ivf"}, default="auto"
         ``"auto"`` is exact up to `exact_max_rows` rows and IVF above.
-    nprobe : int, default=8
-        IVF lists probed per row; 8 of 2 sqrt(n) lists gave recall@10 of 0.98
-        at 20,000 and 0.97 at 70,000 Fashion-MNIST rows (bench/README.md).
+    nprobe : int, optional
+        IVF lists probed per row. By default it is tuned per data set: the
+        smallest that reaches `target_recall` (+0.01) on 256 sampled rows against
+        their exact neighbours (text embeddings need more probes than images).
+    target_recall : float, default=0.95
+        Recall@k the tuned IVF search aims for.
     random_state : int, default=0
         Seeds the IVF k-means and its training sample.
     normalized : bool, default=False
@@ -222,5 +276,6 @@ def build_knn_graph(
         idx, sim = _topk_exact(Xn, Xn, k, 0, block, progress)
         use = "exact"
     else:
-        idx, sim = _ivf(Xn, k, nprobe, random_state, progress)
+        idx, sim, recall, used = _ivf(Xn, k, nprobe, target_recall, random_state, progress)
+        return KnnGraph(indices=idx, similarities=sim, method=use, recall_estimate=recall, nprobe=used)
     return KnnGraph(indices=idx, similarities=sim, method=use)
