@@ -1,9 +1,6 @@
 """Shared pieces of the benchmarks: data, baselines, and measuring time and memory."""
 from __future__ import annotations
 
-import os
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,38 +47,6 @@ def load(name: str, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np
         take = np.sort(np.random.default_rng(seed).choice(len(y), n, replace=False))
         X, y = X[take], y[take]
     return X, y
-
-
-class PeakMemory:
-    """Peak resident memory above the starting level while the block runs (sampled every 10 ms)."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.proc = psutil.Process(os.getpid())
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.01)
-
-    def __enter__(self) -> "PeakMemory":
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
-        self.t = threading.Thread(target=self._watch, daemon=True)
-        self.t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self.t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def mib(self) -> float:
-        return (self.peak - self.base) / 2**20
 
 
 @dataclass

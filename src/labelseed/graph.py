@@ -127,8 +127,9 @@ def _topk_exact(
             S[r - start, r + exclude_self_offset] = -np.inf
         elif self_rows is not None:
             S[np.arange(stop - start), self_rows[start:stop]] = -np.inf
-        part = np.argpartition(-S, k_eff - 1, axis=1)[:, :k_eff]
-        ps = np.take_along_axis(S, part, axis=1)
+        np.negative(S, out=S)  # in place: argpartition wants smallest-first
+        part = np.argpartition(S, k_eff - 1, axis=1)[:, :k_eff]
+        ps = -np.take_along_axis(S, part, axis=1)
         order = np.argsort(-ps, axis=1, kind="stable")
         idx[start:stop, :k_eff] = np.take_along_axis(part, order, axis=1)
         sim[start:stop, :k_eff] = np.take_along_axis(ps, order, axis=1)
@@ -137,12 +138,17 @@ def _topk_exact(
     return idx, sim
 
 
+def _block_rows(n: int) -> int:
+    """Query rows per block so a block's similarities (and argpartition's int64
+    result) stay near 16M entries, about 200 MB, whatever the pool size."""
+    return max(1, min(4096, (16 << 20) // max(1, n)))
+
+
 def exact_neighbors(
     Q: NDArray[np.float32], X: NDArray[np.float32], k: int, progress: Progress | None = None
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Exact top-`k` cosine neighbours in `X` of each row of `Q` (both L2-normalised)."""
-    block = max(1, min(4096, (64 << 20) // (4 * max(1, X.shape[0]))))
-    return _topk_exact(Q, X, k, None, block, progress)
+    return _topk_exact(Q, X, k, None, _block_rows(X.shape[0]), progress)
 
 
 #: nprobe values tried, in order, when tuning the IVF search to the recall target.
@@ -204,7 +210,7 @@ def _ivf(
         if progress:
             progress("knn graph (index)", min(start + step, n), n)
     sample = np.sort(rng.choice(n, min(n, 256), replace=False))
-    truth, _ = _topk_exact(Xn[sample], Xn, k, None, 256, None, self_rows=sample)
+    truth, _ = _topk_exact(Xn[sample], Xn, k, None, _block_rows(n), None, self_rows=sample)
 
     def sample_recall(p: int) -> float:
         index.nprobe = p
@@ -272,8 +278,7 @@ def build_knn_graph(
     k = min(n_neighbors, max(n - 1, 0))
     log.info("building %s kNN graph: %d rows, k=%d", use, n, k)
     if use == "exact" or k == 0:
-        block = max(1, min(4096, (256 << 20) // (4 * max(1, n))))
-        idx, sim = _topk_exact(Xn, Xn, k, 0, block, progress)
+        idx, sim = _topk_exact(Xn, Xn, k, 0, _block_rows(n), progress)
         use = "exact"
     else:
         idx, sim, recall, used = _ivf(Xn, k, nprobe, target_recall, random_state, progress)
