@@ -89,7 +89,7 @@ class KnnGraph:
 
 def normalize_rows(X: NDArray[np.float32], name: str = "X") -> NDArray[np.float32]:
     """L2-normalise rows (float32, a new array); zero rows are an input error."""
-    norms = np.linalg.norm(X, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X))  # no n x d temporary
     zero = np.flatnonzero(norms == 0)
     if len(zero):
         shown = ", ".join(str(r) for r in zero[:5])
@@ -151,6 +151,9 @@ def exact_neighbors(
     return _topk_exact(Q, X, k, None, _block_rows(X.shape[0]), progress)
 
 
+#: Rows whose exact neighbours check the IVF recall (standard error about 0.006 at recall 0.95).
+SAMPLE_ROWS = 128
+
 #: nprobe values tried, in order, when tuning the IVF search to the recall target.
 NPROBE_STEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
@@ -184,7 +187,7 @@ def _ivf(
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], float, int]:
     """All-rows kNN with faiss IVF (2 sqrt(n) lists, fp16 codes).
 
-    With `nprobe` None, the number of lists probed is tuned on a sample of 256
+    With `nprobe` None, the number of lists probed is tuned on a sample of 128
     rows against their exact neighbours: the smallest that reaches
     `target_recall` + 0.01 (a margin for the sample's error). Returns the graph,
     the sample's recall@k and the nprobe used.
@@ -209,7 +212,7 @@ def _ivf(
         index.add(Xn[start : start + step])
         if progress:
             progress("knn graph (index)", min(start + step, n), n)
-    sample = np.sort(rng.choice(n, min(n, 256), replace=False))
+    sample = np.sort(rng.choice(n, min(n, SAMPLE_ROWS), replace=False))
     truth, _ = _topk_exact(Xn[sample], Xn, k, None, _block_rows(n), None, self_rows=sample)
 
     def sample_recall(p: int) -> float:
@@ -256,7 +259,7 @@ def build_knn_graph(
         ``"auto"`` is exact up to `exact_max_rows` rows and IVF above.
     nprobe : int, optional
         IVF lists probed per row. By default it is tuned per data set: the
-        smallest that reaches `target_recall` (+0.01) on 256 sampled rows against
+        smallest that reaches `target_recall` (+0.01) on 128 sampled rows against
         their exact neighbours (text embeddings need more probes than images).
     target_recall : float, default=0.95
         Recall@k the tuned IVF search aims for.

@@ -141,51 +141,76 @@ class Calibration:
 
 
 def _ridge_logistic(F: NDArray[np.float64], t: NDArray[np.float64], penalty: NDArray[np.float64],
-                    n_iter: int = 50) -> NDArray[np.float64]:
-    """Newton's method for L2-penalised logistic regression (a few features, fast)."""
-    w = np.zeros(F.shape[1])
+                    weights: NDArray[np.float64], n_iter: int = 50) -> NDArray[np.float64]:
+    """Newton's method for L2-penalised logistic regression, for many row weightings at once.
+
+    `weights` (n_fits, n_rows) holds each fit's row weights (bootstrap counts);
+    returns the coefficients, shape (n_fits, n_features).
+    """
+    B, d = weights.shape[0], F.shape[1]
+    w = np.zeros((B, d))
+    ridge = np.diag(penalty + 1e-9)
     for _ in range(n_iter):
-        z = F @ w
-        p = 1.0 / (1.0 + np.exp(-z))
-        grad = F.T @ (p - t) + penalty * w
-        H = (F * (p * (1 - p))[:, None]).T @ F + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(H, grad)
+        p = 1.0 / (1.0 + np.exp(-(w @ F.T)))  # (B, m)
+        grad = ((p - t) * weights) @ F + penalty * w
+        H = np.matmul(F.T[None, :, :] * (weights * p * (1 - p))[:, None, :], F[None, :, :]) + ridge
+        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
         w -= step
         if np.abs(step).max() < 1e-8:
             break
     return w
 
 
-def fit_calibration(
-    conf: NDArray[np.floating],
-    pred: NDArray[np.int64],
-    correct: NDArray[np.bool_],
-    n_classes: int,
-    *,
-    C: float = 1.0,
-) -> Calibration:
-    """Fit :class:`Calibration` on out-of-fold predictions.
-
-    A logistic regression on ``logit(confidence)`` plus one-hot predicted class;
-    the L2 penalty ``1/C`` (as in scikit-learn, intercept unpenalised) shrinks
-    class offsets towards the shared intercept. When all (or none) of the
-    predictions are right, a Jeffreys-smoothed constant.
-    """
+def _features(conf: NDArray[np.floating], pred: NDArray[np.int64], n_classes: int) -> NDArray[np.float64]:
     m = len(conf)
-    k = int(np.count_nonzero(correct))
-    if m == 0:
-        return Calibration(0.0, np.zeros(n_classes), constant=0.5)
-    if k in (0, m):
-        return Calibration(0.0, np.zeros(n_classes), constant=(k + 0.5) / (m + 1.0))
     F = np.zeros((m, 2 + n_classes))
     F[:, 0] = 1.0
     F[:, 1] = _logit(conf)
     F[np.arange(m), 2 + pred] = 1.0
-    penalty = np.full(F.shape[1], 1.0 / C)
-    penalty[0] = 0.0
-    w = _ridge_logistic(F, correct.astype(np.float64), penalty)
-    coef = max(float(w[1]), 0.0)  # more confidence never means less precision
-    return Calibration(coef, w[0] + w[2:])
+    return F
+
+
+def fit_calibrations(
+    conf: NDArray[np.floating],
+    pred: NDArray[np.int64],
+    correct: NDArray[np.bool_],
+    n_classes: int,
+    weights: NDArray[np.float64],
+    *,
+    C: float = 1.0,
+) -> list[Calibration]:
+    """One :class:`Calibration` per row weighting (e.g. bootstrap counts), fitted together.
+
+    A logistic regression on ``logit(confidence)`` plus one-hot predicted class;
+    the L2 penalty ``1/C`` (as in scikit-learn, intercept unpenalised) shrinks
+    class offsets towards the shared intercept. A weighting in which all (or
+    none) of the predictions are right gives a Jeffreys-smoothed constant.
+    """
+    t = correct.astype(np.float64)
+    total = weights.sum(axis=1)
+    right = weights @ t
+    degenerate = (right == 0) | (right == total)
+    out: list[Calibration | None] = [None] * len(weights)
+    for b in np.flatnonzero(degenerate):
+        out[b] = Calibration(0.0, np.zeros(n_classes), constant=float((right[b] + 0.5) / (total[b] + 1.0)))
+    fit = np.flatnonzero(~degenerate)
+    if len(fit):
+        penalty = np.full(2 + n_classes, 1.0 / C)
+        penalty[0] = 0.0
+        W = _ridge_logistic(_features(conf, pred, n_classes), t, penalty, weights[fit])
+        for b, w in zip(fit, W):
+            # more confidence never means less precision
+            out[b] = Calibration(max(float(w[1]), 0.0), w[0] + w[2:])
+    return out  # type: ignore[return-value]
+
+
+def fit_calibration(
+    conf: NDArray[np.floating], pred: NDArray[np.int64], correct: NDArray[np.bool_], n_classes: int, *, C: float = 1.0
+) -> Calibration:
+    """Fit one :class:`Calibration` on out-of-fold predictions (see :func:`fit_calibrations`)."""
+    if len(conf) == 0:
+        return Calibration(0.0, np.zeros(n_classes), constant=0.5)
+    return fit_calibrations(conf, pred, correct, n_classes, np.ones((1, len(conf))), C=C)[0]
 
 
 # ------------------------------------------------------------------- results
@@ -370,18 +395,18 @@ def _predict_all(cals: list[Calibration], logit_conf: NDArray[np.float64], pred:
 def _bootstrap_calibrations(
     cv: CrossValScores, n_classes: int, n_bootstrap: int, rng: np.random.Generator, rows: NDArray[np.bool_] | None = None
 ) -> list[Calibration]:
+    """The calibration fitted on all out-of-fold rows, then one per bootstrap resample."""
     reached = cv.oof.predicted >= 0
     keep = reached if rows is None else reached & rows
     conf, pred = cv.oof.confidence[keep], cv.oof.predicted[keep]
-    correct = (pred == cv.y_true[keep])
-    cals = [fit_calibration(conf, pred, correct, n_classes)]
+    correct = pred == cv.y_true[keep]
     m = len(conf)
-    for _ in range(n_bootstrap):
-        if m == 0:
-            break
-        idx = rng.integers(0, m, m)
-        cals.append(fit_calibration(conf[idx], pred[idx], correct[idx], n_classes))
-    return cals
+    if m == 0:
+        return [Calibration(0.0, np.zeros(n_classes), constant=0.5)]
+    weights = np.ones((1 + n_bootstrap, m))
+    for b in range(1, 1 + n_bootstrap):
+        weights[b] = np.bincount(rng.integers(0, m, m), minlength=m)
+    return fit_calibrations(conf, pred, correct, n_classes, weights)
 
 
 def _oof_pred_at(cv: CrossValScores, thresholds: NDArray[np.float64]) -> NDArray[np.int64]:
