@@ -59,11 +59,19 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
             if not vector_column and len(list_cols) > 1:
                 raise InputError(f"--embeddings {str(p)!r} has several vector columns ({', '.join(list_cols)}); pass --vector-column.")
             arr = table.column(col).combine_chunks()
-            values = arr.to_pylist()
-            lens = {len(v) if v is not None else 0 for v in values}
-            if len(lens) != 1 or 0 in lens:
-                raise InputError(f"--embeddings column {col!r} has vectors of different lengths {sorted(lens)[:5]} or nulls; all must have the same dimension.")
-            X = np.asarray(values, dtype=np.float32)
+            if arr.null_count:
+                raise InputError(f"--embeddings column {col!r} has {arr.null_count} empty (null) vectors; every row needs one.")
+            import pyarrow.compute as pc
+
+            lengths = pc.list_value_length(arr)
+            lo, hi = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+            if lo != hi or not lo:
+                raise InputError(
+                    f"--embeddings column {col!r} has vectors of different lengths ({lo} to {hi}); "
+                    "all must have the same dimension."
+                )
+            # flatten in Arrow, no Python list per row
+            X = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), lo)
         else:
             numeric = [c for c in others if pa.types.is_floating(table.schema.field(c).type) or pa.types.is_integer(table.schema.field(c).type)]
             if not numeric:

@@ -335,7 +335,6 @@ class _Group:
     pool_conf: NDArray[np.float32]  # sorted descending
     pool_pred: NDArray[np.int64]
     seed_conf: NDArray[np.float32]
-    seed_correct: NDArray[np.bool_]
     seed_fold: NDArray[np.int64]
 
 
@@ -350,7 +349,6 @@ def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, classes_m
         pool_conf=final.confidence[sel],
         pool_pred=final.predicted[sel],
         seed_conf=cv.oof.confidence[smask],
-        seed_correct=(sp == cv.y_true)[smask],
         seed_fold=cv.fold[smask],
     )
 
@@ -509,16 +507,18 @@ def choose_thresholds(
         else [_group(cv.final, pool, cv, lambda p: np.ones(len(p), dtype=bool))]
     )
 
-    def thresholds_with(cal_list: list[Calibration], rows: NDArray[np.bool_] | None) -> tuple[NDArray[np.float64], list[bool]]:
+    def thresholds_with(cal_list: list[Calibration], left_out: int | None) -> tuple[NDArray[np.float64], list[bool]]:
+        """Thresholds chosen from all folds, or with fold `left_out` out of the choice."""
+        rows = None if left_out is None else cv.fold != left_out
         if not target_mode:
             assert metric is not None
             th = _maximise(cv, metric, n_classes, per_class, min_support, rows)
             return th, [True] * n_classes
         out, ok = [], []
         for g in groups:
-            if rows is not None:
-                keep = np.isin(g.seed_fold, np.flatnonzero(np.bincount(cv.fold[rows], minlength=cv.n_splits)))
-                g = _Group(g.pool_conf, g.pool_pred, g.seed_conf[keep], g.seed_correct[keep], g.seed_fold[keep])
+            if left_out is not None:
+                keep = g.seed_fold != left_out
+                g = _Group(g.pool_conf, g.pool_pred, g.seed_conf[keep], g.seed_fold[keep])
             t, feasible = _target_cut(g, cal_list, target_precision, min_support, 1 - confidence_level)
             out.append(t)
             ok.append(feasible)
@@ -531,9 +531,8 @@ def choose_thresholds(
     # threshold spread: choose again with each fold left out of the choice
     fold_th = np.full((cv.n_splits, n_classes), np.inf)
     for f in range(cv.n_splits):
-        rows = cv.fold != f
-        fcals = _bootstrap_calibrations(cv, n_classes, 0, rng, rows) if target_mode else []
-        fold_th[f] = thresholds_with(fcals, rows)[0]
+        fcals = _bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f) if target_mode else []
+        fold_th[f] = thresholds_with(fcals, f)[0]
 
     # estimates on the pool for the chosen thresholds
     fp, fc = cv.final.predicted[pool], cv.final.confidence[pool]
