@@ -338,13 +338,13 @@ class _Group:
     seed_fold: NDArray[np.int64]
 
 
-def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, classes_mask: Callable[[NDArray[np.int64]], NDArray[np.bool_]]) -> _Group:
+def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int | None) -> _Group:
+    """Rows predicted as class `cls` (every reached row when None), pool sorted by confidence."""
     pp = final.predicted[pool]
-    sel = pool[(pp >= 0) & classes_mask(pp)]
-    order = np.argsort(-final.confidence[sel], kind="stable")
-    sel = sel[order]
+    sel = pool[(pp >= 0) if cls is None else (pp == cls)]
+    sel = sel[np.argsort(-final.confidence[sel], kind="stable")]
     sp = cv.oof.predicted
-    smask = (sp >= 0) & classes_mask(sp)
+    smask = (sp >= 0) if cls is None else (sp == cls)
     return _Group(
         pool_conf=final.confidence[sel],
         pool_pred=final.predicted[sel],
@@ -501,11 +501,7 @@ def choose_thresholds(
     cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
-    groups = (
-        [_group(cv.final, pool, cv, lambda p, c=c: p == c) for c in range(n_classes)]
-        if per_class
-        else [_group(cv.final, pool, cv, lambda p: np.ones(len(p), dtype=bool))]
-    )
+    groups = [_group(cv.final, pool, cv, c) for c in range(n_classes)] if per_class else [_group(cv.final, pool, cv, None)]
 
     def thresholds_with(cal_list: list[Calibration], left_out: int | None) -> tuple[NDArray[np.float64], list[bool]]:
         """Thresholds chosen from all folds, or with fold `left_out` out of the choice."""
