@@ -189,3 +189,18 @@ def test_missing_file(pool):
     d, *_ = pool
     r = run("autolabel", "--embeddings", str(d / "nope.npy"), "--labels", str(d / "seed.csv"), "--out", str(d / "o"))
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_global_threshold_and_metric(pool):
+    d, *_ = pool
+    r = _bad(d, extra=("--global", "--metric", "f1"))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((d / "o" / "summary.json").read_text())
+    assert summary["mode"] == "global" and summary["metric"] == "f1"
+    assert len({c["threshold"] for c in summary["classes"]}) == 1
+
+
+def test_unknown_metric_is_exit_2(pool):
+    d, *_ = pool
+    r = _bad(d, extra=("--metric", "auc"))
+    assert r.returncode == 2 and "`metric` must be one of" in r.stderr

@@ -38,8 +38,15 @@ def run(name: str, X: np.ndarray, y: np.ndarray, out_root: Path, per_class: int 
     auto = [(int(r["id"]), r["label"]) for r in rows if r["source"] == "auto"]
     right = sum(y[i] == lab for i, lab in auto)
     realized = right / len(auto) if auto else float("nan")
-    print(f"hidden-truth check: {len(auto)} auto-labels, realized precision {realized:.3f} "
-          f"vs expected {summary['expected_precision'] or float('nan'):.3f}; coverage {summary['coverage']:.3f}")
+    print("hidden-truth check, per class (expected -> realized precision of the auto-labels):")
+    for row in summary["classes"]:
+        mine = [y[i] == lab for i, lab in auto if lab == row["label"]]
+        got = f"{np.mean(mine):.3f}" if mine else "-"
+        exp = f"{row['expected_precision']:.3f}" if row["expected_precision"] is not None else "-"
+        print(f"  {row['label']:>12}: {len(mine):6d} auto-labels, expected {exp} -> realized {got}")
+    exp_all = summary["expected_precision"]
+    print(f"overall: {len(auto)} auto-labels, realized precision {realized:.3f} vs expected "
+          f"{exp_all if exp_all is None else round(exp_all, 3)}; coverage {summary['coverage']:.3f}")
 
 
 def main() -> None:
