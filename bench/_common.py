@@ -49,6 +49,27 @@ def load(name: str, n: int | None = None, seed: int = 0) -> tuple[np.ndarray, np
     return X, y
 
 
+def reset_peak_rss() -> int:
+    """Reset the kernel's peak-RSS mark for this process (Linux: clear_refs 5); return current RSS in KiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return _status_kib("VmRSS")
+
+
+def peak_rss_kib() -> int:
+    """Peak resident memory since the last reset (VmHWM), in KiB."""
+    return _status_kib("VmHWM")
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 @dataclass
 class Outcome:
     accepted: np.ndarray  # row numbers auto-labeled

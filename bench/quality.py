@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -25,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import CACHE, RESULTS, Outcome, codes_of, load, sklearn_spreading_scorer, talk_method, thresholded  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE, RESULTS, Outcome, codes_of, load, peak_rss_kib, reset_peak_rss, sklearn_spreading_scorer, talk_method,
+    thresholded,
+)
 
 from labelseed import AutoLabeler  # noqa: E402
 from labelseed.datasets import hide_labels  # noqa: E402
@@ -51,16 +53,17 @@ def run_method(name: str, X: np.ndarray, seed_labels: np.ndarray, classes: np.nd
 
 
 def child(spec: dict) -> dict:
-    """One run in a fresh process, so its peak memory is its own (ru_maxrss above the loaded data)."""
+    """One run in a fresh process; peak memory is the kernel's high-water mark (reset just
+    before the run) above the resident size with the data loaded."""
     z = np.load(spec["data"], allow_pickle=False)
     X, y = z["X"], z["y"]
     classes = np.unique(y)
     seed_labels = hide_labels(y, spec["k"], spec["seed"])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = reset_peak_rss()
     t = time.perf_counter()
     out = run_method(spec["method"], X, seed_labels, classes, spec["seed"])
     dt = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kib()
     n_pool = int((seed_labels == None).sum())  # noqa: E711
     right = int((out.labels == y[out.accepted]).sum())
     return dict(dataset=spec["dataset"], n=len(y), k=spec["k"], method=spec["method"], seed=spec["seed"],

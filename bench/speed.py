@@ -27,14 +27,15 @@ from _common import CACHE, RESULTS, load  # noqa: E402
 
 
 ONE_RUN = r"""
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 import numpy as np
 sys.path.insert(0, {bench!r})
+from _common import peak_rss_kib, reset_peak_rss
 from labelseed.datasets import hide_labels
 z = np.load({data!r})
 X, y = z["X"], z["y"]
 seed = hide_labels(y, 10, 0)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = reset_peak_rss()
 if {which!r} == "labelseed":
     import faiss, sklearn.model_selection  # imported before timing, as LabelSpreading is below
     from labelseed import AutoLabeler
@@ -55,7 +56,7 @@ else:
         s.predict_proba(X)
         dt = time.perf_counter() - t
     extra = {{}}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_rss_kib()
 print(json.dumps(dict(seconds=dt, peak_mib=(peak - base) / 1024, **extra)))
 """
 
