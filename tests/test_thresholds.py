@@ -8,7 +8,7 @@ from labelseed import AutoLabeler
 from labelseed.graph import build_knn_graph
 from labelseed.metrics import fbeta, precision, recall, resolve_metric
 from labelseed.spreading import normalized_affinity, spread_many
-from labelseed.thresholds import choose_thresholds, cross_val_scores, fold_code_sets
+from labelseed.thresholds import choose_thresholds, cross_val_scores
 
 from conftest import blobs, seed_labels
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from ._io import atomic_dir, read_embeddings, read_seed_labels, write_json
-from .autolabeler import AUTO, SEED, AutoLabeler
+from .autolabeler import ABSTAIN, SEED, AutoLabeler
 from .exceptions import InputError, LabelseedError
 
 EXIT_INPUT = 2
@@ -116,8 +116,7 @@ def autolabel(args: argparse.Namespace) -> int:
     with _Progress(not args.quiet) as progress:
         model.fit(X, labels, progress=progress)
     r = model.result_
-    th = r.thresholds
-    keep = np.flatnonzero(r.source != "abstain")
+    keep = np.flatnonzero(r.source != ABSTAIN)
     id_list = ids.tolist()
     with atomic_dir(out, args.force) as tmp:
         _write_labels(tmp, [id_list[i] for i in keep], [str(r.labels[i]) for i in keep],
