@@ -122,6 +122,12 @@ def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
     return labels  # strings, even "3": labels are names, and ids stay as the pool wrote them
 
 
+def check_output_free(out: str | Path, force: bool) -> None:
+    """A user's existing output is only replaced when they pass --force."""
+    if Path(out).exists() and not force:
+        raise OutputExistsError(f"--out {str(out)!r} already exists; pass --force to replace it, or choose another folder.")
+
+
 @contextmanager
 def atomic_dir(out: str | Path, force: bool) -> Iterator[Path]:
     """Yield a temporary folder next to `out`; on success it replaces `out` in one rename.
@@ -129,8 +135,7 @@ def atomic_dir(out: str | Path, force: bool) -> Iterator[Path]:
     An existing `out` is only replaced with `force`; on failure nothing changes.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise OutputExistsError(f"--out {str(out)!r} already exists; pass --force to replace it, or choose another folder.")
+    check_output_free(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
-from ._io import atomic_dir, read_embeddings, read_seed_labels, write_json
+from ._io import atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_json
 from .autolabeler import ABSTAIN, SEED, AutoLabeler
 from .exceptions import InputError, LabelseedError
 
@@ -102,8 +102,7 @@ def _json_num(v: Any) -> Any:
 def autolabel(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise InputError(f"--out {str(out)!r} already exists; pass --force to replace it, or choose another folder.")
+    check_output_free(out, args.force)  # before the long run, not only at the end
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labels = read_seed_labels(args.labels, ids)
     params: dict[str, Any] = dict(
