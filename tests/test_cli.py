@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,12 @@ from conftest import blobs
 EXE = Path(sys.executable).parent / "labelseed"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300)
+CACHE = Path(tempfile.mkdtemp(prefix="labelseed-test-cache-"))
+
+
+def run(*args: str, cache: Path = CACHE) -> subprocess.CompletedProcess:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}  # never the user's own cache
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def write_seed(path: Path, rows: list[tuple[object, object]]) -> Path:
@@ -204,3 +210,34 @@ def test_unknown_metric_is_exit_2(pool):
     d, *_ = pool
     r = _bad(d, extra=("--metric", "auc"))
     assert r.returncode == 2 and "`metric` must be one of" in r.stderr
+
+
+def test_rerun_reuses_the_graph_and_gives_the_same_labels(pool, tmp_path):
+    d, *_ = pool
+    cache = tmp_path / "cache"
+    args = ["autolabel", "--embeddings", str(d / "X.npy"), "--labels", str(d / "seed.csv"), "--target-precision", "0.9"]
+    first = run(*args, "--out", str(d / "a"), cache=cache)
+    assert first.returncode == 0, first.stderr
+    assert "reusing" not in first.stderr
+    graphs = list((cache / "labelseed").glob("graph-*.npz"))
+    assert len(graphs) == 1
+    second = run(*args, "--out", str(d / "b"), cache=cache)
+    assert second.returncode == 0, second.stderr
+    assert "reusing the kNN graph" in second.stderr
+    assert (d / "a" / "auto_labels.csv").read_text() == (d / "b" / "auto_labels.csv").read_text()
+    # a damaged cache file is rebuilt, not trusted
+    graphs[0].write_bytes(b"not a graph")
+    third = run(*args, "--out", str(d / "c"), cache=cache)
+    assert third.returncode == 0, third.stderr
+    assert (d / "a" / "auto_labels.csv").read_text() == (d / "c" / "auto_labels.csv").read_text()
+
+
+def test_changed_vectors_do_not_reuse_a_graph(pool, tmp_path):
+    d, X, *_ = pool
+    cache = tmp_path / "cache"
+    args = ["autolabel", "--labels", str(d / "seed.csv"), "--target-precision", "0.9"]
+    assert run(*args, "--embeddings", str(d / "X.npy"), "--out", str(d / "a"), cache=cache).returncode == 0
+    np.save(d / "Y.npy", X * 1.5 + 0.1)
+    r = run(*args, "--embeddings", str(d / "Y.npy"), "--out", str(d / "b"), cache=cache)
+    assert r.returncode == 0 and "reusing" not in r.stderr
+    assert len(list((cache / "labelseed").glob("graph-*.npz"))) == 2

@@ -51,3 +51,28 @@ def test_zero_vector_is_an_input_error():
 def test_tiny_pool():
     g = build_knn_graph(np.eye(2, dtype=np.float32) + 0.1, 5)
     assert g.indices.shape == (2, 1)
+
+
+@pytest.mark.parametrize("method", ["exact", "ivf"])
+def test_save_load_roundtrip(tmp_path, method):
+    X, _ = blobs(n_per=400, n_classes=3, dim=16, seed=7)
+    g = build_knn_graph(X, 6, method=method)
+    g.save(tmp_path / "g.npz")
+    h = type(g).load(tmp_path / "g.npz")
+    np.testing.assert_array_equal(g.indices, h.indices)
+    np.testing.assert_array_equal(g.similarities, h.similarities)
+    assert (h.method, h.nprobe, h.recall_estimate) == (g.method, g.nprobe, g.recall_estimate)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cached_graph_is_reused_only_for_the_same_vectors(tmp_path):
+    from labelseed.graph import cached_knn_graph
+
+    X, _ = blobs(n_per=50, dim=8, seed=8)
+    g1, reused1 = cached_knn_graph(X, 5, tmp_path)
+    g2, reused2 = cached_knn_graph(X.copy(), 5, tmp_path)
+    assert (reused1, reused2) == (False, True)
+    np.testing.assert_array_equal(g1.indices, g2.indices)
+    X[0, 0] += 1.0
+    assert cached_knn_graph(X, 5, tmp_path)[1] is False
+    assert cached_knn_graph(X, 6, tmp_path)[1] is False

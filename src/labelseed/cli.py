@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import time
 import warnings
@@ -14,7 +15,9 @@ import numpy as np
 
 from . import __version__
 from ._io import atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_json
+from ._validation import check_embeddings
 from .autolabeler import ABSTAIN, SEED, AutoLabeler
+from .graph import cached_knn_graph
 from .exceptions import InputError, LabelseedError
 
 EXIT_INPUT = 2
@@ -43,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--vector-column", default=None)
     a.add_argument("--seed", type=int, default=0, help="random seed (folds, bootstrap, index)")
     a.add_argument("--force", action="store_true", help="replace --out if it exists")
+    a.add_argument("--cache-dir", default=None,
+                   help="where kNN graphs are kept for re-runs (default: $XDG_CACHE_HOME/labelseed or ~/.cache/labelseed)")
+    a.add_argument("--no-cache", action="store_true", help="always rebuild the kNN graph")
     a.add_argument("--quiet", action="store_true", help="no progress bars or table")
     return p
 
@@ -113,7 +119,13 @@ def autolabel(args: argparse.Namespace) -> int:
         params["alpha"] = args.alpha
     model = AutoLabeler(**params)
     with _Progress(not args.quiet) as progress:
-        model.fit(X, labels, progress=progress)
+        graph = None
+        if args.method == "spreading" and not args.no_cache:
+            graph, reused = cached_knn_graph(check_embeddings(X), args.n_neighbors, _cache_dir(args),
+                                             progress=progress, random_state=args.seed)
+            if reused and not args.quiet:
+                print("reusing the kNN graph of an earlier run (--no-cache to rebuild)", file=sys.stderr)
+        model.fit(X, labels, graph=graph, progress=progress)
     r = model.result_
     keep = np.flatnonzero(r.source != ABSTAIN)
     id_list = ids.tolist()
@@ -136,6 +148,13 @@ def autolabel(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_table(model, summary, out)
     return 0
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    if args.cache_dir:
+        return Path(args.cache_dir)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "labelseed"
 
 
 def _write_labels(folder: Path, ids: list[Any], labels: list[str], conf: np.ndarray, source: np.ndarray) -> None:

@@ -8,8 +8,13 @@ thresholds and the final labeling.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
@@ -23,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Progress callback: (stage, done, total).
 Progress = Callable[[str, int, int], None]
+
+#: Bumped when the graph algorithm changes, so cached graphs are rebuilt.
+GRAPH_FORMAT = 1
 
 #: Up to this many rows the graph is exact; above, IVF (see bench/README.md).
 EXACT_MAX_ROWS = 5_000
@@ -61,6 +69,31 @@ class KnnGraph:
     @property
     def n_neighbors(self) -> int:
         return int(self.indices.shape[1])
+
+    def save(self, path: str | Path) -> None:
+        """Write the graph to `path` (.npz) atomically: a temporary file renamed into place."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, indices=self.indices.astype(np.int32 if self.n_rows < 2**31 else np.int64),
+                         similarities=self.similarities, method=np.array(self.method),
+                         recall_estimate=np.array(self.recall_estimate),
+                         nprobe=np.array(-1 if self.nprobe is None else self.nprobe))
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "KnnGraph":
+        """Read a graph written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            nprobe = int(z["nprobe"])
+            return cls(indices=z["indices"].astype(np.int64), similarities=z["similarities"],
+                       method=str(z["method"]), recall_estimate=float(z["recall_estimate"]),
+                       nprobe=None if nprobe < 0 else nprobe)
 
     def affinity(self, weighting: Literal["cosine", "connectivity"] = "cosine") -> sparse.csr_matrix:
         """Symmetric sparse affinity W (CSR, float32), memory O(n * k).
@@ -287,3 +320,38 @@ def build_knn_graph(
         idx, sim, recall, used = _ivf(Xn, k, nprobe, target_recall, random_state, progress)
         return KnnGraph(indices=idx, similarities=sim, method=use, recall_estimate=recall, nprobe=used)
     return KnnGraph(indices=idx, similarities=sim, method=use)
+
+
+def graph_cache_key(X: NDArray[np.float32], n_neighbors: int, **params: object) -> str:
+    """A key for caching the graph of `X`: a hash of its float32 bytes and the graph parameters."""
+    h = hashlib.blake2b(digest_size=16)
+    # the defaults that shape a graph are part of the key, so a changed default rebuilds it
+    defaults = (GRAPH_FORMAT, EXACT_MAX_ROWS, SAMPLE_ROWS, NPROBE_STEPS)
+    h.update(repr((defaults, X.shape, str(X.dtype), n_neighbors, sorted(params.items()))).encode())
+    step = 1 << 16
+    for start in range(0, X.shape[0], step):
+        h.update(np.ascontiguousarray(X[start : start + step]).data)
+    return h.hexdigest()
+
+
+def cached_knn_graph(
+    X: NDArray[np.float32], n_neighbors: int, cache_dir: str | Path, progress: Progress | None = None,
+    **params: object,
+) -> tuple[KnnGraph, bool]:
+    """:func:`build_knn_graph`, reusing a graph saved under `cache_dir` for the same vectors
+    and parameters (an interrupted or repeated run skips the expensive step).
+
+    Returns ``(graph, reused)``.
+    """
+    path = Path(cache_dir) / f"graph-{graph_cache_key(X, n_neighbors, **params)}.npz"
+    if path.exists():
+        try:
+            graph = KnnGraph.load(path)
+            if graph.n_rows == X.shape[0]:
+                log.info("reusing kNN graph from %s", path)
+                return graph, True
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged: rebuild
+            log.warning("ignoring unreadable graph cache %s: %s", path, exc)
+    graph = build_knn_graph(X, n_neighbors, progress=progress, **params)  # type: ignore[arg-type]
+    graph.save(path)
+    return graph, False
