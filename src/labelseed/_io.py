@@ -156,3 +156,30 @@ def write_json(path: Path, obj: Any) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, allow_nan=False, default=str)
         f.write("\n")
+
+
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[Any]:
+    """An open text file that replaces `path` in one rename when the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_csv_atomic(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with _atomic_file(Path(path)) as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    with _atomic_file(Path(path)) as f:
+        json.dump(obj, f, indent=2, allow_nan=False, default=str)
+        f.write("\n")

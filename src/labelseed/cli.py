@@ -14,7 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import __version__
-from ._io import atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_json
+from ._io import (
+    atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_csv_atomic, write_json, write_json_atomic,
+)
 from ._validation import check_embeddings
 from .autolabeler import ABSTAIN, SEED, AutoLabeler
 from .graph import cached_knn_graph
@@ -50,6 +52,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="where kNN graphs are kept for re-runs (default: $XDG_CACHE_HOME/labelseed or ~/.cache/labelseed)")
     a.add_argument("--no-cache", action="store_true", help="always rebuild the kNN graph")
     a.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    s = sub.add_parser("select", help="pick a small, diverse set of rows for a person to label first")
+    s.add_argument("--embeddings", required=True, help=".npy (ids = row numbers) or .parquet (id + vector column)")
+    s.add_argument("--budget", type=int, required=True, help="how many rows to pick")
+    s.add_argument("--strategy", default="kmeans", help="kmeans (default), typiclust, kcenter")
+    s.add_argument("--labels", default=None, help="CSV id,label of rows already labeled (never picked again)")
+    s.add_argument("--out", required=True, help="CSV to write (id, rank, strategy, reason); a Label Studio "
+                   "tasks file is written beside it with the suffix .labelstudio.json")
+    s.add_argument("--id-column", default="id")
+    s.add_argument("--vector-column", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
     return p
 
 
@@ -220,6 +233,31 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
             f"coverage {_fmt(th.coverage)} of the unlabeled pool; written to {out}/")
 
 
+def select_cmd(args: argparse.Namespace) -> int:
+    from .select import select
+
+    out = Path(args.out)
+    ls_out = out.with_suffix(".labelstudio.json")
+    for path in (out, ls_out):
+        check_output_free(path, args.force)
+    if args.budget < 1:
+        raise InputError(f"--budget must be at least 1; got {args.budget}.")
+    ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
+    labeled = None
+    if args.labels:
+        labels = read_seed_labels(args.labels, ids)
+        labeled = np.flatnonzero(labels != None)  # noqa: E711
+    sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.seed)
+    id_list = ids.tolist()
+    rows = [{"id": id_list[r], "rank": rank + 1, "strategy": sel.strategy, "reason": reason}
+            for rank, (r, reason) in enumerate(zip(sel.rows.tolist(), sel.reasons))]
+    write_csv_atomic(out, ["id", "rank", "strategy", "reason"], rows)
+    tasks = [{"data": {"item_id": row["id"], "rank": row["rank"], "reason": row["reason"]}} for row in rows]
+    write_json_atomic(ls_out, tasks)
+    print(f"picked {len(rows)} rows ({sel.strategy}); written to {out} and {ls_out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -231,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "autolabel":
             return autolabel(args)
+        if args.command == "select":
+            return select_cmd(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
