@@ -103,3 +103,110 @@ def test_select_cli_unknown_label_ids(tmp_path):
     r = _run("select", "--embeddings", str(tmp_path / "X.npy"), "--budget", "3", "--labels", str(tmp_path / "seed.csv"),
              "--out", str(tmp_path / "o.csv"))
     assert r.returncode == 2 and "not in the pool" in r.stderr
+
+
+# ------------------------------------------------------------- warm queries, audit
+
+from labelseed import AutoLabeler  # noqa: E402
+from labelseed.select import QUERY_STRATEGIES, audit_estimate, audit_sample, margin_uncertainty, query  # noqa: E402
+
+from conftest import seed_labels  # noqa: E402
+
+
+def _fitted():
+    X, y = blobs(n_per=60, n_classes=3, dim=8, spread=1.5, seed=5)
+    codes = seed_labels(y, 5)
+    m = AutoLabeler(target_precision=0.9).fit(X, codes)
+    return X, y, codes, m
+
+
+@pytest.mark.parametrize("strategy", QUERY_STRATEGIES)
+def test_query_returns_distinct_unlabeled_rows(strategy):
+    X, y, codes, m = _fitted()
+    other = np.roll(m.label_distributions_.argmax(1), 1)
+    sel = query(X, m.label_distributions_, codes, 12, strategy, unsupported=np.array([0]), other_predicted=other)
+    assert len(np.unique(sel.rows)) == 12
+    assert (codes[sel.rows] == -1).all()
+
+
+def test_uncertainty_query_prefers_uncertain_rows_but_spreads_out():
+    X, y, codes, m = _fitted()
+    unc = margin_uncertainty(m.label_distributions_)
+    sel = query(X, m.label_distributions_, codes, 10, "uncertainty")
+    free = codes < 0
+    assert unc[sel.rows].mean() > unc[free].mean()
+    # not near-duplicates: no two picks closer than the typical nearest-neighbour distance
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    S = Xn[sel.rows] @ Xn[sel.rows].T
+    np.fill_diagonal(S, -1)
+    assert S.max() < 0.9999
+
+
+def test_unreached_rows_come_first():
+    X, y = blobs(n_per=30, n_classes=3, dim=8, spread=0.2, seed=1)
+    codes = seed_labels(y, 3)
+    codes[y == 2] = -1
+    D = np.zeros((len(X), 3))
+    D[y != 2, 0] = 1.0  # class-2 blob unreachable
+    sel = query(X, D, codes, 5, "unreached")
+    assert (y[sel.rows] == 2).all()
+
+
+def test_audit_sample_is_stratified_and_only_accepted():
+    X, y, codes, m = _fitted()
+    r = m.result_
+    sel = audit_sample(r.labels, r.accepted, 9, random_state=0)
+    assert set(sel.rows.tolist()) <= set(r.accepted.tolist())
+    assert len(np.unique(sel.rows)) == 9
+    got = {str(v) for v in r.labels[sel.rows]}
+    assert got == {str(v) for v in r.labels[r.accepted]}  # every class with auto-labels is audited
+
+
+def test_audit_estimate_matches_truth_and_interval_covers_it():
+    X, y, codes, m = _fitted()
+    r = m.result_
+    sel = audit_sample(r.labels, r.accepted, len(r.accepted), random_state=0)  # audit everything
+    est = audit_estimate(r.labels[sel.rows], y[sel.rows].astype(object), {
+        str(c): int((r.labels[r.accepted].astype(str) == str(c)).sum()) for c in np.unique(r.labels[r.accepted])})
+    truth = (r.labels[r.accepted].astype(int) == y[r.accepted]).mean()
+    assert est.precision == pytest.approx(truth)
+    assert est.low <= truth <= est.high
+
+
+def test_audit_budget_larger_than_accepted_is_an_error():
+    X, y, codes, m = _fitted()
+    with pytest.raises(InputError, match="only"):
+        audit_sample(m.result_.labels, m.result_.accepted, len(m.result_.accepted) + 1)
+
+
+def test_query_and_audit_cli(tmp_path):
+    X, y = blobs(n_per=50, n_classes=3, dim=8, spread=1.0, seed=4)
+    np.save(tmp_path / "X.npy", X)
+    codes = seed_labels(y, 6)
+    lines = ["id,label"] + [f"{i},c{y[i]}" for i in np.flatnonzero(codes >= 0)]
+    (tmp_path / "seed.csv").write_text("\n".join(lines) + "\n")
+    env_cache = ["--cache-dir", str(tmp_path / "cache")]
+    r = _run("query", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"), "--budget", "7",
+             "--target-precision", "0.9", "--out", str(tmp_path / "next.csv"), *env_cache)
+    assert r.returncode == 0, r.stderr
+    picked = [int(row["id"]) for row in csv.DictReader(open(tmp_path / "next.csv"))]
+    assert len(set(picked)) == 7 and not (codes[picked] >= 0).any()
+    r = _run("autolabel", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"),
+             "--target-precision", "0.9", "--out", str(tmp_path / "run"), "--quiet", *env_cache)
+    assert r.returncode == 0, r.stderr
+    r = _run("audit", "--run", str(tmp_path / "run"), "--budget", "12", "--out", str(tmp_path / "audit.csv"))
+    assert r.returncode == 0, r.stderr
+    audit = list(csv.DictReader(open(tmp_path / "audit.csv")))
+    auto = {row["id"]: row["label"] for row in csv.DictReader(open(tmp_path / "run" / "auto_labels.csv"))
+            if row["source"] == "auto"}
+    assert {row["id"] for row in audit} <= set(auto)
+    (tmp_path / "verified.csv").write_text(
+        "id,label\n" + "".join(f"{row['id']},c{y[int(row['id'])]}\n" for row in audit))
+    r = _run("audit", "--run", str(tmp_path / "run"), "--verified", str(tmp_path / "verified.csv"))
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "run" / "audit.json").read_text())
+    truth = np.mean([auto[row["id"]] == f"c{y[int(row['id'])]}" for row in audit])
+    assert result["n_verified"] == 12 and result["interval_95"][0] <= 1.0
+    assert min(result["per_class"][c]["precision"] for c in result["per_class"]) <= truth <= 1.0
+    again = _run("audit", "--run", str(tmp_path / "run"), "--verified", str(tmp_path / "verified.csv"))
+    assert again.returncode == 2 and "--force" in again.stderr

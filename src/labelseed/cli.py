@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -63,6 +64,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--vector-column", default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    q = sub.add_parser("query", help="the next rows a person should label, after a seed exists")
+    q.add_argument("--embeddings", required=True)
+    q.add_argument("--labels", required=True, help="CSV id,label of the rows labeled so far")
+    q.add_argument("--budget", type=int, required=True)
+    q.add_argument("--strategy", default="uncertainty", help="uncertainty (default), unreached, unsupported, disagreement")
+    q.add_argument("--target-precision", type=float, default=0.95)
+    q.add_argument("--out", required=True, help="CSV (id, rank, strategy, reason) + .labelstudio.json beside it")
+    q.add_argument("--id-column", default="id")
+    q.add_argument("--vector-column", default=None)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--force", action="store_true")
+    q.add_argument("--cache-dir", default=None)
+    q.add_argument("--no-cache", action="store_true")
+    au = sub.add_parser("audit", help="a stratified sample of auto-labels to verify, or the precision a verified one shows")
+    au.add_argument("--run", required=True, help="an autolabel output folder")
+    au.add_argument("--budget", type=int, default=None, help="rows to sample for a person to verify")
+    au.add_argument("--verified", default=None, help="CSV id,label of audited rows with the person's labels: "
+                    "prints and writes the realized precision with its interval")
+    au.add_argument("--out", default=None, help="where to write the sample CSV (with --budget)")
+    au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--force", action="store_true")
     return p
 
 
@@ -248,13 +270,112 @@ def select_cmd(args: argparse.Namespace) -> int:
         labels = read_seed_labels(args.labels, ids)
         labeled = np.flatnonzero(labels != None)  # noqa: E711
     sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.seed)
-    id_list = ids.tolist()
-    rows = [{"id": id_list[r], "rank": rank + 1, "strategy": sel.strategy, "reason": reason}
+    _write_selection(out, args.force, ids.tolist(), sel)
+    return 0
+
+
+def _write_selection(out: Path, force: bool, ids: list[Any], sel: Any, extra: dict[int, dict[str, Any]] | None = None) -> None:
+    """The CSV (id, rank, strategy, reason) and its Label Studio tasks file, both atomic."""
+    ls_out = out.with_suffix(".labelstudio.json")
+    rows = [{"id": ids[r], "rank": rank + 1, "strategy": sel.strategy, "reason": reason}
             for rank, (r, reason) in enumerate(zip(sel.rows.tolist(), sel.reasons))]
     write_csv_atomic(out, ["id", "rank", "strategy", "reason"], rows)
-    tasks = [{"data": {"item_id": row["id"], "rank": row["rank"], "reason": row["reason"]}} for row in rows]
+    tasks = []
+    for r, row in zip(sel.rows.tolist(), rows):
+        task: dict[str, Any] = {"data": {"item_id": row["id"], "rank": row["rank"], "reason": row["reason"]}}
+        task.update((extra or {}).get(r, {}))
+        tasks.append(task)
     write_json_atomic(ls_out, tasks)
     print(f"picked {len(rows)} rows ({sel.strategy}); written to {out} and {ls_out}")
+
+
+def query_cmd(args: argparse.Namespace) -> int:
+    from .select import query
+
+    out = Path(args.out)
+    for path in (out, out.with_suffix(".labelstudio.json")):
+        check_output_free(path, args.force)
+    if args.budget < 1:
+        raise InputError(f"--budget must be at least 1; got {args.budget}.")
+    ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
+    labels = read_seed_labels(args.labels, ids)
+    graph = None
+    if not args.no_cache:
+        graph, _ = cached_knn_graph(check_embeddings(X), 10, _cache_dir(args), random_state=args.seed)
+    model = AutoLabeler(target_precision=args.target_precision, random_state=args.seed).fit(X, labels, graph=graph)
+    codes = np.full(len(ids), -1)
+    seed = labels != None  # noqa: E711
+    codes[seed] = np.searchsorted(model.classes_, labels[seed])
+    unsupported = np.array([i for i, r in enumerate(model.result_.thresholds.per_class) if not r.meets_target])
+    other = None
+    if args.strategy == "disagreement":
+        from .graph import normalize_rows
+        from .spreading import self_train
+
+        other = self_train(normalize_rows(check_embeddings(X)), codes, len(model.classes_),
+                           random_state=args.seed).scores.predicted
+    sel = query(X, model.label_distributions_, codes, args.budget, args.strategy,
+                unsupported=unsupported, other_predicted=other)
+    _write_selection(out, args.force, ids.tolist(), sel)
+    return 0
+
+
+def audit_cmd(args: argparse.Namespace) -> int:
+    import csv
+
+    from .select import audit_estimate, audit_sample
+
+    run = Path(args.run)
+    labels_csv = run / "auto_labels.csv"
+    if not labels_csv.exists():
+        raise InputError(f"--run {str(run)!r} has no auto_labels.csv; pass a folder written by `labelseed autolabel`.")
+    with open(labels_csv, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["source"] == "auto"]
+    if args.verified:
+        if not Path(args.verified).exists():
+            raise InputError(f"--verified file {args.verified!r} does not exist.")
+        with open(args.verified, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if not {"id", "label"} <= set(reader.fieldnames or []):
+                raise InputError(f"--verified {args.verified!r} needs the columns id,label (the person's labels).")
+            checked = {r["id"].strip(): r["label"].strip() for r in reader if r["label"].strip()}
+        predicted = {r["id"]: r["label"] for r in rows}
+        unknown = [i for i in checked if i not in predicted]
+        if unknown:
+            raise InputError(f"--verified has {len(unknown)} id(s) that are not auto-labels of this run, "
+                             f"e.g. {unknown[0]!r}; audit only rows from its audit sample.")
+        if not checked:
+            raise InputError(f"--verified {args.verified!r} has no labeled rows.")
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["label"]] = counts.get(r["label"], 0) + 1
+        ids = list(checked)
+        est = audit_estimate(np.array([predicted[i] for i in ids], dtype=object),
+                             np.array([checked[i] for i in ids], dtype=object), counts)
+        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+        result = {"realized_precision": est.precision, "interval_95": [est.low, est.high], "n_verified": est.n_verified,
+                  "expected_precision": summary.get("expected_precision"),
+                  "per_class": {c: {"verified": v[0], "right": v[1], "precision": v[2], "interval_95": [v[3], v[4]]}
+                                for c, v in est.per_class.items()}}
+        out = run / "audit.json"
+        check_output_free(out, args.force)
+        write_json_atomic(out, result)
+        print(f"realized precision {est.precision:.3f} [{est.low:.3f}, {est.high:.3f}] from {est.n_verified} verified "
+              f"auto-labels (expected {result['expected_precision']}); written to {out}")
+        return 0
+    if args.budget is None or args.out is None:
+        raise InputError("audit needs --budget N --out FILE to draw a sample, or --verified FILE to measure one.")
+    out = Path(args.out)
+    for path in (out, out.with_suffix(".labelstudio.json")):
+        check_output_free(path, args.force)
+    if args.budget < 1:
+        raise InputError(f"--budget must be at least 1; got {args.budget}.")
+    ids = [r["id"] for r in rows]
+    labels = np.array([r["label"] for r in rows], dtype=object)
+    sel = audit_sample(labels, np.arange(len(rows)), args.budget, random_state=args.seed)
+    pre = {i: {"predictions": [{"result": [{"type": "choices", "from_name": "label", "to_name": "item",
+                                            "value": {"choices": [str(labels[i])]}}]}]} for i in sel.rows.tolist()}
+    _write_selection(out, args.force, ids, sel, pre)
     return 0
 
 
@@ -271,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return autolabel(args)
         if args.command == "select":
             return select_cmd(args)
+        if args.command == "query":
+            return query_cmd(args)
+        if args.command == "audit":
+            return audit_cmd(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

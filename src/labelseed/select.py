@@ -215,3 +215,211 @@ def select(
     if strategy == "kmeans":
         return kmeans_medoids(X, budget, labeled=labeled, random_state=random_state)
     raise InputError(f"`strategy` must be one of {', '.join(STRATEGIES)}; got {strategy!r}.")
+
+
+# ---------------------------------------------------------------- warm queries
+
+QUERY_STRATEGIES = ("uncertainty", "unreached", "unsupported", "disagreement")
+
+
+def _diverse(Xn: NDArray[np.float32], candidates: NDArray[np.int64], budget: int) -> NDArray[np.int64]:
+    """Up to `budget` of `candidates` (ranked best first) that are far apart: farthest-first
+    traversal over the candidates, starting from the best one, so a batch is not near-duplicates."""
+    if len(candidates) <= budget:
+        return candidates
+    sub = Xn[candidates]
+    nearest = 1.0 - sub @ sub[0]
+    picks = [0]
+    while len(picks) < budget:
+        nearest[picks] = -np.inf
+        i = int(np.argmax(nearest))
+        picks.append(i)
+        np.minimum(nearest, 1.0 - sub @ sub[i], out=nearest)
+    return candidates[np.asarray(picks)]
+
+
+def margin_uncertainty(distribution: NDArray[np.floating]) -> NDArray[np.float64]:
+    """1 - (top score - second score) per row; 1 for rows with no scores at all."""
+    if distribution.shape[1] < 2:
+        return np.where(distribution.sum(axis=1) > 0, 0.0, 1.0)
+    top2 = -np.partition(-distribution, 1, axis=1)[:, :2]
+    return 1.0 - (top2[:, 0] - top2[:, 1]).astype(np.float64)
+
+
+def query(
+    X: NDArray[np.float32],
+    distribution: NDArray[np.floating],
+    codes: NDArray[np.int64],
+    budget: int,
+    strategy: str = "uncertainty",
+    *,
+    unsupported: NDArray[np.int64] | None = None,
+    other_predicted: NDArray[np.int64] | None = None,
+    pool_factor: int = 10,
+) -> Selection:
+    """The next rows to label once a labeler has run, always spread out (see :func:`_diverse`).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_dims)
+    distribution : ndarray of shape (n_rows, n_classes)
+        Spread scores (``AutoLabeler.label_distributions_``); all-zero rows were unreachable.
+    codes : ndarray of shape (n_rows,)
+        Class codes of labeled rows, -1 elsewhere (never picked).
+    budget : int
+    strategy : {"uncertainty", "unreached", "unsupported", "disagreement"}
+        ``uncertainty``: smallest margin between the two best classes.
+        ``unreached``: rows no label could reach (then the most uncertain).
+        ``unsupported``: the most confident rows predicted as a class whose threshold
+        lacked support (`unsupported` class codes), to give those classes labels.
+        ``disagreement``: rows where another method (`other_predicted`, e.g.
+        self-training) predicts a different class, most uncertain first.
+    pool_factor : int, default=10
+        Diversity is chosen among the ``pool_factor * budget`` best candidates.
+    """
+    Xn = normalize_rows(check_embeddings(X))
+    budget = check_int(budget, "budget", 1)
+    free = np.flatnonzero(codes < 0)
+    if budget > len(free):
+        raise InputError(f"`budget` is {budget} but only {len(free)} row(s) are unlabeled; ask for at most {len(free)}.")
+    unc = margin_uncertainty(distribution)
+    reached = distribution.sum(axis=1) > 0
+    pred = np.where(reached, distribution.argmax(axis=1), -1)
+    if strategy == "uncertainty":
+        score, why = unc[free], "margin between the two best classes {:.3f}"
+        shown = 1.0 - unc[free]
+    elif strategy == "unreached":
+        score = np.where(reached[free], unc[free], 2.0)
+        shown = score
+        why = "no labeled row reaches it" if (~reached[free]).any() else "margin {:.3f}"
+    elif strategy == "unsupported":
+        if unsupported is None or len(unsupported) == 0:
+            raise InputError("No class lacks support, so there is nothing for strategy 'unsupported' to fill.")
+        wanted = np.isin(pred[free], unsupported)
+        score = np.where(wanted, 2.0 + distribution[free].max(axis=1), -unc[free])
+        shown = distribution[free].max(axis=1)
+        why = "predicted as a class without enough support (confidence {:.3f})"
+    elif strategy == "disagreement":
+        if other_predicted is None:
+            raise InputError("Strategy 'disagreement' needs `other_predicted` (another method's predictions).")
+        differ = other_predicted[free] != pred[free]
+        score = np.where(differ, 1.0 + unc[free], unc[free])
+        shown = unc[free]
+        why = "methods disagree; uncertainty {:.3f}"
+    else:
+        raise InputError(f"`strategy` must be one of {', '.join(QUERY_STRATEGIES)}; got {strategy!r}.")
+    order = np.argsort(-score, kind="stable")[: pool_factor * budget]
+    # scores come in tiers (integer part: e.g. unreached > reached); diversity only
+    # reorders within the best tiers that fill the budget, it never trades a tier away
+    tier = np.floor(score[order])
+    order = order[tier >= tier[min(budget, len(order)) - 1]]
+    chosen_local = _diverse(Xn[free], order, budget)
+    rows = free[chosen_local]
+    reasons = [why.format(shown[i]) if "{" in why else why for i in chosen_local]
+    return Selection(rows.astype(np.int64), strategy, reasons)
+
+
+# ------------------------------------------------------------------------ audit
+
+
+@dataclass(frozen=True)
+class AuditEstimate:
+    """Realized precision of auto-labels measured from a verified audit sample.
+
+    ``precision`` is the stratified estimate over all accepted auto-labels (each
+    class weighted by its share of them); ``low``/``high`` its 95% interval;
+    ``per_class`` maps a class to (verified, right, precision, low, high).
+    """
+
+    precision: float
+    low: float
+    high: float
+    n_verified: int
+    per_class: dict[str, tuple[int, int, float, float, float]]
+
+
+def audit_sample(
+    labels: NDArray[np.object_], accepted: NDArray[np.int64], budget: int, *, random_state: int = 0
+) -> Selection:
+    """A stratified random sample of accepted auto-labels for a person to verify.
+
+    The budget is split across classes in proportion to their accepted counts,
+    at least one per class while the budget lasts; rows are random within a class.
+    """
+    budget = check_int(budget, "budget", 1)
+    if budget > len(accepted):
+        raise InputError(f"`budget` is {budget} but there are only {len(accepted)} auto-labels to audit.")
+    rng = np.random.default_rng(random_state)
+    lab = np.asarray([str(v) for v in labels[accepted]])
+    classes, counts = np.unique(lab, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    alloc = np.zeros(len(classes), dtype=np.int64)
+    for c in order[:budget]:
+        alloc[c] = 1
+    rest = budget - alloc.sum()
+    if rest > 0:
+        share = counts / counts.sum() * rest
+        extra = np.floor(share).astype(np.int64)
+        extra = np.minimum(extra, counts - alloc)
+        alloc += extra
+        left = budget - alloc.sum()
+        for c in np.argsort(-(share - np.floor(share)), kind="stable"):
+            if left == 0:
+                break
+            if alloc[c] < counts[c]:
+                alloc[c] += 1
+                left -= 1
+        for c in order:  # rounding leftovers go to classes with rows left
+            while left > 0 and alloc[c] < counts[c]:
+                alloc[c] += 1
+                left -= 1
+    rows, reasons = [], []
+    for c, k in zip(classes, alloc):
+        members = accepted[lab == c]
+        pick = rng.choice(members, int(k), replace=False)
+        rows.extend(pick.tolist())
+        reasons.extend([f"audit of class {c} ({len(members)} auto-labels)"] * int(k))
+    perm = rng.permutation(len(rows))  # interleave classes
+    return Selection(np.asarray(rows, dtype=np.int64)[perm], "audit", [reasons[i] for i in perm])
+
+
+def _wilson(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return float("nan"), float("nan")
+    p = right / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(mid - half), float(mid + half)
+
+
+def audit_estimate(
+    predicted: NDArray[np.object_], verified: NDArray[np.object_], class_counts: dict[str, int]
+) -> AuditEstimate:
+    """Stratified realized precision from verified rows (predicted vs the person's label).
+
+    `class_counts` holds each class's number of accepted auto-labels (the strata weights).
+    """
+    predicted = np.asarray([str(v) for v in predicted])
+    verified = np.asarray([str(v) for v in verified])
+    total = sum(class_counts.values())
+    per: dict[str, tuple[int, int, float, float, float]] = {}
+    est, var = 0.0, 0.0
+    for c, count in class_counts.items():
+        m = predicted == c
+        n = int(m.sum())
+        right = int((verified[m] == c).sum())
+        if n == 0:
+            continue
+        p = right / n
+        lo, hi = _wilson(right, n)
+        per[c] = (n, right, p, lo, hi)
+        w = count / total
+        est += w * p
+        # finite-population correction: a class fully audited has no sampling error
+        fpc = max(0.0, (count - n) / max(count - 1, 1))
+        var += w * w * max(p * (1 - p), 0.25 / n) / n * fpc
+    covered = sum(class_counts[c] for c in per) / total if total else 0.0
+    est = est / covered if covered else float("nan")
+    half = 1.96 * np.sqrt(var) / covered if covered else float("nan")
+    return AuditEstimate(est, max(0.0, est - half), min(1.0, est + half), int(len(predicted)), per)
