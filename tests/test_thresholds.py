@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from labelseed import AutoLabeler
+from labelseed import AutoLabeler, InputError
 from labelseed.graph import build_knn_graph
 from labelseed.metrics import fbeta, precision, recall, resolve_metric
 from labelseed.spreading import normalized_affinity, spread_many
@@ -153,3 +153,21 @@ def test_self_training_method_end_to_end(per_class):
     assert m.graph_ is None
     assert len(r.accepted) + len(r.abstained) == (codes < 0).sum()
     assert (r.labels[r.accepted].astype(int) == y[r.accepted]).mean() >= 0.9
+
+
+def test_rows_outside_calibrate_spread_labels_but_are_never_held_out():
+    X, y = blobs(n_per=40, n_classes=3, spread=1.5, seed=12)
+    codes = seed_labels(y, 8)
+    rng = np.random.default_rng(0)
+    queried = rng.choice(np.flatnonzero(codes < 0), 15, replace=False)
+    codes[queried] = y[queried]
+    calibrate = np.zeros(len(y), dtype=bool)
+    calibrate[codes >= 0] = True
+    calibrate[queried] = False
+    m = AutoLabeler(target_precision=0.9).fit(X, codes, calibrate=calibrate)
+    assert not np.intersect1d(m.cv_scores_.labeled, queried).size
+    assert len(m.cv_scores_.labeled) == 24
+    assert (m.result_.source[queried] == "seed").all()
+    assert not np.intersect1d(m.cv_scores_.unlabeled, queried).size
+    with pytest.raises(InputError, match="`calibrate`"):
+        AutoLabeler().fit(X, codes, calibrate=np.zeros(len(y), dtype=bool))

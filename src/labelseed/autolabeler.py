@@ -154,7 +154,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
 
     # ----------------------------------------------------------------- fit
     def fit(
-        self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None
+        self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None,
+        calibrate: ArrayLike | None = None,
     ) -> "AutoLabeler":
         """Fit on all rows; `y` marks unlabeled rows with -1 (ints) or None (strings).
 
@@ -165,6 +166,11 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         graph : KnnGraph, optional
             A graph already built for `X` (reused as is).
         progress : callable(stage, done, total), optional
+        calibrate : array-like of bool, shape (n_rows,), optional
+            Labeled rows that were drawn at random from the pool, the only ones the
+            precision estimates may learn from (default: every labeled row). Leave
+            out rows picked by :func:`labelseed.select.query`: they are chosen for
+            being hard, so they would make the estimates too pessimistic.
         """
         Xa = check_embeddings(X)
         codes, classes = encode_labels(y, Xa.shape[0])
@@ -180,7 +186,18 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             raise InputError(f"`alpha` must be in (0, 1); got {self.alpha!r}.")
         if not (codes == -1).any():
             raise InputError("Every row is labeled, so there is nothing to auto-label; add unlabeled rows (-1/None).")
-        n_splits = check_n_splits(codes, classes, self.n_splits)
+        cal_mask = None
+        if calibrate is not None:
+            cal_mask = np.asarray(calibrate, dtype=bool)
+            if cal_mask.shape != (Xa.shape[0],):
+                raise InputError(f"`calibrate` must be a boolean mask of shape ({Xa.shape[0]},); got {cal_mask.shape}.")
+            cal_codes = np.where(cal_mask, codes, -1)
+            present = np.unique(cal_codes[cal_codes >= 0])
+            if len(present) < 1:
+                raise InputError("`calibrate` selects no labeled rows; mark the randomly drawn labeled rows True.")
+            n_splits = check_n_splits(np.searchsorted(present, cal_codes[cal_codes >= 0]), classes[present], self.n_splits)
+        else:
+            n_splits = check_n_splits(codes, classes, self.n_splits)
         n_classes = len(classes)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -218,7 +235,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                         progress("self-training", i + 1, len(code_sets))
                 return out
 
-        cv = cross_val_scores(scorer, codes, n_classes, n_splits, self.random_state)
+        cv = cross_val_scores(scorer, codes, n_classes, n_splits, self.random_state, calibrate=cal_mask)
         lap("propagation")
         th = choose_thresholds(
             cv, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,

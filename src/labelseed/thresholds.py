@@ -53,6 +53,8 @@ class CrossValScores:
     final : Scores
         Scores of every row from the run with all labels (n_rows rows).
     n_splits : int
+    unlabeled : ndarray of int64
+        The pool rows (no label at all): what thresholds are chosen for.
     """
 
     labeled: NDArray[np.int64]
@@ -61,20 +63,24 @@ class CrossValScores:
     oof: Scores
     final: Scores
     n_splits: int
+    unlabeled: NDArray[np.int64]
 
 
 def fold_code_sets(
-    codes: NDArray[np.int64], n_splits: int, random_state: int, fold: NDArray[np.int64] | None = None
+    codes: NDArray[np.int64], n_splits: int, random_state: int, fold: NDArray[np.int64] | None = None,
+    calibrate: NDArray[np.bool_] | None = None,
 ) -> tuple[list[NDArray[np.int64]], NDArray[np.int64], NDArray[np.int64]]:
     """Label vectors with one stratified fold hidden each (then the full one).
 
     Returns ``(code_sets, labeled, fold)``; the folds are materialised once so
     every threshold sees every fold (the talk's code exhausted a generator).
-    `fold` gives the fold of each labeled row instead of drawing them.
+    `fold` gives the fold of each labeled row instead of drawing them. Only
+    labeled rows in `calibrate` (default: all) are ever held out; the others
+    stay labeled in every run.
     """
     from sklearn.model_selection import StratifiedKFold
 
-    labeled = np.flatnonzero(codes >= 0)
+    labeled = np.flatnonzero((codes >= 0) & (True if calibrate is None else calibrate))
     if fold is None:
         fold = np.empty(len(labeled), dtype=np.int64)
         skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
@@ -91,13 +97,16 @@ def fold_code_sets(
 
 def cross_val_scores(
     scorer: Scorer, codes: NDArray[np.int64], n_classes: int, n_splits: int, random_state: int = 0,
-    fold: NDArray[np.int64] | None = None,
+    fold: NDArray[np.int64] | None = None, calibrate: NDArray[np.bool_] | None = None,
 ) -> CrossValScores:
-    """Out-of-fold scores for every labeled row (see module docstring).
+    """Out-of-fold scores for every labeled row in `calibrate` (default: all labeled rows).
 
-    `fold` (one entry per labeled row) fixes the fold assignment instead of drawing it.
+    `fold` (one entry per such row) fixes the fold assignment instead of drawing it.
+    Labeled rows outside `calibrate` (e.g. picked by active learning, so not a
+    random sample of the pool) spread their labels in every run but are never
+    held out, so they never shape the precision estimates.
     """
-    sets, labeled, fold = fold_code_sets(codes, n_splits, random_state, fold)
+    sets, labeled, fold = fold_code_sets(codes, n_splits, random_state, fold, calibrate)
     runs = scorer(sets)
     dist = np.zeros((len(labeled), n_classes), dtype=np.float32)
     for f in range(n_splits):
@@ -110,6 +119,7 @@ def cross_val_scores(
         oof=Scores.from_unnormalized(dist),
         final=runs[-1],
         n_splits=n_splits,
+        unlabeled=np.flatnonzero(codes < 0),
     )
 
 
@@ -497,7 +507,7 @@ def choose_thresholds(
     """
     n_classes = len(classes)
     rng = np.random.default_rng(random_state)
-    pool = np.setdiff1d(np.arange(len(cv.final.predicted)), cv.labeled, assume_unique=True)
+    pool = cv.unlabeled
     cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
