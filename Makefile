@@ -32,7 +32,10 @@ bench: $(STAMP) data
 	$(BIN)/python bench/embed_wordnet.py --per-class 600
 	$(BIN)/python bench/ann_choice.py --dataset fashion
 	$(BIN)/python bench/quality.py
+	$(BIN)/python bench/matched.py
 	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/select_coverage.py
+	$(BIN)/python bench/active_learning.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
