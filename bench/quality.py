@@ -11,6 +11,7 @@ rest hidden, at target precision 0.95 per class:
 - the talk's SelfTrainingClassifier + SVC method with its two bugs fixed.
 
     python bench/quality.py --datasets digits fashion wordnet --k 3 5 10 --seeds 5
+    python bench/quality.py --datasets fashion wordnet --n 2000 --k 10 --seeds 3   # with the talk method
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=["digits", "fashion", "wordnet"])
     p.add_argument("--k", nargs="+", type=int, default=[3, 5, 10])
     p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--n", type=int, default=None, help="subsample each data set to n rows")
+    p.add_argument("--n", type=int, default=10_000, help="subsample larger data sets to n rows (0: all)")
     p.add_argument("--methods", nargs="+",
                    default=["labelseed", "labelseed (cl 0.5)", "sklearn-knn", "sklearn-rbf", "talk (fixed)"])
     p.add_argument("--rbf-max-rows", type=int, default=6000)
@@ -94,7 +95,7 @@ def main() -> None:
     CACHE.mkdir(exist_ok=True)
     for ds in a.datasets:
         try:
-            X, y = load(ds, a.n)
+            X, y = load(ds, a.n or None)
         except FileNotFoundError as exc:
             print(f"skip {ds}: {exc}")
             continue
