@@ -186,18 +186,14 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             raise InputError(f"`alpha` must be in (0, 1); got {self.alpha!r}.")
         if not (codes == -1).any():
             raise InputError("Every row is labeled, so there is nothing to auto-label; add unlabeled rows (-1/None).")
-        cal_mask = None
-        if calibrate is not None:
-            cal_mask = np.asarray(calibrate, dtype=bool)
-            if cal_mask.shape != (Xa.shape[0],):
-                raise InputError(f"`calibrate` must be a boolean mask of shape ({Xa.shape[0]},); got {cal_mask.shape}.")
-            cal_codes = np.where(cal_mask, codes, -1)
-            present = np.unique(cal_codes[cal_codes >= 0])
-            if len(present) < 1:
-                raise InputError("`calibrate` selects no labeled rows; mark the randomly drawn labeled rows True.")
-            n_splits = check_n_splits(np.searchsorted(present, cal_codes[cal_codes >= 0]), classes[present], self.n_splits)
-        else:
-            n_splits = check_n_splits(codes, classes, self.n_splits)
+        cal_mask = None if calibrate is None else np.asarray(calibrate, dtype=bool)
+        if cal_mask is not None and cal_mask.shape != (Xa.shape[0],):
+            raise InputError(f"`calibrate` must be a boolean mask of shape ({Xa.shape[0]},); got {cal_mask.shape}.")
+        held = codes[(codes >= 0) & (True if cal_mask is None else cal_mask)]  # rows the folds hold out
+        if len(held) == 0:
+            raise InputError("`calibrate` selects no labeled rows; mark the randomly drawn labeled rows True.")
+        present = np.unique(held)
+        n_splits = check_n_splits(np.searchsorted(present, held), classes[present], self.n_splits)
         n_classes = len(classes)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
