@@ -138,16 +138,13 @@ def _topk_exact(
     Q: NDArray[np.float32],
     X: NDArray[np.float32],
     k: int,
-    exclude_self_offset: int | None,
     block_rows: int,
     progress: Progress | None,
     self_rows: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Exact top-k by blocked matrix products; a query's own row is excluded where
-    ``exclude_self_offset`` (query i is row i + offset) or `self_rows` says which it is."""
+    """Exact top-k by blocked matrix products; query i never returns row ``self_rows[i]``."""
     n_q, n = Q.shape[0], X.shape[0]
-    excluding = exclude_self_offset is not None or self_rows is not None
-    k_eff = min(k, n - (1 if excluding else 0))
+    k_eff = min(k, n - (1 if self_rows is not None else 0))
     idx = np.full((n_q, k), -1, dtype=np.int64)
     sim = np.zeros((n_q, k), dtype=np.float32)
     if k_eff <= 0:
@@ -155,10 +152,7 @@ def _topk_exact(
     for start in range(0, n_q, block_rows):
         stop = min(start + block_rows, n_q)
         S = Q[start:stop] @ X.T
-        if exclude_self_offset is not None:
-            r = np.arange(start, stop)
-            S[r - start, r + exclude_self_offset] = -np.inf
-        elif self_rows is not None:
+        if self_rows is not None:
             S[np.arange(stop - start), self_rows[start:stop]] = -np.inf
         np.negative(S, out=S)  # in place: argpartition wants smallest-first
         part = np.argpartition(S, k_eff - 1, axis=1)[:, :k_eff]
@@ -181,7 +175,7 @@ def exact_neighbors(
     Q: NDArray[np.float32], X: NDArray[np.float32], k: int, progress: Progress | None = None
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Exact top-`k` cosine neighbours in `X` of each row of `Q` (both L2-normalised)."""
-    return _topk_exact(Q, X, k, None, _block_rows(X.shape[0]), progress)
+    return _topk_exact(Q, X, k, _block_rows(X.shape[0]), progress)
 
 
 #: Rows whose exact neighbours check the IVF recall (standard error about 0.006 at recall 0.95).
@@ -246,7 +240,7 @@ def _ivf(
         if progress:
             progress("knn graph (index)", min(start + step, n), n)
     sample = np.sort(rng.choice(n, min(n, SAMPLE_ROWS), replace=False))
-    truth, _ = _topk_exact(Xn[sample], Xn, k, None, _block_rows(n), None, self_rows=sample)
+    truth, _ = _topk_exact(Xn[sample], Xn, k, _block_rows(n), None, self_rows=sample)
 
     def sample_recall(p: int) -> float:
         index.nprobe = p
@@ -314,7 +308,7 @@ def build_knn_graph(
     k = min(n_neighbors, max(n - 1, 0))
     log.info("building %s kNN graph: %d rows, k=%d", use, n, k)
     if use == "exact" or k == 0:
-        idx, sim = _topk_exact(Xn, Xn, k, 0, _block_rows(n), progress)
+        idx, sim = _topk_exact(Xn, Xn, k, _block_rows(n), progress, self_rows=np.arange(n))
         use = "exact"
     else:
         idx, sim, recall, used = _ivf(Xn, k, nprobe, target_recall, random_state, progress)
