@@ -1,7 +1,22 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+EXE = Path(sys.executable).parent / "labelseed"
+CLI_CACHE = Path(tempfile.mkdtemp(prefix="labelseed-test-cache-"))
+
+
+def run_cli(*args: str, cache: Path = CLI_CACHE) -> subprocess.CompletedProcess:
+    """The installed `labelseed` entry point, with a private graph cache (never the user's)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
 def blobs(n_per: int = 40, n_classes: int = 3, dim: int = 8, spread: float = 0.3, seed: int = 0):

@@ -3,26 +3,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import blobs
+from conftest import blobs, run_cli
 
-EXE = Path(sys.executable).parent / "labelseed"
-
-
-CACHE = Path(tempfile.mkdtemp(prefix="labelseed-test-cache-"))
-
-
-def run(*args: str, cache: Path = CACHE) -> subprocess.CompletedProcess:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}  # never the user's own cache
-    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300, env=env)
+run = run_cli
 
 
 def write_seed(path: Path, rows: list[tuple[object, object]]) -> Path:

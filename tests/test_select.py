@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from labelseed.exceptions import InputError
 from labelseed.select import STRATEGIES, kcenter_greedy, select
 
-from conftest import blobs
+from conftest import blobs, run_cli
 
 
 @settings(deadline=None, max_examples=20)
@@ -63,16 +61,18 @@ def test_unknown_strategy():
         select(X, 3, "magic")
 
 
-EXE = Path(sys.executable).parent / "labelseed"
+_run = run_cli
 
 
-def _run(*args):
-    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300)
+def _pool(tmp_path: Path, n_per: int) -> Path:
+    """A small pool of embeddings saved as X.npy; returns its path."""
+    X, _ = blobs(n_per=n_per, n_classes=3, dim=8, seed=4)
+    np.save(tmp_path / "X.npy", X)
+    return tmp_path / "X.npy"
 
 
 def test_select_cli(tmp_path):
-    X, _ = blobs(n_per=50, n_classes=3, dim=8, seed=4)
-    np.save(tmp_path / "X.npy", X)
+    _pool(tmp_path, 50)
     (tmp_path / "seed.csv").write_text("id,label\n0,a\n1,a\n")
     r = _run("select", "--embeddings", str(tmp_path / "X.npy"), "--budget", "9", "--labels", str(tmp_path / "seed.csv"),
              "--out", str(tmp_path / "to_label.csv"))
@@ -89,16 +89,14 @@ def test_select_cli(tmp_path):
 @pytest.mark.parametrize("extra, msg", [(["--budget", "0"], "at least 1"), (["--budget", "1000"], "only"),
                                         (["--budget", "3", "--strategy", "nope"], "strategy")])
 def test_select_cli_bad_input(tmp_path, extra, msg):
-    X, _ = blobs(n_per=20, n_classes=3, dim=8, seed=4)
-    np.save(tmp_path / "X.npy", X)
+    _pool(tmp_path, 20)
     r = _run("select", "--embeddings", str(tmp_path / "X.npy"), "--out", str(tmp_path / "o.csv"), *extra)
     assert r.returncode == 2 and msg in r.stderr
     assert not (tmp_path / "o.csv").exists()
 
 
 def test_select_cli_unknown_label_ids(tmp_path):
-    X, _ = blobs(n_per=20, n_classes=3, dim=8, seed=4)
-    np.save(tmp_path / "X.npy", X)
+    _pool(tmp_path, 20)
     (tmp_path / "seed.csv").write_text("id,label\n999,a\n")
     r = _run("select", "--embeddings", str(tmp_path / "X.npy"), "--budget", "3", "--labels", str(tmp_path / "seed.csv"),
              "--out", str(tmp_path / "o.csv"))

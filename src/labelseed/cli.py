@@ -18,7 +18,7 @@ from . import __version__
 from ._io import (
     atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_csv_atomic, write_json, write_json_atomic,
 )
-from ._validation import check_embeddings
+from ._validation import check_embeddings, encode_labels
 from .autolabeler import ABSTAIN, SEED, AutoLabeler
 from .graph import cached_knn_graph
 from .exceptions import InputError, LabelseedError
@@ -156,7 +156,8 @@ def autolabel(args: argparse.Namespace) -> int:
     with _Progress(not args.quiet) as progress:
         graph = None
         if args.method == "spreading" and not args.no_cache:
-            graph, reused = cached_knn_graph(check_embeddings(X), args.n_neighbors, _cache_dir(args),
+            X = check_embeddings(X)  # one float32 copy shared by the cache key and fit()
+            graph, reused = cached_knn_graph(X, args.n_neighbors, _cache_dir(args),
                                              progress=progress, random_state=args.seed)
             if reused and not args.quiet:
                 print("reusing the kNN graph of an earlier run (--no-cache to rebuild)", file=sys.stderr)
@@ -255,26 +256,30 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
             f"coverage {_fmt(th.coverage)} of the unlabeled pool; written to {out}/")
 
 
+def _check_selection_out(out: Path, force: bool, budget: int) -> None:
+    """Before any work: both outputs of a selection are free and the budget is positive."""
+    for path in (out, out.with_suffix(".labelstudio.json")):
+        check_output_free(path, force)
+    if budget < 1:
+        raise InputError(f"--budget must be at least 1; got {budget}.")
+
+
 def select_cmd(args: argparse.Namespace) -> int:
     from .select import select
 
     out = Path(args.out)
-    ls_out = out.with_suffix(".labelstudio.json")
-    for path in (out, ls_out):
-        check_output_free(path, args.force)
-    if args.budget < 1:
-        raise InputError(f"--budget must be at least 1; got {args.budget}.")
+    _check_selection_out(out, args.force, args.budget)
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labeled = None
     if args.labels:
         labels = read_seed_labels(args.labels, ids)
         labeled = np.flatnonzero(labels != None)  # noqa: E711
     sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.seed)
-    _write_selection(out, args.force, ids.tolist(), sel)
+    _write_selection(out, ids.tolist(), sel)
     return 0
 
 
-def _write_selection(out: Path, force: bool, ids: list[Any], sel: Any, extra: dict[int, dict[str, Any]] | None = None) -> None:
+def _write_selection(out: Path, ids: list[Any], sel: Any, extra: dict[int, dict[str, Any]] | None = None) -> None:
     """The CSV (id, rank, strategy, reason) and its Label Studio tasks file, both atomic."""
     ls_out = out.with_suffix(".labelstudio.json")
     rows = [{"id": ids[r], "rank": rank + 1, "strategy": sel.strategy, "reason": reason}
@@ -293,30 +298,27 @@ def query_cmd(args: argparse.Namespace) -> int:
     from .select import query
 
     out = Path(args.out)
-    for path in (out, out.with_suffix(".labelstudio.json")):
-        check_output_free(path, args.force)
-    if args.budget < 1:
-        raise InputError(f"--budget must be at least 1; got {args.budget}.")
+    _check_selection_out(out, args.force, args.budget)
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
+    X = check_embeddings(X)
     labels = read_seed_labels(args.labels, ids)
+    model = AutoLabeler(target_precision=args.target_precision, random_state=args.seed)
     graph = None
     if not args.no_cache:
-        graph, _ = cached_knn_graph(check_embeddings(X), 10, _cache_dir(args), random_state=args.seed)
-    model = AutoLabeler(target_precision=args.target_precision, random_state=args.seed).fit(X, labels, graph=graph)
-    codes = np.full(len(ids), -1)
-    seed = labels != None  # noqa: E711
-    codes[seed] = np.searchsorted(model.classes_, labels[seed])
+        graph, _ = cached_knn_graph(X, model.n_neighbors, _cache_dir(args), random_state=args.seed)
+    model.fit(X, labels, graph=graph)
+    codes, _ = encode_labels(labels, len(ids))
     unsupported = np.array([i for i, r in enumerate(model.result_.thresholds.per_class) if not r.meets_target])
     other = None
     if args.strategy == "disagreement":
         from .graph import normalize_rows
         from .spreading import self_train
 
-        other = self_train(normalize_rows(check_embeddings(X)), codes, len(model.classes_),
+        other = self_train(normalize_rows(X), codes, len(model.classes_),
                            random_state=args.seed).scores.predicted
     sel = query(X, model.label_distributions_, codes, args.budget, args.strategy,
                 unsupported=unsupported, other_predicted=other)
-    _write_selection(out, args.force, ids.tolist(), sel)
+    _write_selection(out, ids.tolist(), sel)
     return 0
 
 
@@ -366,16 +368,13 @@ def audit_cmd(args: argparse.Namespace) -> int:
     if args.budget is None or args.out is None:
         raise InputError("audit needs --budget N --out FILE to draw a sample, or --verified FILE to measure one.")
     out = Path(args.out)
-    for path in (out, out.with_suffix(".labelstudio.json")):
-        check_output_free(path, args.force)
-    if args.budget < 1:
-        raise InputError(f"--budget must be at least 1; got {args.budget}.")
+    _check_selection_out(out, args.force, args.budget)
     ids = [r["id"] for r in rows]
     labels = np.array([r["label"] for r in rows], dtype=object)
     sel = audit_sample(labels, np.arange(len(rows)), args.budget, random_state=args.seed)
     pre = {i: {"predictions": [{"result": [{"type": "choices", "from_name": "label", "to_name": "item",
                                             "value": {"choices": [str(labels[i])]}}]}]} for i in sel.rows.tolist()}
-    _write_selection(out, args.force, ids, sel, pre)
+    _write_selection(out, ids, sel, pre)
     return 0
 
 
