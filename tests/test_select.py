@@ -122,7 +122,10 @@ def _fitted():
 def test_query_returns_distinct_unlabeled_rows(strategy):
     X, y, codes, m = _fitted()
     other = np.roll(m.label_distributions_.argmax(1), 1)
-    sel = query(X, m.label_distributions_, codes, 12, strategy, unsupported=np.array([0]), other_predicted=other)
+    accepted = np.zeros(len(X), dtype=bool)
+    accepted[m.result_.accepted] = True
+    sel = query(X, m.label_distributions_, codes, 12, strategy, accepted=accepted, unsupported=np.array([0]),
+                other_predicted=other)
     assert len(np.unique(sel.rows)) == 12
     assert (codes[sel.rows] == -1).all()
 
@@ -138,6 +141,20 @@ def test_uncertainty_query_prefers_uncertain_rows_but_spreads_out():
     S = Xn[sel.rows] @ Xn[sel.rows].T
     np.fill_diagonal(S, -1)
     assert S.max() < 0.9999
+
+
+def test_abstained_query_picks_central_rows_of_abstained_regions():
+    X, y = blobs(n_per=60, n_classes=4, dim=8, spread=0.5, seed=2)
+    codes = seed_labels(y, 3)
+    accepted = (y < 2) & (codes < 0)  # blobs 0 and 1 auto-labeled; 2 and 3 not
+    D = np.zeros((len(X), 4))
+    a = query(X, D, codes, 4, "abstained", accepted=accepted, random_state=3)
+    assert not accepted[a.rows].any() and (codes[a.rows] == -1).all()
+    assert set(y[a.rows].tolist()) == {2, 3}  # both abstained blobs get picks
+    b = query(X, D, codes, 4, "abstained", accepted=accepted, random_state=3)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    with pytest.raises(InputError, match="`accepted`"):
+        query(X, D, codes, 4, "abstained")
 
 
 def test_unreached_rows_come_first():

@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--embeddings", required=True)
     q.add_argument("--labels", required=True, help="CSV id,label of the rows labeled so far")
     q.add_argument("--budget", type=int, required=True)
-    q.add_argument("--strategy", default="uncertainty", help="uncertainty (default), unreached, unsupported, disagreement")
+    q.add_argument("--strategy", default="abstained",
+                   help="abstained (default), uncertainty, unreached, unsupported, disagreement")
     q.add_argument("--target-precision", type=float, default=0.95)
     q.add_argument("--out", required=True, help="CSV (id, rank, strategy, reason) + .labelstudio.json beside it")
     q.add_argument("--id-column", default="id")
@@ -316,8 +317,10 @@ def query_cmd(args: argparse.Namespace) -> int:
 
         other = self_train(normalize_rows(X), codes, len(model.classes_),
                            random_state=args.seed).scores.predicted
-    sel = query(X, model.label_distributions_, codes, args.budget, args.strategy,
-                unsupported=unsupported, other_predicted=other)
+    accepted = np.zeros(len(ids), dtype=bool)
+    accepted[model.result_.accepted] = True
+    sel = query(X, model.label_distributions_, codes, args.budget, args.strategy, accepted=accepted,
+                unsupported=unsupported, other_predicted=other, random_state=args.seed)
     _write_selection(out, ids.tolist(), sel)
     return 0
 

@@ -219,7 +219,9 @@ def select(
 
 # ---------------------------------------------------------------- warm queries
 
-QUERY_STRATEGIES = ("uncertainty", "unreached", "unsupported", "disagreement")
+#: The first is the default: over 5 rounds it raised coverage at target precision above random
+#: rounds of the same size, where uncertainty sampling lowered it (bench/active_learning.py).
+QUERY_STRATEGIES = ("abstained", "uncertainty", "unreached", "unsupported", "disagreement")
 
 
 def _diverse(Xn: NDArray[np.float32], candidates: NDArray[np.int64], budget: int) -> NDArray[np.int64]:
@@ -251,11 +253,13 @@ def query(
     distribution: NDArray[np.floating],
     codes: NDArray[np.int64],
     budget: int,
-    strategy: str = "uncertainty",
+    strategy: str = "abstained",
     *,
+    accepted: NDArray[np.bool_] | None = None,
     unsupported: NDArray[np.int64] | None = None,
     other_predicted: NDArray[np.int64] | None = None,
     pool_factor: int = 10,
+    random_state: int = 0,
 ) -> Selection:
     """The next rows to label once a labeler has run, always spread out (see :func:`_diverse`).
 
@@ -267,21 +271,43 @@ def query(
     codes : ndarray of shape (n_rows,)
         Class codes of labeled rows, -1 elsewhere (never picked).
     budget : int
-    strategy : {"uncertainty", "unreached", "unsupported", "disagreement"}
+    strategy : {"abstained", "uncertainty", "unreached", "unsupported", "disagreement"}
+        ``abstained`` (default): k-means over the unlabeled rows the labeler abstained
+        on (`accepted` False), the most central row of each cluster, largest first:
+        typical rows of the regions still without auto-labels. Unlike the most
+        uncertain rows they are representative, so they also calibrate the
+        thresholds without bias toward hard cases.
         ``uncertainty``: smallest margin between the two best classes.
         ``unreached``: rows no label could reach (then the most uncertain).
         ``unsupported``: the most confident rows predicted as a class whose threshold
         lacked support (`unsupported` class codes), to give those classes labels.
         ``disagreement``: rows where another method (`other_predicted`, e.g.
         self-training) predicts a different class, most uncertain first.
+    accepted : ndarray of bool, shape (n_rows,), optional
+        Rows given an auto-label by the last run; needed by ``abstained``.
     pool_factor : int, default=10
         Diversity is chosen among the ``pool_factor * budget`` best candidates.
+    random_state : int, default=0
+        Seeds the k-means of ``abstained``.
     """
     Xn = normalize_rows(check_embeddings(X))
     budget = check_int(budget, "budget", 1)
     free = np.flatnonzero(codes < 0)
     if budget > len(free):
         raise InputError(f"`budget` is {budget} but only {len(free)} row(s) are unlabeled; ask for at most {len(free)}.")
+    if strategy == "abstained":
+        if accepted is None:
+            raise InputError("Strategy 'abstained' needs `accepted` (the rows the last run auto-labeled).")
+        accepted = np.asarray(accepted, dtype=bool)
+        if accepted.shape != (len(Xn),):
+            raise InputError(f"`accepted` must have shape ({len(Xn)},); got {accepted.shape}.")
+        cand = free[~accepted[free]]
+        if len(cand) < budget:  # almost everything is labeled: top up from the accepted rows
+            cand = free
+        assign, sim = _kmeans(Xn[cand], budget, random_state)
+        sel = _per_cluster(assign, sim, budget, "abstained", np.zeros(len(cand), dtype=bool),
+                           "most central row of a region of {size} rows without auto-labels")
+        return Selection(cand[sel.rows].astype(np.int64), "abstained", sel.reasons)
     unc = margin_uncertainty(distribution)
     reached = distribution.sum(axis=1) > 0
     pred = np.where(reached, distribution.argmax(axis=1), -1)
