@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from ._validation import (
     check_seed,
     encode_labels,
 )
-from .exceptions import InputError, NotFittedError
+from .exceptions import FoldFallbackWarning, InputError, NotFittedError
 from .graph import EXACT_MAX_ROWS, KnnGraph, Progress, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
 from .spreading import Scores, normalized_affinity, self_train, spread_many
@@ -189,11 +190,29 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         cal_mask = None if calibrate is None else np.asarray(calibrate, dtype=bool)
         if cal_mask is not None and cal_mask.shape != (Xa.shape[0],):
             raise InputError(f"`calibrate` must be a boolean mask of shape ({Xa.shape[0]},); got {cal_mask.shape}.")
-        held = codes[(codes >= 0) & (True if cal_mask is None else cal_mask)]  # rows the folds hold out
+        in_cv = (codes >= 0) & (True if cal_mask is None else cal_mask)  # rows the folds hold out
+        held = codes[in_cv]
         if len(held) == 0:
             raise InputError("`calibrate` selects no labeled rows; mark the randomly drawn labeled rows True.")
-        present = np.unique(held)
-        n_splits = check_n_splits(np.searchsorted(present, held), classes[present], self.n_splits)
+        counts = np.bincount(held, minlength=len(classes))
+        single = np.flatnonzero(counts == 1)
+        if len(single) and len(single) < (counts > 0).sum():
+            # One label cannot be cross-validated. It still spreads, and it is still held out
+            # once, where it shows how much of its class leaks into the others; but its own
+            # class gets no auto-labels until a second label arrives.
+            names = ", ".join(repr(classes[i]) for i in single[:5]) + (" ..." if len(single) > 5 else "")
+            warnings.warn(
+                f"Class(es) {names} have a single labeled row: they spread but get no auto-labels; "
+                "label at least 2 rows of a class (5 for 5-fold cross-validation) to auto-label it.",
+                FoldFallbackWarning, stacklevel=2,
+            )
+            several = held[~np.isin(held, single)]
+            present = np.unique(several)
+            n_splits = check_n_splits(np.searchsorted(present, several), classes[present], self.n_splits)
+        else:
+            single = single[:0]
+            present = np.unique(held)
+            n_splits = check_n_splits(np.searchsorted(present, held), classes[present], self.n_splits)
         n_classes = len(classes)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -236,7 +255,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         th = choose_thresholds(
             cv, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
             per_class=bool(self.per_class), min_support=min_support, confidence_level=self.confidence_level,
-            n_bootstrap=self.n_bootstrap, random_state=self.random_state,
+            n_bootstrap=self.n_bootstrap, random_state=self.random_state, blocked=single,
         )
         lap("thresholds")
         self.classes_ = classes

@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("select", help="pick a small, diverse set of rows for a person to label first")
     s.add_argument("--embeddings", required=True, help=".npy (ids = row numbers) or .parquet (id + vector column)")
     s.add_argument("--budget", type=int, required=True, help="how many rows to pick")
-    s.add_argument("--strategy", default="kmeans", help="kmeans (default), typiclust, kcenter")
+    s.add_argument("--strategy", default="kmeans", help="kmeans (default), typiclust, kcenter, facility")
     s.add_argument("--labels", default=None, help="CSV id,label of rows already labeled (never picked again)")
     s.add_argument("--out", required=True, help="CSV to write (id, rank, strategy, reason); a Label Studio "
                    "tasks file is written beside it with the suffix .labelstudio.json")

@@ -11,6 +11,12 @@ n x n matrix.
 - :func:`typiclust`: k-means into `budget` clusters, then the most *typical* row
   of each (highest mean similarity to its kNN; Hacohen et al. 2022), largest
   clusters first.
+- :func:`stratified`: k-means into `budget` clusters, then a uniformly random row
+  of each: as diverse as the medoids, but every pick is a random draw within its
+  stratum, so the precision estimates that calibrate on it are not optimistic.
+- :func:`facility_location`: lazy greedy maximisation of the facility-location
+  objective sum_i max_{j in S} w_ij on the sparse kNN graph (Minoux 1978;
+  Mirzasoleiman et al. 2015): each pick best covers rows not yet covered.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from .graph import KnnGraph, build_knn_graph, normalize_rows
 
 #: The first is the default: k-means medoids covered the most classes at 1 and 2 labels per
 #: class on digits and Fashion-MNIST (bench/select_coverage.py, bench/README.md).
-STRATEGIES = ("kmeans", "typiclust", "kcenter")
+STRATEGIES = ("kmeans", "stratified", "typiclust", "kcenter", "facility")
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,20 @@ def kmeans_medoids(
                         "nearest row to the centre of a cluster of {size} rows")
 
 
+def stratified(
+    X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None, random_state: int = 0
+) -> Selection:
+    """k-means with `budget` centres; one uniformly random unlabeled row of each cluster, largest first."""
+    Xn, lab = _check(X, budget, labeled)
+    blocked = np.zeros(len(Xn), dtype=bool)
+    blocked[lab] = True
+    assign, _ = _kmeans(Xn, budget, random_state)
+    # a random key per row: the "best" row of a cluster is then a uniform draw from it
+    key = np.random.default_rng(random_state + 1).random(len(Xn))
+    return _per_cluster(assign, np.where(blocked, -np.inf, key), budget, "stratified", blocked,
+                        "random row of a cluster of {size} rows")
+
+
 def typiclust(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None,
     graph: KnnGraph | None = None, n_neighbors: int = 20, random_state: int = 0,
@@ -169,6 +189,61 @@ def typiclust(
     covered[np.unique(assign[lab])] = True
     return _per_cluster(assign, np.where(blocked, -np.inf, typicality), budget, "typiclust", blocked,
                         "most typical row of a cluster of {size} rows", covered)
+
+
+def facility_location(
+    X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None,
+    graph: KnnGraph | None = None, n_neighbors: int = 10, random_state: int = 0,
+) -> Selection:
+    """Lazy greedy facility location on the symmetric kNN affinity (plus self-similarity 1).
+
+    The objective F(S) = sum_i max_{j in S} w_ij is monotone submodular, so the
+    lazy greedy (stale gains are upper bounds) returns the plain greedy's picks,
+    within 1 - 1/e of the optimum. Labeled rows count as already chosen. Memory
+    O(n * k); ``extra["gain"]`` holds each pick's marginal gain (non-increasing).
+    """
+    import heapq
+
+    Xn, lab = _check(X, budget, labeled)
+    g = graph if graph is not None else build_knn_graph(Xn, n_neighbors, normalized=True, random_state=random_state)
+    if g.n_rows != len(Xn):
+        raise InputError(f"`graph` has {g.n_rows} rows but `X` has {len(Xn)}.")
+    W = g.affinity()
+    indptr, nbr, w = W.indptr, W.indices, W.data
+    cover = np.zeros(len(Xn), dtype=np.float32)  # how well each row is covered so far
+    taken = np.zeros(len(Xn), dtype=bool)
+
+    def gain(j: int) -> float:
+        lo, hi = indptr[j], indptr[j + 1]
+        return float(max(0.0, 1.0 - cover[j]) + np.maximum(w[lo:hi] - cover[nbr[lo:hi]], 0).sum())
+
+    def take(j: int) -> None:
+        lo, hi = indptr[j], indptr[j + 1]
+        cover[j] = 1.0
+        np.maximum.at(cover, nbr[lo:hi], w[lo:hi])
+        taken[j] = True
+
+    for j in lab:
+        take(int(j))
+    # first gains in one pass (labeled rows' neighbours are recomputed lazily anyway)
+    first = 1.0 + np.add.reduceat(np.r_[w, 0], indptr[:-1]) * (np.diff(indptr) > 0)
+    heap = [(-float(v), int(j)) for j, v in enumerate(first) if not taken[j]]
+    heapq.heapify(heap)
+    picks: list[int] = []
+    gains: list[float] = []
+    while len(picks) < budget and heap:
+        _, j = heapq.heappop(heap)
+        if taken[j]:
+            continue
+        gj = gain(j)
+        if heap and gj < -heap[0][0]:
+            heapq.heappush(heap, (-gj, j))  # stale: re-queue with its true gain
+            continue
+        take(j)
+        picks.append(j)
+        gains.append(gj)
+    reasons = [f"covers the most not-yet-covered neighbourhood (gain {v:.2f})" for v in gains]
+    return Selection(np.asarray(picks, dtype=np.int64), "facility", reasons, {"gain": np.asarray(gains)})
 
 
 def _per_cluster(
@@ -214,6 +289,10 @@ def select(
         return kcenter_greedy(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "kmeans":
         return kmeans_medoids(X, budget, labeled=labeled, random_state=random_state)
+    if strategy == "facility":
+        return facility_location(X, budget, labeled=labeled, random_state=random_state)
+    if strategy == "stratified":
+        return stratified(X, budget, labeled=labeled, random_state=random_state)
     raise InputError(f"`strategy` must be one of {', '.join(STRATEGIES)}; got {strategy!r}.")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -84,8 +85,10 @@ def fold_code_sets(
     if fold is None:
         fold = np.empty(len(labeled), dtype=np.int64)
         skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
-        for f, (_, test) in enumerate(skf.split(np.zeros(len(labeled)), codes[labeled])):
-            fold[test] = f
+        with warnings.catch_warnings():  # a class with a single row lands in one fold, as intended
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            for f, (_, test) in enumerate(skf.split(np.zeros(len(labeled)), codes[labeled])):
+                fold[test] = f
     sets = []
     for f in range(n_splits):
         c = codes.copy()
@@ -481,6 +484,7 @@ def choose_thresholds(
     n_bootstrap: int = 100,
     interval: float = 0.9,
     random_state: int = 0,
+    blocked: NDArray[np.int64] | None = None,
 ) -> ThresholdResult:
     """Choose thresholds from out-of-fold scores and estimate what they give on the pool.
 
@@ -504,6 +508,9 @@ def choose_thresholds(
     interval : float, default=0.9
         Width of the reported precision intervals.
     random_state : int, default=0
+    blocked : ndarray of int, optional
+        Class codes that get no auto-labels whatever their scores (e.g. a class
+        with a single seed row, which no fold can validate).
     """
     n_classes = len(classes)
     rng = np.random.default_rng(random_state)
@@ -513,13 +520,19 @@ def choose_thresholds(
     target_mode = metric is None
     groups = [_group(cv.final, pool, cv, c) for c in range(n_classes)] if per_class else [_group(cv.final, pool, cv, None)]
 
+    def _block(th: NDArray[np.float64]) -> NDArray[np.float64]:
+        if blocked is not None and len(blocked):
+            th = np.array(th, dtype=np.float64)
+            th[blocked] = np.inf
+        return th
+
     def thresholds_with(cal_list: list[Calibration], left_out: int | None) -> tuple[NDArray[np.float64], list[bool]]:
         """Thresholds chosen from all folds, or with fold `left_out` out of the choice."""
         rows = None if left_out is None else cv.fold != left_out
         if not target_mode:
             assert metric is not None
             th = _maximise(cv, metric, n_classes, per_class, min_support, rows)
-            return th, [True] * n_classes
+            return _block(th), [True] * n_classes
         out, ok = [], []
         for g in groups:
             if left_out is not None:
@@ -529,8 +542,8 @@ def choose_thresholds(
             out.append(t)
             ok.append(feasible)
         if not per_class:
-            return np.full(n_classes, out[0]), ok * n_classes
-        return np.asarray(out), ok
+            return _block(np.full(n_classes, out[0])), ok * n_classes
+        return _block(np.asarray(out)), ok
 
     thresholds, feasible = thresholds_with(cals, None)
 
