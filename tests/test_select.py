@@ -246,3 +246,35 @@ def test_facility_location_lazy_greedy_matches_plain_greedy():
     np.testing.assert_allclose(np.sort(sel.extra["gain"])[::-1], sel.extra["gain"])  # submodular: gains shrink
     objective = lambda rows: W[:, rows].max(axis=1).sum()  # noqa: E731
     assert objective(sel.rows) == pytest.approx(objective(plain), rel=1e-5)
+
+
+def test_select_cli_empty_pool(tmp_path):
+    _pool(tmp_path, 2)  # 6 rows, all labeled below: nothing left to pick
+    (tmp_path / "seed.csv").write_text("id,label\n" + "".join(f"{i},a\n" for i in range(6)))
+    r = _run("select", "--embeddings", str(tmp_path / "X.npy"), "--budget", "1", "--labels", str(tmp_path / "seed.csv"),
+             "--out", str(tmp_path / "o.csv"))
+    assert r.returncode == 2 and "0 unlabeled" in r.stderr
+    np.save(tmp_path / "empty.npy", np.zeros((0, 8), dtype=np.float32))
+    r = _run("select", "--embeddings", str(tmp_path / "empty.npy"), "--budget", "1", "--out", str(tmp_path / "o.csv"))
+    assert r.returncode == 2 and "empty.npy" not in r.stdout and r.stderr.strip()
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_select_cli_is_deterministic_for_a_seed(tmp_path, strategy):
+    _pool(tmp_path, 40)
+    outs = []
+    for name in ("a.csv", "b.csv"):
+        r = _run("select", "--embeddings", str(tmp_path / "X.npy"), "--budget", "8", "--strategy", strategy,
+                 "--seed", "3", "--out", str(tmp_path / name))
+        assert r.returncode == 0, r.stderr
+        outs.append((tmp_path / name).read_text())
+    assert outs[0] == outs[1]
+
+
+def test_query_cli_unknown_label_ids(tmp_path):
+    _pool(tmp_path, 20)
+    (tmp_path / "seed.csv").write_text("id,label\n0,a\n1,b\n999,a\n")
+    r = _run("query", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"), "--budget", "3",
+             "--out", str(tmp_path / "o.csv"))
+    assert r.returncode == 2 and "not in the pool" in r.stderr
