@@ -144,11 +144,21 @@ def test_class_with_fewer_labels_than_folds_falls_back(pool):
     assert "using 3 folds" in r.stderr and "class-2" in r.stderr
 
 
-def test_class_too_small_for_any_cv(pool):
+def test_class_with_one_label_gets_no_auto_labels_and_a_warning(pool):
     d, X, y, seed = pool
     few = [s for s in seed if s[1] != "class-2"] + [s for s in seed if s[1] == "class-2"][:1]
     r = _bad(d, seed_rows=few)
+    assert r.returncode == 0 and "single labeled row" in r.stderr
+    rows = list(csv.DictReader(open(d / "o" / "auto_labels.csv")))
+    assert not [row for row in rows if row["label"] == "class-2" and row["source"] == "auto"]
+
+
+def test_every_class_with_one_label_is_an_error(pool):
+    d, X, y, seed = pool
+    one_each = [next(s for s in seed if s[1] == c) for c in ("class-0", "class-1", "class-2")]
+    r = _bad(d, seed_rows=one_each)
     assert r.returncode == 2 and "at least 2" in r.stderr
+    assert not (d / "o").exists()
 
 
 @pytest.mark.parametrize("target", ["1.5", "0", "-0.2", "nan"])
