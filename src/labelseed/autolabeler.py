@@ -7,6 +7,7 @@ the business metric -> which rows are auto-labeled and which abstain.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -343,3 +344,49 @@ def _table(th: ThresholdResult) -> dict[str, list[Any]]:
     for k in keys:
         table[k] = [getattr(r, k) for r in th.per_class]
     return table
+
+
+def _json_num(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return None if not math.isfinite(float(v)) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, str], seconds: float) -> dict[str, Any]:
+    """The JSON-ready record of a fitted run: pool estimates at the top, the per-class table below."""
+    from . import __version__
+
+    r = model.result_
+    th = r.thresholds
+    classes = []
+    for row in th.per_class:
+        d = {k: _json_num(v) for k, v in row.__dict__.items() if k != "fold_thresholds"}
+        d["label"] = str(row.label)
+        d["fold_thresholds"] = [_json_num(v) for v in row.fold_thresholds]
+        classes.append(d)
+    return {
+        "expected_precision": _json_num(th.expected_precision),
+        "expected_precision_interval": [_json_num(th.precision_low), _json_num(th.precision_high)],
+        "coverage": _json_num(th.coverage),
+        "n_rows": int(shape[0]),
+        "n_dims": int(shape[1]),
+        "n_seed": int((r.source == SEED).sum()),
+        "n_auto": int(len(r.accepted)),
+        "n_abstained": int(len(r.abstained)),
+        "mode": th.mode,
+        "metric": th.metric,
+        "target_precision": _json_num(th.target_precision),
+        "cv_score": _json_num(th.cv_score),
+        "n_splits": int(model.n_splits_),
+        "graph": model.graph_.method if model.graph_ is not None else None,
+        "params": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+                   for k, v in model.get_params().items()},
+        "inputs": inputs,
+        "seconds": round(seconds, 3),
+        "version": __version__,
+        "classes": classes,
+    }

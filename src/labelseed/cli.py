@@ -19,7 +19,7 @@ from ._io import (
     atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_csv_atomic, write_json, write_json_atomic,
 )
 from ._validation import check_embeddings, encode_labels
-from .autolabeler import ABSTAIN, SEED, AutoLabeler
+from .autolabeler import ABSTAIN, AutoLabeler, run_summary
 from .graph import cached_knn_graph
 from .exceptions import InputError, LabelseedError
 
@@ -54,24 +54,26 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--no-cache", action="store_true", help="always rebuild the kNN graph")
     a.add_argument("--quiet", action="store_true", help="no progress bars or table")
     s = sub.add_parser("select", help="pick a small, diverse set of rows for a person to label first")
-    s.add_argument("--embeddings", required=True, help=".npy (ids = row numbers) or .parquet (id + vector column)")
+    s.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings)")
+    s.add_argument("--embeddings", default=None, help=".npy (ids = row numbers) or .parquet (id + vector column)")
     s.add_argument("--budget", type=int, required=True, help="how many rows to pick")
     s.add_argument("--strategy", default="kmeans", help="kmeans (default), typiclust, kcenter, facility")
     s.add_argument("--labels", default=None, help="CSV id,label of rows already labeled (never picked again)")
-    s.add_argument("--out", required=True, help="CSV to write (id, rank, strategy, reason); a Label Studio "
+    s.add_argument("--out", default=None, help="CSV to write (id, rank, strategy, reason); a Label Studio "
                    "tasks file is written beside it with the suffix .labelstudio.json")
     s.add_argument("--id-column", default="id")
     s.add_argument("--vector-column", default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     q = sub.add_parser("query", help="the next rows a person should label, after a seed exists")
-    q.add_argument("--embeddings", required=True)
-    q.add_argument("--labels", required=True, help="CSV id,label of the rows labeled so far")
+    q.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings and --labels)")
+    q.add_argument("--embeddings", default=None)
+    q.add_argument("--labels", default=None, help="CSV id,label of the rows labeled so far")
     q.add_argument("--budget", type=int, required=True)
     q.add_argument("--strategy", default="abstained",
                    help="abstained (default), uncertainty, unreached, unsupported, disagreement")
     q.add_argument("--target-precision", type=float, default=0.95)
-    q.add_argument("--out", required=True, help="CSV (id, rank, strategy, reason) + .labelstudio.json beside it")
+    q.add_argument("--out", default=None, help="CSV (id, rank, strategy, reason) + .labelstudio.json beside it")
     q.add_argument("--id-column", default="id")
     q.add_argument("--vector-column", default=None)
     q.add_argument("--seed", type=int, default=0)
@@ -79,21 +81,104 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--cache-dir", default=None)
     q.add_argument("--no-cache", action="store_true")
     au = sub.add_parser("audit", help="a stratified sample of auto-labels to verify, or the precision a verified one shows")
-    au.add_argument("--run", required=True, help="an autolabel output folder")
+    au.add_argument("project", nargs="?", default=None, help="a project folder (or use --run)")
+    au.add_argument("--run", default=None, help="an autolabel output folder")
     au.add_argument("--budget", type=int, default=None, help="rows to sample for a person to verify")
     au.add_argument("--verified", default=None, help="CSV id,label of audited rows with the person's labels: "
                     "prints and writes the realized precision with its interval")
     au.add_argument("--out", default=None, help="where to write the sample CSV (with --budget)")
     au.add_argument("--seed", type=int, default=0)
     au.add_argument("--force", action="store_true")
+    _project_parsers(sub)
     return p
+
+
+def _project_parsers(sub: Any) -> None:
+    i = sub.add_parser("init", help="create a project from a table of texts or images, an image folder, or vectors")
+    i.add_argument("project", help="folder to create (new or empty)")
+    i.add_argument("--data", default=None, help=".csv, .parquet or .jsonl with one row per item")
+    i.add_argument("--id-column", default="id")
+    src = i.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text-column", default=None)
+    src.add_argument("--image-column", default=None, help="column of image paths (relative to the data file)")
+    src.add_argument("--image-dir", default=None, help="a folder of images (ids = paths relative to it)")
+    src.add_argument("--vectors", default=None, help="your own vectors: .npy (row order of --data) or .parquet")
+    src.add_argument("--vector-column", default=None, help="a list-of-floats column of --data")
+    i.add_argument("--label-column", default=None, help="column of --data with seed labels (empty = unlabeled)")
+    i.add_argument("--skip-empty", action="store_true", help="leave out rows with empty text instead of stopping")
+    i.add_argument("--truncate", action="store_true", help="cut texts longer than 100,000 characters")
+    e = sub.add_parser("embed", help="embed the project's items (resumable; offline models)")
+    e.add_argument("project")
+    e.add_argument("--model", default=None,
+                   help="text: all-MiniLM-L6-v2 (default), hashing, or a local sentence-transformers folder; "
+                        "images: efficientnet-lite0")
+    e.add_argument("--batch-size", type=int, default=None)
+    e.add_argument("--image-size", type=int, default=224, help="images are resized to this square side")
+    e.add_argument("--vectors", default=None, help="use your own vectors instead (.npy in item order, or .parquet with ids)")
+    e.add_argument("--force", action="store_true", help="re-embed everything (e.g. with another model)")
+    e.add_argument("--quiet", action="store_true")
+    im = sub.add_parser("import", help="import human labels: CSV id,label or a Label Studio JSON export")
+    im.add_argument("project")
+    im.add_argument("file")
+    im.add_argument("--who", default=None, help="who labeled them (default: $USER)")
+    im.add_argument("--replace", action="store_true",
+                    help="where the file disagrees with a stored label, take the file's (the old one stays in history)")
+    f = sub.add_parser("fit", help="auto-label the project from its human labels (the core engine)")
+    f.add_argument("project")
+    _fit_options(f)
+    ap = sub.add_parser("apply", help="write the last run's seed + auto labels (id, label, confidence, source)")
+    ap.add_argument("project")
+    ap.add_argument("--run", dest="run_id", default=None, help="a run id (default: the last run)")
+    ap.add_argument("--out", default=None, help=".csv or .parquet (default: PROJECT/labels.csv)")
+    ap.add_argument("--force", action="store_true", help="replace --out if it exists")
+    ex = sub.add_parser("export", help="items with their text or image reference, as CSV or Label Studio JSON")
+    ex.add_argument("project")
+    ex.add_argument("--out", required=True, help=".csv, or .json for Label Studio tasks")
+    ex.add_argument("--items", default="requested", choices=["requested", "unlabeled", "labeled", "all"],
+                    help="requested (the last select/query/audit batch, default), unlabeled, labeled, all")
+    ex.add_argument("--batch", default=None, help="a request batch id instead of the last one")
+    ex.add_argument("--force", action="store_true")
+    st = sub.add_parser("status", help="counts per class (seed, auto, abstained) and the last run's estimates")
+    st.add_argument("project")
+    st.add_argument("--json", action="store_true")
+    r = sub.add_parser("run", help="init (if needed) -> embed -> import labels -> fit -> apply, in one go")
+    r.add_argument("project")
+    r.add_argument("--data", default=None)
+    r.add_argument("--id-column", default="id")
+    rs = r.add_mutually_exclusive_group()
+    rs.add_argument("--text-column", default=None)
+    rs.add_argument("--image-column", default=None)
+    rs.add_argument("--image-dir", default=None)
+    rs.add_argument("--vectors", default=None)
+    rs.add_argument("--vector-column", default=None)
+    r.add_argument("--label-column", default=None)
+    r.add_argument("--labels", default=None, help="CSV id,label or Label Studio export of the seed")
+    r.add_argument("--model", default=None)
+    r.add_argument("--image-size", type=int, default=224)
+    r.add_argument("--out", default=None, help="labels file to write (default: PROJECT/labels.csv)")
+    r.add_argument("--force", action="store_true", help="replace --out if it exists")
+    r.add_argument("--skip-empty", action="store_true")
+    r.add_argument("--truncate", action="store_true")
+    _fit_options(r)
+
+
+def _fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target-precision", type=float, default=0.95)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--per-class", dest="per_class", action="store_true", default=True)
+    g.add_argument("--global", dest="per_class", action="store_false")
+    p.add_argument("--metric", default="target_precision")
+    p.add_argument("--n-neighbors", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
 
 
 class _Progress:
     """Rich progress bars keyed by stage name, for the library's progress callback."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, rate: bool = False) -> None:
         self.enabled = enabled
+        self.rate = rate
         self.tasks: dict[str, Any] = {}
         self.bar: Any = None
 
@@ -101,9 +186,19 @@ class _Progress:
         if self.enabled:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
-                                console=_console(stderr=True))
+            columns: list[Any] = [TextColumn("{task.description}"), BarColumn(),
+                                  TextColumn("{task.completed}/{task.total}")]
+            if self.rate:  # items/s for embedding
+                from rich.progress import ProgressColumn
+                from rich.text import Text
+
+                class Rate(ProgressColumn):  # type: ignore[misc]
+                    def render(self, task: Any) -> Text:
+                        return Text(f"{task.speed:,.1f} items/s" if task.speed else "")
+
+                columns.append(Rate())
+            columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+            self.bar = Progress(*columns, transient=True, console=_console(stderr=True))
             self.bar.__enter__()
         return self
 
@@ -127,18 +222,8 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 140)
 
 
-def _fmt(v: float, digits: int = 3) -> str:
+def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def _json_num(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        return None if not math.isfinite(float(v)) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 def autolabel(args: argparse.Namespace) -> int:
@@ -207,36 +292,8 @@ def _write_labels(folder: Path, ids: list[Any], labels: list[str], conf: np.ndar
 
 
 def _summary(args: argparse.Namespace, model: AutoLabeler, shape: tuple[int, ...], seconds: float) -> dict[str, Any]:
-    r = model.result_
-    th = r.thresholds
-    n_seed = int((r.source == SEED).sum())
-    classes = []
-    for row in th.per_class:
-        d = {k: _json_num(v) for k, v in row.__dict__.items() if k != "fold_thresholds"}
-        d["label"] = str(row.label)
-        d["fold_thresholds"] = [_json_num(v) for v in row.fold_thresholds]
-        classes.append(d)
-    return {
-        "expected_precision": _json_num(th.expected_precision),
-        "expected_precision_interval": [_json_num(th.precision_low), _json_num(th.precision_high)],
-        "coverage": _json_num(th.coverage),
-        "n_rows": int(shape[0]),
-        "n_dims": int(shape[1]),
-        "n_seed": n_seed,
-        "n_auto": int(len(r.accepted)),
-        "n_abstained": int(len(r.abstained)),
-        "mode": th.mode,
-        "metric": th.metric,
-        "target_precision": _json_num(th.target_precision),
-        "cv_score": _json_num(th.cv_score),
-        "n_splits": int(model.n_splits_),
-        "graph": model.graph_.method if model.graph_ is not None else None,
-        "params": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v)) for k, v in model.get_params().items()},
-        "inputs": {"embeddings": str(Path(args.embeddings).resolve()), "labels": str(Path(args.labels).resolve())},
-        "seconds": round(seconds, 3),
-        "version": __version__,
-        "classes": classes,
-    }
+    inputs = {"embeddings": str(Path(args.embeddings).resolve()), "labels": str(Path(args.labels).resolve())}
+    return run_summary(model, shape, inputs, seconds)
 
 
 def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None:
@@ -265,9 +322,18 @@ def _check_selection_out(out: Path, force: bool, budget: int) -> None:
         raise InputError(f"--budget must be at least 1; got {budget}.")
 
 
+def _need(args: argparse.Namespace, command: str, *names: str) -> None:
+    missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
+    if missing:
+        raise InputError(f"`labelseed {command}` needs a project folder, or {' and '.join(missing)} for the file-based form.")
+
+
 def select_cmd(args: argparse.Namespace) -> int:
     from .select import select
 
+    if args.project:
+        return _project_pick(args, "select")
+    _need(args, "select", "embeddings", "out")
     out = Path(args.out)
     _check_selection_out(out, args.force, args.budget)
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
@@ -298,6 +364,9 @@ def _write_selection(out: Path, ids: list[Any], sel: Any, extra: dict[int, dict[
 def query_cmd(args: argparse.Namespace) -> int:
     from .select import query
 
+    if args.project:
+        return _project_pick(args, "query")
+    _need(args, "query", "embeddings", "labels", "out")
     out = Path(args.out)
     _check_selection_out(out, args.force, args.budget)
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
@@ -330,6 +399,14 @@ def audit_cmd(args: argparse.Namespace) -> int:
 
     from .select import audit_estimate, audit_sample
 
+    if args.project:
+        if args.verified:
+            raise InputError("In a project, verify an audit by importing the person's labels "
+                             "(`labelseed import DIR FILE`); `labelseed status DIR` then shows the realized precision.")
+        if args.budget is None:
+            raise InputError("`labelseed audit DIR` needs --budget N (how many auto-labels to verify).")
+        return _project_pick(args, "audit")
+    _need(args, "audit", "run")
     run = Path(args.run)
     labels_csv = run / "auto_labels.csv"
     if not labels_csv.exists():
@@ -381,6 +458,185 @@ def audit_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ projects
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from .project import Project
+
+    return Project.open(args.project)
+
+
+def _project_pick(args: argparse.Namespace, kind: str) -> int:
+    from .project import write_selection_files
+
+    if args.budget is not None and args.budget < 1:
+        raise InputError(f"--budget must be at least 1; got {args.budget}.")
+    with _open(args) as proj:
+        out = Path(args.out) if args.out else proj.folder / "exports" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        ls_out = out.with_suffix(".labelstudio.json")
+        for path in (out, ls_out):
+            check_output_free(path, args.force)
+        if kind == "select":
+            batch, sel = proj.select(args.budget, strategy=args.strategy, seed=args.seed)
+        elif kind == "query":
+            batch, sel = proj.query(args.budget, strategy=args.strategy, seed=args.seed)
+        else:
+            batch, sel = proj.audit(args.budget, seed=args.seed)
+        ranks = {int(r): (k + 1, sel.strategy, why) for k, (r, why) in enumerate(zip(sel.rows.tolist(), sel.reasons))}
+        rows = [int(r) for r in sel.rows]
+        write_selection_files(proj, rows, out, ranks)
+        write_selection_files(proj, rows, ls_out, ranks)
+    print(f"picked {len(rows)} items ({sel.strategy}, batch {batch}); written to {out} and {ls_out}")
+    return 0
+
+
+def init_cmd(args: argparse.Namespace) -> int:
+    from .project import Project
+
+    with Project.init(args.project, data=args.data, id_column=args.id_column, text_column=args.text_column,
+                      image_column=args.image_column, image_dir=args.image_dir, vectors=args.vectors,
+                      vector_column=args.vector_column, label_column=args.label_column,
+                      skip_empty=args.skip_empty, truncate=args.truncate) as proj:
+        meta = proj.meta
+        n = proj.store.n_items()
+        labeled = len(proj.labels())
+    skipped = meta.get("skipped_empty") or []
+    print(f"created {args.project}: {n} {meta['kind']} items, {labeled} labeled"
+          + (f"; left out {len(skipped)} empty text(s) (first: {skipped[0]!r})" if skipped else ""))
+    if meta["kind"] != "vectors":
+        print(f"next: labelseed embed {args.project}")
+    return 0
+
+
+def embed_cmd(args: argparse.Namespace) -> int:
+    with _open(args) as proj:
+        if args.vectors:
+            proj.set_vectors(args.vectors, force=args.force)
+            print(f"stored {proj.store.n_items()} vectors from {args.vectors}")
+            return 0
+        with _Progress(not args.quiet, rate=True) as progress:
+            rep = proj.embed(args.model, batch_size=args.batch_size, image_size=args.image_size, progress=progress,
+                             force=args.force)
+    print(f"embedded {rep.embedded} items with {rep.model} ({rep.from_cache} from the content-hash cache, "
+          f"{rep.already_done} done before) in {rep.seconds:.1f} s")
+    if rep.failed:
+        shown = "; ".join(f"{i}: {e}" for i, e in rep.failed[:5])
+        more = f" (and {len(rep.failed) - 5} more; `labelseed status {args.project} --json` lists them)" \
+            if len(rep.failed) > 5 else ""
+        print(f"skipped {len(rep.failed)} item(s) that could not be embedded: {shown}{more}", file=sys.stderr)
+    return 0
+
+
+def import_cmd(args: argparse.Namespace) -> int:
+    with _open(args) as proj:
+        rep = proj.import_labels(args.file, who=args.who, replace=args.replace)
+    print(f"imported {args.file}: {rep.added} new, {rep.unchanged} unchanged, {rep.replaced} replaced, "
+          f"{len(rep.conflicts)} conflict(s)")
+    if rep.conflicts:
+        shown = "; ".join(f"{i!r}: stored {a!r}, file {b!r}" for i, a, b in rep.conflicts[:5])
+        print(f"kept the stored label where the file disagrees ({shown}); pass --replace to take the file's "
+              "(the old label stays in the history)", file=sys.stderr)
+    return 0
+
+
+def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
+    with _Progress(not args.quiet) as progress:
+        run = proj.fit(target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
+                       n_neighbors=args.n_neighbors, seed=args.seed, progress=progress)
+    s = run["summary"]
+    print(f"run {run['run_id']}: {s['n_auto']} auto-labels, {s['n_abstained']} abstained; expected precision "
+          f"{_fmt(s['expected_precision'])}, coverage {_fmt(s['coverage'])} of the unlabeled pool")
+    return run
+
+
+def fit_cmd(args: argparse.Namespace) -> int:
+    with _open(args) as proj:
+        _fit(proj, args)
+    print(f"next: labelseed apply {args.project}")
+    return 0
+
+
+def apply_cmd(args: argparse.Namespace) -> int:
+    with _open(args) as proj:
+        out = proj.apply(run_id=args.run_id, out=args.out, force=args.force)
+    print(f"written to {out}")
+    return 0
+
+
+def export_cmd(args: argparse.Namespace) -> int:
+    with _open(args) as proj:
+        out = proj.export(args.out, items=args.items, batch=args.batch, force=args.force)
+    print(f"written to {out}")
+    return 0
+
+
+def status_cmd(args: argparse.Namespace) -> int:
+    with _open(args) as proj:
+        st = proj.status()
+        if args.json:
+            st["embed_errors"] = [{"id": i, "error": e} for i, e in proj.store.embed_errors()]
+    if args.json:
+        print(json.dumps(st, indent=2, default=_json_default))
+        return 0
+    from rich.table import Table
+
+    c = _console()
+    failed = f" ({st['failed_to_embed']} could not be embedded)" if st["failed_to_embed"] else ""
+    c.print(f"{st['project']}: {st['items']} {st['kind']} items, {st['embedded']} embedded{failed}, "
+            f"{st['labeled']} labeled by people")
+    t = Table()
+    for col in ("class", "seed", "auto", "abstained"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for k, v in st["classes"].items():
+        t.add_row(k, str(v["seed"]), str(v["auto"]), str(v["abstained"]))
+    c.print(t)
+    lr = st["last_run"]
+    if lr:
+        lo, hi = lr["expected_precision_interval"] or (None, None)
+        c.print(f"last run {lr['run_id']} ({lr['status']}): expected precision {_fmt(lr['expected_precision'])} "
+                f"[{_fmt(lo)}, {_fmt(hi)}] at target {_fmt(lr['target_precision'])}, coverage {_fmt(lr['coverage'])}")
+        if st.get("audit"):
+            a = st["audit"]
+            c.print(f"audit: realized precision {_fmt(a['realized_precision'])} [{_fmt(a['interval_95'][0])}, "
+                    f"{_fmt(a['interval_95'][1])}] from {a['n_verified']} verified auto-labels")
+    else:
+        c.print(f"no run yet: labelseed fit {st['project']}")
+    return 0
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return str(v)
+
+
+def run_cmd(args: argparse.Namespace) -> int:
+    from .project import Project
+    from .store import DB_NAME
+
+    if args.out:
+        check_output_free(args.out, args.force)
+    folder = Path(args.project)
+    if not (folder / DB_NAME).exists():
+        Project.init(folder, data=args.data, id_column=args.id_column, text_column=args.text_column,
+                     image_column=args.image_column, image_dir=args.image_dir, vectors=args.vectors,
+                     vector_column=args.vector_column, label_column=args.label_column, skip_empty=args.skip_empty,
+                     truncate=args.truncate).close()
+        print(f"created {folder}")
+    with Project.open(folder) as proj:
+        with _Progress(not args.quiet, rate=True) as progress:
+            rep = proj.embed(args.model, image_size=args.image_size, progress=progress)
+        print(f"embedded {rep.embedded} items ({rep.already_done} done before, {len(rep.failed)} skipped)")
+        if args.labels:
+            imp = proj.import_labels(args.labels)
+            print(f"imported {imp.added} new labels ({imp.unchanged} unchanged, {len(imp.conflicts)} conflicts)")
+        _fit(proj, args)
+        out = proj.apply(out=args.out, force=args.force)
+    print(f"written to {out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -398,6 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return query_cmd(args)
         if args.command == "audit":
             return audit_cmd(args)
+        commands = {"init": init_cmd, "embed": embed_cmd, "import": import_cmd, "fit": fit_cmd, "apply": apply_cmd,
+                    "export": export_cmd, "status": status_cmd, "run": run_cmd}
+        return commands[args.command](args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -1,0 +1,844 @@
+"""A labeling project from raw data: init -> embed -> select/export -> import -> fit -> apply
+-> query/audit -> status, the CLI's project commands as a Python API (``Project.open(DIR)``).
+
+The folder holds ``labelseed.db`` (see :mod:`labelseed.store`), ``embeddings.npy``
+(memory-mapped, written batch by batch), ``runs/<run_id>/`` (each fit's scores) and
+``exports/``. Every step can be interrupted and run again: embedding continues where it
+stopped, a run's auto-labels are replaced in one transaction, files are renamed into place.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._io import check_output_free, write_csv_atomic, write_json_atomic
+from .exceptions import InputError
+from .store import DB_NAME, ImportReport, Store, now
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+#: Longer texts are refused at init unless truncated: the text model reads ~256 tokens anyway.
+MAX_TEXT_CHARS = 100_000
+EMBED_BATCH = {"text": 256, "image": 64}
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    """What ``embed`` did: rows newly embedded, taken from the content-hash cache, already done,
+    and the items it could not embed (id, error), which are left out of the pool."""
+
+    model: str
+    embedded: int
+    from_cache: int
+    already_done: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _rows_text(rows: list[int], limit: int = 5) -> str:
+    shown = ", ".join(str(r + 1) for r in rows[:limit])
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def _read_table(path: Path, text_columns: list[str]) -> Any:
+    """A pyarrow Table from .csv / .parquet / .jsonl; in a CSV, `text_columns` stay strings."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise InputError(f"--data file {str(path)!r} does not exist.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            # ids and texts stay strings: "007" must not become 7
+            return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in text_columns}, strings_can_be_null=False))
+        if suffix in (".parquet", ".pq"):
+            return pq.read_table(path)
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return pajson.read_json(path)
+    except Exception as exc:
+        raise InputError(f"--data {str(path)!r} could not be read as {suffix[1:]}: {exc}") from exc
+    raise InputError(f"--data {str(path)!r}: expected a .csv, .parquet or .jsonl file.")
+
+
+def _column(table: Any, name: str, path: Path, option: str) -> list[Any]:
+    if name not in table.column_names:
+        raise InputError(f"--data {str(path)!r} has no column {name!r} (columns: {', '.join(table.column_names)}); "
+                         f"pass {option} with one of them.")
+    return table.column(name).to_pylist()
+
+
+def _str_ids(values: list[Any], path: Path) -> list[str]:
+    ids = ["" if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)).strip()
+           for v in values]
+    empty = [i for i, v in enumerate(ids) if not v]
+    if empty:
+        raise InputError(f"--data {str(path)!r}: empty id on row(s) {_rows_text(empty)}; give every row an id.")
+    first: dict[str, int] = {}
+    dup: list[str] = []
+    for i, v in enumerate(ids):
+        if v in first:
+            dup.append(f"{v!r} (rows {first[v] + 1} and {i + 1})")
+        else:
+            first[v] = i
+    if dup:
+        more = f" and {len(dup) - 3} more" if len(dup) > 3 else ""
+        raise InputError(f"--data {str(path)!r}: duplicate id(s) {', '.join(dup[:3])}{more}; every id must be unique.")
+    return ids
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("labelseed", "numpy", "scipy", "scikit-learn", "faiss-cpu", "pyarrow", "torch",
+                "sentence-transformers"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class Project:
+    """A project folder. Create with :meth:`init`, reopen with :meth:`open`."""
+
+    def __init__(self, folder: Path, store: Store) -> None:
+        self.folder = folder
+        self.store = store
+
+    # ------------------------------------------------------------------ life
+    @classmethod
+    def open(cls, folder: str | Path) -> "Project":
+        folder = Path(folder)
+        return cls(folder, Store(folder))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.store.meta()
+
+    @classmethod
+    def init(
+        cls,
+        folder: str | Path,
+        *,
+        data: str | Path | None = None,
+        id_column: str = "id",
+        text_column: str | None = None,
+        image_column: str | None = None,
+        image_dir: str | Path | None = None,
+        vectors: str | Path | None = None,
+        vector_column: str | None = None,
+        label_column: str | None = None,
+        skip_empty: bool = False,
+        truncate: bool = False,
+    ) -> "Project":
+        """Create a project from raw items (texts, image paths, an image folder, or vectors).
+
+        Exactly one of `text_column`, `image_column`, `image_dir`, `vectors`,
+        `vector_column` says what the items are. `label_column` (optional) names a
+        column of the data whose non-empty values are seed labels.
+        """
+        folder = Path(folder)
+        sources = [x for x in (text_column, image_column, image_dir, vectors, vector_column) if x is not None]
+        if len(sources) != 1:
+            raise InputError("Say what the items are with exactly one of --text-column, --image-column, --image-dir, "
+                             f"--vectors or --vector-column (got {len(sources)}).")
+        if (folder / DB_NAME).exists():
+            raise InputError(f"{str(folder)!r} is already a labelseed project; use it (`labelseed status {folder}`) "
+                             "or choose a new folder.")
+        if folder.exists() and any(folder.iterdir()):
+            raise InputError(f"{str(folder)!r} exists and is not empty; choose a new or empty folder for the project.")
+        label_values: list[Any] | None = None
+        vec: NDArray[np.float32] | None = None
+        meta: dict[str, Any] = {"created": now(), "id_column": id_column}
+        if image_dir is not None:
+            root = Path(image_dir).resolve()
+            if not root.is_dir():
+                raise InputError(f"--image-dir {str(image_dir)!r} is not a folder.")
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError(f"--image-dir {str(image_dir)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
+            ids = [p.relative_to(root).as_posix() for p in files]
+            contents: list[str | None] = [str(p) for p in files]
+            meta.update(kind="image", source=str(root))
+        else:
+            if data is None:
+                if vectors is None:
+                    raise InputError("--data FILE is needed (the table of items), except with --image-dir or --vectors.")
+                from ._io import read_embeddings
+
+                vid, vec = read_embeddings(vectors, id_column)
+                ids = [str(v) for v in vid.tolist()]
+                contents = [None] * len(ids)
+                meta.update(kind="vectors", source=str(Path(vectors).resolve()))
+            else:
+                path = Path(data)
+                table = _read_table(path, [c for c in (id_column, text_column, image_column, label_column) if c])
+                if table.num_rows == 0:
+                    raise InputError(f"--data {str(path)!r} has no rows.")
+                ids = _str_ids(_column(table, id_column, path, "--id-column"), path)
+                meta.update(source=str(path.resolve()))
+                if label_column is not None:
+                    label_values = _column(table, label_column, path, "--label-column")
+                if text_column is not None:
+                    texts = ["" if t is None else str(t) for t in _column(table, text_column, path, "--text-column")]
+                    empty = [i for i, t in enumerate(texts) if not t.strip()]
+                    huge = [i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS]
+                    problems = []  # every problem of the file in one message, not one per attempt
+                    if empty and not skip_empty:
+                        problems.append(f"empty text in column {text_column!r} on row(s) {_rows_text(empty)}; fill or "
+                                        "remove them, or pass --skip-empty to leave them out")
+                    if huge and not truncate:
+                        problems.append(f"text longer than {MAX_TEXT_CHARS:,} characters on row(s) {_rows_text(huge)}; "
+                                        f"shorten them, or pass --truncate to keep the first {MAX_TEXT_CHARS:,} "
+                                        "(the text model reads only the first ~256 tokens)")
+                    if problems:
+                        raise InputError(f"--data {str(path)!r}: " + ". Also, ".join(problems) + ".")
+                    texts = [t[:MAX_TEXT_CHARS] for t in texts]
+                    keep = [i for i, t in enumerate(texts) if t.strip()]
+                    if len(keep) < len(texts):
+                        meta["skipped_empty"] = [ids[i] for i in range(len(ids)) if not texts[i].strip()]
+                    ids, contents = [ids[i] for i in keep], [texts[i] for i in keep]
+                    if label_values is not None:
+                        label_values = [label_values[i] for i in keep]
+                    meta.update(kind="text", text_column=text_column)
+                elif image_column is not None:
+                    base = path.resolve().parent
+                    contents = [None if v is None else str((base / str(v)).resolve())
+                                for v in _column(table, image_column, path, "--image-column")]
+                    meta.update(kind="image", image_column=image_column)
+                else:
+                    if vector_column is not None:
+                        from ._io import read_embeddings
+
+                        _, vec = read_embeddings(path, id_column, vector_column)
+                    else:
+                        from ._io import read_embeddings
+
+                        _, vec = read_embeddings(vectors, id_column)  # type: ignore[arg-type]
+                        if len(vec) != len(ids):
+                            raise InputError(f"--vectors {str(vectors)!r} has {len(vec)} rows but --data {str(path)!r} "
+                                             f"has {len(ids)}; they must describe the same items in the same order.")
+                    contents = [None] * len(ids)
+                    meta.update(kind="vectors")
+        if vec is not None:
+            from ._validation import check_embeddings
+
+            vec = check_embeddings(vec)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{DB_NAME}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            Store.create(tmp, meta, ((i, ids[i], contents[i]) for i in range(len(ids))))
+            for suffix in ("-wal", "-shm"):
+                Path(str(tmp) + suffix).unlink(missing_ok=True)
+            os.replace(tmp, folder / DB_NAME)  # the project exists only once it is complete
+        finally:
+            tmp.unlink(missing_ok=True)
+        project = cls.open(folder)
+        if vec is not None:
+            project._store_vectors(vec, f"vectors:{meta.get('source', '')}")
+        if label_values is not None:
+            entries = [(i, str(v).strip(), i + 1) for i, v in enumerate(label_values)
+                       if v is not None and str(v).strip()]
+            project.store.add_labels(entries, source=str(Path(data).resolve()), who="init")  # type: ignore[arg-type]
+        return project
+
+    # ------------------------------------------------------------ embeddings
+    def _store_vectors(self, X: NDArray[np.float32], name: str) -> None:
+        path = self.store.embeddings_path()
+        tmp = path.with_name(f".{path.name}.tmp")
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=X.shape)
+        for s in range(0, len(X), 65536):
+            mm[s:s + 65536] = X[s:s + 65536]
+        mm.flush()
+        del mm
+        os.replace(tmp, path)
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM embedded")
+            db.executemany("INSERT INTO embedded(row, hash, error) VALUES (?, ?, NULL)",
+                           ((i, "vectors") for i in range(len(X))))
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [("embed_model", json.dumps(name)), ("dim", json.dumps(int(X.shape[1])))])
+
+    def set_vectors(self, path: str | Path, *, force: bool = False) -> None:
+        """Use the user's own vectors (.npy in item order, or .parquet with the project's ids)."""
+        from ._io import read_embeddings
+        from ._validation import check_embeddings
+
+        vid, X = read_embeddings(path, self.meta.get("id_column", "id"))
+        n = self.store.n_items()
+        if len(X) != n:
+            raise InputError(f"--vectors {str(path)!r} has {len(X)} rows but the project has {n} items; "
+                             "give one vector per item, in the order of the data (or a .parquet with their ids).")
+        if str(path).lower().endswith((".parquet", ".pq")):
+            lookup = self.store.row_lookup()
+            order = [lookup.get(str(i)) for i in vid.tolist()]
+            if any(o is None for o in order):
+                bad = next(str(i) for i, o in zip(vid.tolist(), order) if o is None)
+                raise InputError(f"--vectors {str(path)!r} has id {bad!r}, which is not an item of this project.")
+            X = np.asarray(X)[np.argsort(np.asarray(order))]
+        dim = self.meta.get("dim")
+        if dim is not None and int(dim) != X.shape[1] and not force:
+            raise InputError(f"--vectors {str(path)!r} has {X.shape[1]} dimensions but the project's vectors have {dim}; "
+                             "pass --force to replace them all.")
+        if self.meta.get("embed_model") and not force:
+            raise InputError(f"This project already has vectors ({self.meta['embed_model']!r}); pass --force to replace them.")
+        self._store_vectors(check_embeddings(X), f"vectors:{Path(path).resolve()}")
+
+    def embed(
+        self, model: str | None = None, *, batch_size: int | None = None, image_size: int = 224,
+        progress: Progress | None = None, force: bool = False, embedder: Any = None,
+    ) -> EmbedReport:
+        """Embed every item not embedded yet, batch by batch (resumable, flat memory).
+
+        Each batch's vectors are written to ``embeddings.npy`` and flushed before the
+        rows are marked done in one transaction, so a kill at any point loses at most
+        the batch in flight. Items with the same content hash are embedded once.
+        Items that fail (an unreadable image) are recorded with their error and left
+        out of the pool. A different `model` than the one used so far needs `force`
+        (all vectors are recomputed).
+        """
+        t0 = time.perf_counter()
+        meta = self.meta
+        kind = meta["kind"]
+        if kind == "vectors":
+            return EmbedReport(meta.get("embed_model", "vectors"), 0, 0, self.store.n_items())
+        if embedder is None:
+            from .embed import get_embedder
+
+            embedder = get_embedder(kind, model, image_size=image_size)
+        previous = meta.get("embed_model")
+        path = self.store.embeddings_path()
+        if previous is not None and previous != embedder.name:
+            if not force:
+                raise InputError(f"This project's items were embedded with {previous!r}; embedding with "
+                                 f"{embedder.name!r} would replace all vectors: pass --force to do so.")
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM embedded")
+            path.unlink(missing_ok=True)
+        if force and previous == embedder.name:
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM embedded")
+        n = self.store.n_items()
+        done = {r for (r,) in self.store.db.execute("SELECT row FROM embedded")}
+        pending = [r for r in range(n) if r not in done]
+        bs = batch_size or EMBED_BATCH.get(kind, 128)
+        n_new = n_cached = 0
+        mm = None
+        if path.exists():
+            mm = np.load(path, mmap_mode="r+")
+            if mm.shape[0] != n:
+                raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
+                                 "run `labelseed embed DIR --force` to rebuild it.")
+        for s in range(0, len(pending), bs):
+            rows = pending[s:s + bs]
+            items = self.store.contents(rows)
+            hashes = [_content_hash(kind, c) for c in items]
+            known = self._vectors_by_hash([h for h in hashes if h], mm)
+            todo = [i for i, h in enumerate(hashes) if h and h not in known]
+            vecs: NDArray[np.float32] | None = None
+            errors: dict[int, str] = {}
+            if todo:
+                vecs, err = embedder.embed([str(items[i]) for i in todo])
+                errors = {todo[j]: e for j, e in err.items()}
+            for i, h in enumerate(hashes):
+                if not h:
+                    errors[i] = "missing file" if kind == "image" else "empty item"
+            if mm is None:
+                dim = int(vecs.shape[1]) if vecs is not None else int(embedder.dim)
+                mm = self._create_embeddings(path, n, dim)
+                self.store.set_meta(embed_model=embedder.name, dim=dim)
+            elif previous is None and s == 0:
+                self.store.set_meta(embed_model=embedder.name, dim=int(mm.shape[1]))
+            out = np.zeros((len(rows), mm.shape[1]), dtype=np.float32)
+            if vecs is not None:
+                out[todo] = vecs
+            for i, h in enumerate(hashes):
+                if h in known and i not in errors:
+                    out[i] = known[h]
+            rows_arr = np.asarray(rows)
+            mm[rows_arr] = out
+            mm.flush()  # vectors on disk before the rows are marked done
+            with self.store.transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO embedded(row, hash, error) VALUES (?, ?, ?)",
+                               [(r, hashes[i] or "", errors.get(i)) for i, r in enumerate(rows)])
+            n_new += len(todo) - len([i for i in todo if i in errors])
+            n_cached += sum(1 for i, h in enumerate(hashes) if h in known and i not in errors)
+            if progress:
+                progress("embedding", min(s + bs, len(pending)), len(pending))
+        failed = self.store.embed_errors()
+        return EmbedReport(embedder.name, n_new, n_cached, len(done), failed, time.perf_counter() - t0)
+
+    def _create_embeddings(self, path: Path, n: int, dim: int) -> Any:
+        tmp = path.with_name(f".{path.name}.tmp")
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        mm.flush()
+        del mm
+        os.replace(tmp, path)
+        return np.load(path, mmap_mode="r+")
+
+    def _vectors_by_hash(self, hashes: list[str], mm: Any) -> dict[str, NDArray[np.float32]]:
+        if mm is None or not hashes:
+            return {}
+        found: dict[str, int] = {}
+        uniq = list(set(hashes))
+        for s in range(0, len(uniq), 900):
+            chunk = uniq[s:s + 900]
+            q = f"SELECT hash, MIN(row) FROM embedded WHERE error IS NULL AND hash IN ({','.join('?' * len(chunk))}) GROUP BY hash"
+            found.update(self.store.db.execute(q, chunk).fetchall())
+        return {h: np.asarray(mm[r]) for h, r in found.items()}
+
+    def vectors(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """(rows with a vector, their vectors as float32 in memory)."""
+        ok, _ = self.store.embedded_rows()
+        n = self.store.n_items()
+        path = self.store.embeddings_path()
+        if len(ok) == 0 or not path.exists():
+            raise InputError(f"No item of {str(self.folder)!r} is embedded yet; run `labelseed embed {self.folder}`.")
+        missing = n - len(ok) - len(self.store.embedded_rows()[1])
+        if missing:
+            raise InputError(f"{missing} of {n} items are not embedded yet (an interrupted embed?); "
+                             f"run `labelseed embed {self.folder}` to finish.")
+        mm = np.load(path, mmap_mode="r")
+        return ok, np.ascontiguousarray(mm[ok], dtype=np.float32)
+
+    # ---------------------------------------------------------------- labels
+    def import_labels(self, path: str | Path, *, who: str | None = None, replace: bool = False) -> ImportReport:
+        """Import human labels from a CSV (id,label) or a Label Studio JSON export.
+
+        All or nothing: unknown ids or an id labeled twice differently in the file stop
+        the import with the rows named. Same label as stored: no change. A different
+        one: reported as a conflict and kept out, unless `replace`.
+        """
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"Labels file {str(p)!r} does not exist.")
+        pairs = _read_label_file(p)
+        lookup = self.store.row_lookup()
+        unknown = [(line, i) for i, _, line in pairs if i not in lookup]
+        if unknown:
+            shown = ", ".join(f"{i!r} (row {line})" for line, i in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise InputError(f"{str(p)!r} labels {len(unknown)} id(s) that are not items of this project: {shown}{more}; "
+                             "fix the ids or drop those rows (nothing was imported).")
+        seen: dict[str, tuple[str, int]] = {}
+        clash = []
+        for i, label, line in pairs:
+            if i in seen and seen[i][0] != label:
+                clash.append(f"{i!r} is {seen[i][0]!r} on row {seen[i][1]} and {label!r} on row {line}")
+            seen.setdefault(i, (label, line))
+        if clash:
+            raise InputError(f"{str(p)!r} gives conflicting labels: {'; '.join(clash[:3])}; keep one label per id "
+                             "(nothing was imported).")
+        entries = [(lookup[i], label, line) for i, (label, line) in seen.items()]
+        return self.store.add_labels(entries, source=str(p.resolve()), who=who or os.environ.get("USER", "unknown"),
+                                     replace=replace)
+
+    def labels(self) -> dict[int, str]:
+        return self.store.current_labels()
+
+    # ------------------------------------------------------------------- fit
+    def fit(
+        self, *, target_precision: float = 0.95, metric: str = "target_precision", per_class: bool = True,
+        n_neighbors: int = 10, seed: int = 0, progress: Progress | None = None, **params: Any,
+    ) -> dict[str, Any]:
+        """Run the core engine on the embedded items and the current human labels.
+
+        Records a run (config, package versions, summary) and its decisions under
+        ``runs/<run_id>/``; ``apply`` writes them out. Returns the run record.
+        """
+        from .autolabeler import AutoLabeler, run_summary
+        from .graph import cached_knn_graph
+
+        t0 = time.perf_counter()
+        rows, X = self.vectors()
+        pos = {int(r): i for i, r in enumerate(rows)}
+        y = np.full(len(rows), None, dtype=object)
+        ignored = 0
+        for row, label in self.store.current_labels().items():
+            if row in pos:
+                y[pos[row]] = label
+            else:
+                ignored += 1
+        if ignored:
+            log.warning("%d labeled item(s) have no vector (failed to embed) and are left out", ignored)
+        model = AutoLabeler(target_precision=target_precision, metric=metric, per_class=per_class,
+                            n_neighbors=n_neighbors, random_state=seed, **params)
+        graph, _ = cached_knn_graph(X, n_neighbors, self.folder / "cache", progress=progress, random_state=seed)
+        model.fit(X, y, graph=graph, progress=progress)
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        config = {"target_precision": target_precision, "metric": metric, "per_class": per_class,
+                  "n_neighbors": n_neighbors, "seed": seed, **{k: v for k, v in params.items()},
+                  "embed_model": self.meta.get("embed_model")}
+        summary = run_summary(model, X.shape, {"project": str(self.folder.resolve())}, time.perf_counter() - t0)
+        r = model.result_
+        run_dir = self.folder / "runs" / run_id
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.tmp-", dir=self.folder))
+        try:
+            acc = r.accepted
+            th_by_class = np.asarray(model.thresholds_, dtype=np.float64)
+            codes = np.searchsorted(model.classes_, r.labels[acc].astype(model.classes_.dtype)) if len(acc) else np.empty(0, int)
+            np.savez(tmp / "decisions.npz", rows=rows, classes=np.asarray([str(c) for c in model.classes_]),
+                     accepted=rows[acc], accepted_label=codes.astype(np.int32),
+                     accepted_confidence=r.confidence[acc].astype(np.float32),
+                     accepted_threshold=th_by_class[codes] if len(acc) else np.empty(0),
+                     seed_rows=rows[np.flatnonzero(y != None)],  # noqa: E711
+                     distribution=model.label_distributions_.astype(np.float32),
+                     oof_true=model.cv_scores_.y_true, oof_pred=model.cv_scores_.oof.predicted,
+                     oof_conf=model.cv_scores_.oof.confidence)
+            write_json_atomic(tmp / "summary.json", summary)
+            (self.folder / "runs").mkdir(exist_ok=True)
+            os.replace(tmp, run_dir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO runs(run_id, started, finished, status, config, versions, summary) "
+                       "VALUES (?,?,?,?,?,?,?)", (run_id, now(), None, "fitted", json.dumps(config),
+                                                  json.dumps(_versions()), json.dumps(summary)))
+        return self.store.run(run_id)
+
+    def _run(self, run_id: str | None) -> dict[str, Any]:
+        run = self.store.run(run_id) if run_id else self.store.latest_run()
+        if run is None:
+            raise InputError(f"{str(self.folder)!r} has no run yet; run `labelseed fit {self.folder}` first.")
+        return run
+
+    def decisions(self, run_id: str | None = None) -> dict[str, Any]:
+        run = self._run(run_id)
+        path = self.folder / "runs" / run["run_id"] / "decisions.npz"
+        if not path.exists():
+            raise InputError(f"Run {run['run_id']!r} has no decisions file ({path}); fit again.")
+        with np.load(path, allow_pickle=False) as z:
+            return {"run": run, **{k: z[k] for k in z.files}}
+
+    # ----------------------------------------------------------------- apply
+    def apply(self, *, run_id: str | None = None, out: str | Path | None = None, force: bool = False) -> Path:
+        """Record a run's auto-labels in the store (one transaction, replacing any earlier
+        attempt) and write seed + auto labels (id, label, confidence, source) to `out`
+        (default ``DIR/labels.csv``; ``.parquet`` works too), renamed into place."""
+        d = self.decisions(run_id)
+        run = d["run"]
+        target = Path(out) if out is not None else self.folder / "labels.csv"
+        if out is not None:
+            check_output_free(target, force)
+        if target.suffix.lower() not in (".csv", ".parquet"):
+            raise InputError(f"--out {str(target)!r}: write a .csv or .parquet file.")
+        classes = d["classes"]
+        rows = [(run["run_id"], int(r), str(classes[c]), float(conf), float(t))
+                for r, c, conf, t in zip(d["accepted"], d["accepted_label"], d["accepted_confidence"],
+                                         d["accepted_threshold"])]
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM auto_labels WHERE run_id = ?", (run["run_id"],))
+            db.executemany("INSERT INTO auto_labels(run_id, row, label, confidence, threshold) VALUES (?,?,?,?,?)", rows)
+            db.execute("UPDATE runs SET status = 'applied', finished = ? WHERE run_id = ?", (now(), run["run_id"]))
+        ids = self.store.ids()
+        human = self.store.current_labels()
+        seed_rows = [int(r) for r in d["seed_rows"]]
+        records = [(ids[r], human.get(r, ""), 1.0, "seed") for r in seed_rows]
+        records += [(ids[r], label, conf, "auto") for _, r, label, conf, _ in rows]
+        _write_table(target, records)
+        return target
+
+    # ------------------------------------------------------------- selection
+    def _record(self, kind: str, sel: Any) -> str:
+        batch = f"{kind}-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
+        at = now()
+        with self.store.transaction() as db:
+            db.executemany("INSERT INTO requests(batch, kind, row, rank, strategy, reason, at) VALUES (?,?,?,?,?,?,?)",
+                           [(batch, kind, int(r), k + 1, sel.strategy, reason, at)
+                            for k, (r, reason) in enumerate(zip(sel.rows.tolist(), sel.reasons))])
+        return batch
+
+    def select(self, budget: int, *, strategy: str = "kmeans", seed: int = 0) -> tuple[str, Any]:
+        """Cold-start picks among the unlabeled, embedded items; recorded as a request batch.
+        Returns (batch id, Selection with project row numbers)."""
+        from .select import Selection, select
+
+        rows, X = self.vectors()
+        labeled = np.flatnonzero(np.isin(rows, list(self.store.current_labels())))
+        sel = select(X, budget, strategy, labeled=labeled, random_state=seed)
+        sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
+        return self._record("select", sel), sel
+
+    def query(self, budget: int, *, strategy: str = "abstained", seed: int = 0,
+              target_precision: float | None = None) -> tuple[str, Any]:
+        """Warm queries from a fresh fit on the current labels (settings of the last run)."""
+        from ._validation import encode_labels
+        from .autolabeler import AutoLabeler
+        from .graph import cached_knn_graph
+        from .select import Selection, query
+
+        last = self.store.latest_run()
+        cfg = dict(last["config"]) if last else {}
+        rows, X = self.vectors()
+        pos = {int(r): i for i, r in enumerate(rows)}
+        y = np.full(len(rows), None, dtype=object)
+        for r, label in self.store.current_labels().items():
+            if r in pos:
+                y[pos[r]] = label
+        k = int(cfg.get("n_neighbors", 10))
+        model = AutoLabeler(target_precision=target_precision or cfg.get("target_precision", 0.95),
+                            per_class=cfg.get("per_class", True), n_neighbors=k, random_state=seed)
+        graph, _ = cached_knn_graph(X, k, self.folder / "cache", random_state=seed)
+        model.fit(X, y, graph=graph)
+        codes, _ = encode_labels(y, len(rows))
+        accepted = np.zeros(len(rows), dtype=bool)
+        accepted[model.result_.accepted] = True
+        unsupported = np.array([i for i, c in enumerate(model.result_.thresholds.per_class) if not c.meets_target])
+        other = None
+        if strategy == "disagreement":
+            from .graph import normalize_rows
+            from .spreading import self_train
+
+            other = self_train(normalize_rows(X), codes, len(model.classes_), random_state=seed).scores.predicted
+        sel = query(X, model.label_distributions_, codes, budget, strategy, accepted=accepted,
+                    unsupported=unsupported, other_predicted=other, random_state=seed)
+        sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
+        return self._record("query", sel), sel
+
+    def audit(self, budget: int, *, seed: int = 0, run_id: str | None = None) -> tuple[str, Any]:
+        """A stratified sample of the run's auto-labels for a person to verify (then `import`)."""
+        from .select import Selection, audit_sample
+
+        d = self.decisions(run_id)
+        labels = d["classes"][d["accepted_label"]] if len(d["accepted"]) else np.empty(0, dtype=str)
+        sel = audit_sample(labels.astype(object), np.arange(len(labels)), budget, random_state=seed)
+        sel = Selection(d["accepted"][sel.rows].astype(np.int64), sel.strategy, sel.reasons, sel.extra)
+        return self._record("audit", sel), sel
+
+    def audit_result(self, run_id: str | None = None) -> dict[str, Any] | None:
+        """Realized precision of a run's auto-labels from audited rows that now have a human label."""
+        from .select import audit_estimate
+
+        d = self.decisions(run_id)
+        audited = {r for (r,) in self.store.db.execute("SELECT row FROM requests WHERE kind = 'audit'")}
+        human = self.store.current_labels()
+        labels = d["classes"][d["accepted_label"]] if len(d["accepted"]) else np.empty(0, dtype=str)
+        pred = dict(zip(d["accepted"].tolist(), labels.tolist()))
+        done = [r for r in audited if r in human and r in pred]
+        if not done:
+            return None
+        counts: dict[str, int] = {}
+        for v in pred.values():
+            counts[v] = counts.get(v, 0) + 1
+        est = audit_estimate(np.array([pred[r] for r in done], dtype=object),
+                             np.array([human[r] for r in done], dtype=object), counts)
+        return {"realized_precision": est.precision, "interval_95": [est.low, est.high], "n_verified": est.n_verified,
+                "per_class": {c: {"verified": v[0], "right": v[1], "precision": v[2], "interval_95": [v[3], v[4]]}
+                              for c, v in est.per_class.items()}}
+
+    # ---------------------------------------------------------------- export
+    def export(self, out: str | Path, *, items: str = "requested", batch: str | None = None, force: bool = False) -> Path:
+        """Write items with their text or image reference: CSV or Label Studio tasks JSON (by suffix).
+
+        `items`: ``requested`` (the last select/query/audit batch, or `batch`),
+        ``unlabeled``, ``labeled`` or ``all``.
+        """
+        target = Path(out)
+        check_output_free(target, force)
+        db = self.store.db
+        ranks: dict[int, tuple[int, str, str]] = {}
+        if items == "requested":
+            b = batch or (db.execute("SELECT batch FROM requests ORDER BY seq DESC LIMIT 1").fetchone() or [None])[0]
+            if b is None:
+                raise InputError("Nothing has been requested yet; run `labelseed select DIR --budget N` first, "
+                                 "or export --items unlabeled|labeled|all.")
+            got = db.execute("SELECT row, rank, strategy, reason FROM requests WHERE batch = ? ORDER BY rank", (b,)).fetchall()
+            if not got:
+                raise InputError(f"No request batch {b!r}.")
+            rows = [r for r, *_ in got]
+            ranks = {r: (k, s, why) for r, k, s, why in got}
+        else:
+            human = self.store.current_labels()
+            n = self.store.n_items()
+            if items == "unlabeled":
+                rows = [r for r in range(n) if r not in human]
+            elif items == "labeled":
+                rows = sorted(human)
+            elif items == "all":
+                rows = list(range(n))
+            else:
+                raise InputError(f"--items must be requested, unlabeled, labeled or all; got {items!r}.")
+        write_selection_files(self, rows, target, ranks)
+        return target
+
+    # ---------------------------------------------------------------- status
+    def status(self) -> dict[str, Any]:
+        """Counts per class (seed, auto, abstained), embedding progress and the last run's estimates."""
+        meta = self.meta
+        n = self.store.n_items()
+        ok, bad = self.store.embedded_rows()
+        human = self.store.current_labels()
+        per: dict[str, dict[str, int]] = {}
+        for label in human.values():
+            per.setdefault(label, {"seed": 0, "auto": 0, "abstained": 0})["seed"] += 1
+        out: dict[str, Any] = {
+            "project": str(self.folder.resolve()), "kind": meta.get("kind"), "items": n,
+            "embedded": int(len(ok)), "failed_to_embed": int(len(bad)), "embed_model": meta.get("embed_model"),
+            "labeled": len(human),
+            "conflicts": int(self.store.db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]),
+            "last_run": None,
+        }
+        run = self.store.latest_run()
+        if run is not None:
+            d = self.decisions(run["run_id"])
+            classes = d["classes"]
+            acc_labels = classes[d["accepted_label"]] if len(d["accepted"]) else []
+            for label in acc_labels:
+                per.setdefault(str(label), {"seed": 0, "auto": 0, "abstained": 0})["auto"] += 1
+            dist = d["distribution"]
+            decided = np.zeros(len(d["rows"]), dtype=bool)
+            decided[np.searchsorted(d["rows"], d["accepted"])] = True
+            decided[np.searchsorted(d["rows"], d["seed_rows"])] = True
+            reach = dist.sum(axis=1) > 0
+            best = dist.argmax(axis=1)
+            for c in np.flatnonzero(~decided & reach):
+                per.setdefault(str(classes[best[c]]), {"seed": 0, "auto": 0, "abstained": 0})["abstained"] += 1
+            s = run["summary"] or {}
+            out["last_run"] = {"run_id": run["run_id"], "status": run["status"], "started": run["started"],
+                               "expected_precision": s.get("expected_precision"),
+                               "expected_precision_interval": s.get("expected_precision_interval"),
+                               "coverage": s.get("coverage"), "target_precision": s.get("target_precision"),
+                               "n_auto": s.get("n_auto"), "n_abstained": s.get("n_abstained"),
+                               "unreached": int((~decided & ~reach).sum())}
+            out["audit"] = self.audit_result(run["run_id"])
+        out["classes"] = {k: per[k] for k in sorted(per)}
+        return out
+
+
+def _content_hash(kind: str, content: str | None) -> str | None:
+    """sha256 of a text, or of an image file's bytes (None: nothing to embed)."""
+    if content is None:
+        return None
+    if kind == "image":
+        try:
+            h = hashlib.sha256()
+            with open(content, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            return h.hexdigest()
+        except OSError:
+            return None
+    return hashlib.sha256(content.encode("utf-8")).hexdigest() if content.strip() else None
+
+
+def _read_label_file(p: Path) -> list[tuple[str, str, int]]:
+    """(id, label, row in file) from a CSV id,label or a Label Studio JSON export."""
+    if p.suffix.lower() == ".json":
+        try:
+            tasks = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{str(p)!r} is not readable JSON: {exc}") from exc
+        if not isinstance(tasks, list):
+            raise InputError(f"{str(p)!r}: expected a Label Studio export (a JSON list of tasks).")
+        out = []
+        for k, t in enumerate(tasks):
+            data = t.get("data", {}) if isinstance(t, dict) else {}
+            item = data.get("item_id", t.get("item_id") if isinstance(t, dict) else None)
+            if item is None:
+                raise InputError(f"{str(p)!r} task {k + 1} has no data.item_id; export the tasks labelseed wrote.")
+            label = None
+            for ann in (t.get("annotations") or []):
+                if ann.get("was_cancelled"):
+                    continue
+                for res in ann.get("result") or []:
+                    choices = (res.get("value") or {}).get("choices")
+                    if choices:
+                        label = choices[0]
+            if label is None and isinstance(t.get("label"), str):  # Label Studio's JSON-MIN export
+                label = t["label"]
+            if label is not None and str(label).strip():
+                out.append((str(item).strip(), str(label).strip(), k + 1))
+        return out
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames or []
+        missing = [c for c in ("id", "label") if c not in fields]
+        if missing:
+            raise InputError(f"{str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
+                             "the header must include id,label.")
+        return [((r["id"] or "").strip(), (r["label"] or "").strip(), k + 1) for k, r in enumerate(reader)
+                if (r["label"] or "").strip()]
+
+
+def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": pa.array([r[0] for r in records], pa.string()),
+                      "label": pa.array([r[1] for r in records], pa.string()),
+                      "confidence": pa.array([float(r[2]) for r in records], pa.float64()),
+                      "source": pa.array([r[3] for r in records], pa.string())})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed earlier attempt
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        if target.suffix.lower() == ".parquet":
+            pq.write_table(table, tmp)
+        else:
+            pacsv.write_csv(table, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_selection_files(project: Project, rows: list[int], target: Path,
+                          ranks: dict[int, tuple[int, str, str]] | None = None) -> None:
+    """Items as a CSV (id, rank, strategy, reason, text|image) or Label Studio tasks (.json),
+    with the item's text or image path so a person can label it without labelseed."""
+    ids = project.store.ids()
+    kind = project.meta.get("kind")
+    contents = project.store.contents(rows)
+    ranks = ranks or {}
+    ref = "image" if kind == "image" else "text"
+    if target.suffix.lower() == ".json":
+        tasks = []
+        for r, c in zip(rows, contents):
+            data: dict[str, Any] = {"item_id": ids[r]}
+            if c is not None:
+                data[ref] = c
+            if r in ranks:
+                data.update(rank=ranks[r][0], strategy=ranks[r][1], reason=ranks[r][2])
+            tasks.append({"data": data})
+        write_json_atomic(target, tasks)
+        return
+    write_csv_atomic(target, ["id", "rank", "strategy", "reason", ref],
+                     [{"id": ids[r], "rank": ranks.get(r, ("", "", ""))[0], "strategy": ranks.get(r, ("", "", ""))[1],
+                       "reason": ranks.get(r, ("", "", ""))[2], ref: c or ""} for r, c in zip(rows, contents)])
+
+
+__all__ = ["Project", "EmbedReport", "write_selection_files", "MAX_TEXT_CHARS"]

@@ -1,0 +1,234 @@
+"""The project's store: one SQLite database (WAL, one transaction per change) beside a
+memory-mapped embeddings array.
+
+Tables
+------
+meta(key, value)                   project settings (JSON values)
+items(row, id, content, hash)      one per pool item; ``content`` is the text or the image path
+labels(seq, row, label, source, source_row, who, at)
+                                   append-only history of human labels; an item's label is its
+                                   latest entry, earlier ones are never deleted
+conflicts(seq, row, stored, offered, source, source_row, at)
+                                   imports that disagreed with a stored label (not applied)
+embedded(row, hash, error)         rows whose vector in embeddings.npy is written (error: skipped)
+runs(run_id, started, finished, status, config, versions, summary)
+auto_labels(run_id, row, label, confidence, threshold)
+requests(seq, batch, kind, row, rank, strategy, reason, at)
+                                   what select/query/audit asked a person to label
+
+Every write is one transaction: a crash (even ``kill -9``) leaves the database as it was
+before the transaction or after it, never half-way (SQLite's journal guarantees it).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .exceptions import InputError
+
+DB_NAME = "labelseed.db"
+EMBEDDINGS = "embeddings.npy"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items(row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, content TEXT, hash TEXT);
+CREATE TABLE IF NOT EXISTS labels(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, row INTEGER NOT NULL REFERENCES items(row), label TEXT NOT NULL,
+    source TEXT NOT NULL, source_row INTEGER, who TEXT NOT NULL, at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS labels_by_row ON labels(row, seq);
+CREATE TABLE IF NOT EXISTS conflicts(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, row INTEGER NOT NULL, stored TEXT NOT NULL, offered TEXT NOT NULL,
+    source TEXT NOT NULL, source_row INTEGER, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS embedded(row INTEGER PRIMARY KEY, hash TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS runs(
+    run_id TEXT PRIMARY KEY, started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
+    config TEXT NOT NULL, versions TEXT NOT NULL, summary TEXT);
+CREATE TABLE IF NOT EXISTS auto_labels(
+    run_id TEXT NOT NULL REFERENCES runs(run_id), row INTEGER NOT NULL, label TEXT NOT NULL,
+    confidence REAL NOT NULL, threshold REAL NOT NULL, PRIMARY KEY(run_id, row));
+CREATE TABLE IF NOT EXISTS requests(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, batch TEXT NOT NULL, kind TEXT NOT NULL, row INTEGER NOT NULL,
+    rank INTEGER NOT NULL, strategy TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+"""
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did: ``added`` new labels, ``unchanged`` (already stored, same label),
+    ``conflicts`` (id, stored, offered) not applied, ``replaced`` (with ``replace=True``)."""
+
+    added: int
+    unchanged: int
+    replaced: int
+    conflicts: list[tuple[str, str, str]]
+
+
+class Store:
+    """Open (or create with :meth:`create`) the SQLite store of a project folder."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        path = self.folder / DB_NAME
+        if not path.exists():
+            raise InputError(f"{str(self.folder)!r} is not a labelseed project (no {DB_NAME}); "
+                             f"create one with `labelseed init {self.folder} --data FILE ...`.")
+        self.db = self._connect(path)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(str(path), isolation_level=None, timeout=30)  # explicit transactions below
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a committed label survives a power cut, not just a crash
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @classmethod
+    def create(cls, path: Path, meta: dict[str, Any], items: Iterable[tuple[int, str, str | None]]) -> None:
+        """Write a new database at `path` (a temporary name the caller renames into place)."""
+        db = cls._connect(path)
+        try:
+            db.executescript(SCHEMA)
+            with _tx(db):
+                db.executemany("INSERT INTO meta VALUES (?, ?)",
+                               [(k, json.dumps(v)) for k, v in {**meta, "schema": SCHEMA_VERSION}.items()])
+                db.executemany("INSERT INTO items(row, id, content) VALUES (?, ?, ?)", items)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with _tx(self.db):
+            yield self.db
+
+    # ------------------------------------------------------------------ meta
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def set_meta(self, **values: Any) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()])
+
+    # ----------------------------------------------------------------- items
+    def n_items(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT id FROM items ORDER BY row")]
+
+    def contents(self, rows: NDArray[np.int64] | list[int]) -> list[str | None]:
+        rows = [int(r) for r in rows]
+        got: dict[int, str | None] = {}
+        for s in range(0, len(rows), 900):  # SQLite caps the number of bound parameters
+            chunk = rows[s:s + 900]
+            q = f"SELECT row, content FROM items WHERE row IN ({','.join('?' * len(chunk))})"
+            got.update(self.db.execute(q, chunk).fetchall())
+        return [got.get(r) for r in rows]
+
+    def row_lookup(self) -> dict[str, int]:
+        return {i: r for r, i in self.db.execute("SELECT row, id FROM items")}
+
+    # ---------------------------------------------------------------- labels
+    def current_labels(self) -> dict[int, str]:
+        """Each labeled row's latest label."""
+        q = "SELECT row, label FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels GROUP BY row)"
+        return dict(self.db.execute(q).fetchall())
+
+    def label_history(self, row: int) -> list[tuple[str, str, str, str]]:
+        q = "SELECT label, source, who, at FROM labels WHERE row = ? ORDER BY seq"
+        return [tuple(r) for r in self.db.execute(q, (row,))]  # type: ignore[misc]
+
+    def add_labels(self, entries: list[tuple[int, str, int]], source: str, who: str, replace: bool = False) -> ImportReport:
+        """Add (row, label, source_row) entries in one transaction.
+
+        Same label as stored: nothing happens (so importing a file twice is a no-op).
+        A different label: recorded as a conflict and not applied, unless `replace`,
+        which appends it (the old label stays in the history).
+        """
+        at = now()
+        with self.transaction() as db:
+            stored = self.current_labels()
+            ids = dict(db.execute("SELECT row, id FROM items").fetchall()) if entries else {}
+            added = unchanged = replaced = 0
+            conflicts: list[tuple[str, str, str]] = []
+            new: list[tuple[int, str, str, int, str, str]] = []
+            for row, label, source_row in entries:
+                old = stored.get(row)
+                if old == label:
+                    unchanged += 1
+                    continue
+                if old is not None and not replace:
+                    conflicts.append((ids[row], old, label))
+                    db.execute("INSERT INTO conflicts(row, stored, offered, source, source_row, at) VALUES (?,?,?,?,?,?)",
+                               (row, old, label, source, source_row, at))
+                    continue
+                replaced += old is not None
+                added += old is None
+                new.append((row, label, source, source_row, who, at))
+            db.executemany("INSERT INTO labels(row, label, source, source_row, who, at) VALUES (?,?,?,?,?,?)", new)
+        return ImportReport(added, unchanged, replaced, conflicts)
+
+    # ------------------------------------------------------------ embeddings
+    def embedded_rows(self) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """(rows with a vector, rows that failed to embed)."""
+        ok = np.fromiter((r for (r,) in self.db.execute("SELECT row FROM embedded WHERE error IS NULL ORDER BY row")),
+                         dtype=np.int64)
+        bad = np.fromiter((r for (r,) in self.db.execute("SELECT row FROM embedded WHERE error IS NOT NULL ORDER BY row")),
+                          dtype=np.int64)
+        return ok, bad
+
+    def embed_errors(self) -> list[tuple[str, str]]:
+        q = "SELECT items.id, embedded.error FROM embedded JOIN items USING(row) WHERE error IS NOT NULL ORDER BY row"
+        return [tuple(r) for r in self.db.execute(q)]  # type: ignore[misc]
+
+    def embeddings_path(self) -> Path:
+        return self.folder / EMBEDDINGS
+
+    # ------------------------------------------------------------------ runs
+    def latest_run(self, status: tuple[str, ...] = ("fitted", "applied")) -> dict[str, Any] | None:
+        q = (f"SELECT run_id, started, finished, status, config, versions, summary FROM runs "
+             f"WHERE status IN ({','.join('?' * len(status))}) ORDER BY started DESC, rowid DESC LIMIT 1")
+        r = self.db.execute(q, status).fetchone()
+        return None if r is None else _run_dict(r)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        r = self.db.execute("SELECT run_id, started, finished, status, config, versions, summary FROM runs "
+                            "WHERE run_id = ?", (run_id,)).fetchone()
+        if r is None:
+            raise InputError(f"No run {run_id!r} in {str(self.folder)!r}; `labelseed status {self.folder}` lists the last one.")
+        return _run_dict(r)
+
+
+def _run_dict(r: tuple[Any, ...]) -> dict[str, Any]:
+    keys = ("run_id", "started", "finished", "status", "config", "versions", "summary")
+    d = dict(zip(keys, r))
+    for k in ("config", "versions", "summary"):
+        d[k] = json.loads(d[k]) if d[k] else None
+    return d
+
+
+@contextmanager
+def _tx(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
