@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench data clean
+.PHONY: demo test bench data browser clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,text,image]'
+	$(BIN)/pip install -q -e '.[test,text,image,report]'
 	touch $(STAMP)
 
 # Real labeled data from Debian (skipped with a message where apt is missing).
@@ -20,10 +20,17 @@ data:
 		|| echo "note: could not install dataset-fashion-mnist/wordnet-base; those benchmarks and tests will skip"; \
 	else echo "note: no apt-get; Fashion-MNIST and WordNet benchmarks and tests will skip"; fi
 
+# Headless Chromium for the report test (skipped with a reason where it cannot be installed).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq || true) && apt-get install -y -qq chromium >/dev/null || echo "note: could not install chromium; the browser test will skip"; \
+	else echo "note: no apt-get; the headless-Chromium report test will skip"; fi
+
 demo: $(STAMP) data
 	$(BIN)/python -m labelseed.demo
 
-test: $(STAMP) data
+test: $(STAMP) data browser
 	$(BIN)/python -m pytest -q
 
 # Benchmarks need extra packages (psutil, torch for the WordNet embeddings); see bench/README.md.

@@ -130,10 +130,14 @@ def test_missing_columns(pool):
     assert r.returncode == 2 and "id,label" in r.stderr
 
 
-def test_single_class(pool):
+def test_single_class_abstains_everywhere_with_a_warning(pool):
     d, X, y, seed = pool
     r = _bad(d, seed_rows=[(i, "only") for i, _ in seed])
-    assert r.returncode == 2 and "one class" in r.stderr
+    assert r.returncode == 0 and "one class" in r.stderr
+    summary = json.loads((d / "o" / "summary.json").read_text())
+    assert summary["n_auto"] == 0 and summary["coverage"] == 0
+    r = _bad(d, seed_rows=[seed[0]], extra=("--force",))
+    assert r.returncode == 2 and "Only one row" in r.stderr
 
 
 def test_class_with_fewer_labels_than_folds_falls_back(pool):

@@ -112,14 +112,9 @@ def encode_labels(y: ArrayLike, n_rows: int, name: str = "y") -> tuple[NDArray[n
 
 
 def check_seed(codes: NDArray[np.int64], classes: np.ndarray) -> None:
-    """The labeled seed must have at least two classes."""
+    """The labeled seed must have at least one labeled row."""
     if len(classes) == 0:
         raise InputError("No labeled rows: label at least two rows of each class (unlabeled rows are -1/None).")
-    if len(classes) == 1:
-        raise InputError(
-            f"Only one class is labeled ({classes[0]!r}); auto-labeling needs at least two classes "
-            "so that the thresholds can be checked against wrong labels."
-        )
 
 
 def check_fraction(value: Any, name: str, *, low_open: bool = True, high: float = 1.0) -> float:

@@ -197,7 +197,21 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             raise InputError("`calibrate` selects no labeled rows; mark the randomly drawn labeled rows True.")
         counts = np.bincount(held, minlength=len(classes))
         single = np.flatnonzero(counts == 1)
-        if len(single) and len(single) < (counts > 0).sum():
+        if len(classes) == 1:
+            # Nothing can be wrong when there is one class: spreading still runs (the report
+            # shows it), but no threshold can be checked against wrong labels, so it abstains.
+            warnings.warn(
+                f"Only one class is labeled ({classes[0]!r}): every row abstains, because no threshold can be "
+                "checked against wrong labels; label at least two rows of a second class.",
+                FoldFallbackWarning, stacklevel=2,
+            )
+            if counts[0] < 2:
+                raise InputError(f"Only one row is labeled ({classes[0]!r}); label at least two rows of each of "
+                                 "two classes.")
+            present = np.unique(held)
+            n_splits = check_n_splits(np.searchsorted(present, held), classes[present], self.n_splits)
+            single = np.arange(1)
+        elif len(single) and len(single) < (counts > 0).sum():
             # One label cannot be cross-validated. It still spreads, and it is still held out
             # once, where it shows how much of its class leaks into the others; but its own
             # class gets no auto-labels until a second label arrives.

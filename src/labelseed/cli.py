@@ -160,6 +160,15 @@ def _project_parsers(sub: Any) -> None:
     r.add_argument("--skip-empty", action="store_true")
     r.add_argument("--truncate", action="store_true")
     _fit_options(r)
+    rp = sub.add_parser("report", help="an HTML page (self-contained), PNG figures and report.json for a run")
+    which = rp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", default=None, help="a `labelseed autolabel` output folder")
+    which.add_argument("--project", default=None, help="a project folder (its last run, or --run-id)")
+    rp.add_argument("--run-id", default=None)
+    rp.add_argument("--out", default=None, help="folder to write (default: RUN/report)")
+    rp.add_argument("--map-sample", type=int, default=20_000, help="rows drawn for the 2-D map")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
@@ -267,6 +276,9 @@ def autolabel(args: argparse.Namespace) -> int:
         }), tmp / "abstained.csv")
         summary = _summary(args, model, X.shape, time.perf_counter() - t0)
         write_json(tmp / "summary.json", summary)
+        from .report import save_report_data
+
+        save_report_data(tmp / "report_data.npz", model, id_list)
     if not args.quiet:
         _print_table(model, summary, out)
     return 0
@@ -637,6 +649,20 @@ def run_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_cmd(args: argparse.Namespace) -> int:
+    from .report import build_report, inputs_from_project, inputs_from_run
+
+    if args.project:
+        inputs, run_dir = inputs_from_project(Path(args.project), args.run_id)
+    else:
+        inputs, run_dir = inputs_from_run(Path(args.run)), Path(args.run)
+    out = Path(args.out) if args.out else run_dir / "report"
+    with atomic_dir(out, args.force) as tmp:
+        rep = build_report(inputs, tmp, map_sample=args.map_sample, random_state=args.seed)
+    print(f"report written to {out / rep.html.name} (+ report.json and {len(rep.figures)} PNG figures)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -655,7 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return audit_cmd(args)
         commands = {"init": init_cmd, "embed": embed_cmd, "import": import_cmd, "fit": fit_cmd, "apply": apply_cmd,
-                    "export": export_cmd, "status": status_cmd, "run": run_cmd}
+                    "export": export_cmd, "status": status_cmd, "run": run_cmd, "report": report_cmd}
         return commands[args.command](args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

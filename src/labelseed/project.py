@@ -516,6 +516,10 @@ class Project:
                      oof_true=model.cv_scores_.y_true, oof_pred=model.cv_scores_.oof.predicted,
                      oof_conf=model.cv_scores_.oof.confidence)
             write_json_atomic(tmp / "summary.json", summary)
+            from .report import save_report_data
+
+            ids = self.store.ids()
+            save_report_data(tmp / "report_data.npz", model, [ids[r] for r in rows])
             (self.folder / "runs").mkdir(exist_ok=True)
             os.replace(tmp, run_dir)
         finally:
