@@ -33,16 +33,19 @@ demo: $(STAMP) data
 test: $(STAMP) data browser
 	$(BIN)/python -m pytest -q
 
-# Benchmarks need extra packages (psutil, torch for the WordNet embeddings); see bench/README.md.
+# Benchmarks need the bench extra (ANN libraries, torch 2.13.0 CPU, MiniLM); see bench/README.md.
 bench: $(STAMP) data
-	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q -e '.[bench,text,image,report]'
 	$(BIN)/python bench/embed_wordnet.py --per-class 600
 	$(BIN)/python bench/ann_choice.py --dataset fashion
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/matched.py
 	$(BIN)/python bench/speed.py
 	$(BIN)/python bench/select_coverage.py
+	$(BIN)/python bench/select_big.py --strategies kmeans stratified facility
 	$(BIN)/python bench/active_learning.py
+	$(BIN)/python bench/embed_throughput.py
+	$(BIN)/python bench/report_big.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

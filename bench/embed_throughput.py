@@ -71,10 +71,12 @@ def rate(make, model: str | None, n: int, repeats: int, **kw) -> float:
     return float(np.median(rates))
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of `pid` in KiB: VmRSS (all), RssAnon (the heap: what a list of all vectors
+    would grow) or RssFile (pages of memory-mapped files such as embeddings.npy, reclaimable)."""
     try:
         for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -102,7 +104,7 @@ def big(n: int) -> dict:
     killed_at = None
     while proc.poll() is None:
         d = done()
-        samples.append((round(time.time() - t0, 1), d, rss_kib(proc.pid)))
+        samples.append((round(time.time() - t0, 1), d, rss_kib(proc.pid), rss_kib(proc.pid, "RssAnon")))
         if killed_at is None and d >= len(texts) // 2:
             os.kill(proc.pid, signal.SIGKILL)
             killed_at = d
@@ -112,17 +114,20 @@ def big(n: int) -> dict:
     t1 = time.time()
     proc = subprocess.Popen([exe, "embed", str(tmp / "p"), "--quiet"], stdout=subprocess.DEVNULL)
     while proc.poll() is None:
-        samples.append((round(first + time.time() - t1, 1), done(), rss_kib(proc.pid)))
+        samples.append((round(first + time.time() - t1, 1), done(), rss_kib(proc.pid), rss_kib(proc.pid, "RssAnon")))
         time.sleep(0.5)
     second = time.time() - t1
     with sqlite3.connect(db) as c:
         total, distinct = c.execute("SELECT COUNT(*), COUNT(DISTINCT row) FROM embedded").fetchone()
     rss = [s for s in samples if s[2] > 0 and s[1] > 0]
-    by_progress = {f"{q}%": max([s[2] for s in rss if abs(s[1] - q / 100 * len(texts)) <= 0.05 * len(texts)] or [0])
-                   for q in (10, 25, 45, 60, 80, 95)}
+    def at(q: int, col: int) -> int:
+        return max([s[col] for s in rss if abs(s[1] - q / 100 * len(texts)) <= 0.05 * len(texts)] or [0])
+
+    by_progress = {f"{q}%": round(at(q, 2) / 1024) for q in (10, 25, 45, 60, 80, 95)}
+    anon_by_progress = {f"{q}%": round(at(q, 3) / 1024) for q in (10, 25, 45, 60, 80, 95)}
     return {"n": len(texts), "killed_at_rows": killed_at, "first_run_s": round(first, 1), "resume_s": round(second, 1),
             "texts_per_s": round(len(texts) / (first + second), 1), "rows_embedded": total, "distinct_rows": distinct,
-            "rss_mib_by_progress": {k: round(v / 1024) for k, v in by_progress.items()},
+            "rss_mib_by_progress": by_progress, "rss_anon_mib_by_progress": anon_by_progress,
             "peak_rss_mib": round(max(s[2] for s in rss) / 1024), "folder": str(tmp)}
 
 
@@ -132,9 +137,15 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--big", type=int, default=100_000)
+    ap.add_argument("--only-big", action="store_true")
     a = ap.parse_args()
     out: dict = {}
     glosses = all_glosses(a.texts)
+    if a.only_big:
+        out["big"] = big(a.big)
+        print(json.dumps(out, indent=1))
+        (RESULTS / "embed_throughput_big.json").write_text(json.dumps(out, indent=1))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         write_texts(Path(tmp) / "t.csv", glosses)
 

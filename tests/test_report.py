@@ -184,9 +184,12 @@ def _cdp(report_html: Path) -> tuple[list[str], list[str], dict, bytes]:
 def test_report_opens_in_headless_chromium_offline(tmp_path):
     from PIL import Image
 
-    X, y = blobs(n_per=80, n_classes=3, dim=8, spread=1.0, seed=0)
-    labeled = [(i, f"c{y[i]}") for c in range(3) for i in np.flatnonzero(y == c)[:10]]
-    report = _run(tmp_path, y, labeled, X, "--target-precision", "0.9")
+    from labelseed.datasets import digits, hide_labels
+
+    X, y = digits()  # the demo's digits run: 10 random labels per class, seed 0
+    seed = hide_labels(y, 10, random_state=0)
+    labeled = [(int(i), str(seed[i])) for i in np.flatnonzero(seed != None)]  # noqa: E711
+    report = _run(tmp_path, y, labeled, X)
     requests, failed, facts, png = _cdp(report / "report.html")
     assert not failed, failed
     assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests

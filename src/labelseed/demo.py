@@ -40,6 +40,9 @@ def run(name: str, X: np.ndarray, y: np.ndarray, out_root: Path, per_class: int 
                      "--target-precision", "0.95", "--out", str(out), "--force"])
     if code != 0:
         raise SystemExit(code)
+    code = cli_main(["report", "--run", str(out), "--force"])
+    if code != 0:
+        raise SystemExit(code)
     summary = json.loads((out / "summary.json").read_text())
     rows = list(csv.DictReader(open(out / "auto_labels.csv")))
     auto = [(int(r["id"]), r["label"]) for r in rows if r["source"] == "auto"]
@@ -94,6 +97,7 @@ def loop(name: str, folder: Path, init_args: list[str], embed_args: list[str], t
     print(f"(the person verifies the {_reveal(folder / 'audit.csv', truth, folder / 'audit_answers.csv')} auto-labels)")
     _cli("import", str(proj), str(folder / "audit_answers.csv"), "--who", "demo", "--replace")
     _cli("status", str(proj))
+    _cli("report", "--project", str(proj), "--out", str(folder / "report"))
     rows = list(csv.DictReader(open(folder / "labels.csv")))
     auto = [(r["id"], r["label"]) for r in rows if r["source"] == "auto"]
     from .project import Project
@@ -175,7 +179,8 @@ def main() -> None:
         print(f"\n(skipping Fashion-MNIST: {exc})")
     else:
         run("fashion-mnist", Xf, yf, out_root)
-    print(f"\nOutputs are in {out_root}/")
+    print(f"\nOutputs are in {out_root}/; open the reports: "
+          + ", ".join(str(p) for p in sorted(out_root.glob("**/report/report.html"))))
     sys.stdout.flush()
 
 

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS conflicts(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, row INTEGER NOT NULL, stored TEXT NOT NULL, offered TEXT NOT NULL,
     source TEXT NOT NULL, source_row INTEGER, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS embedded(row INTEGER PRIMARY KEY, hash TEXT NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS embedded_by_hash ON embedded(hash);
 CREATE TABLE IF NOT EXISTS runs(
     run_id TEXT PRIMARY KEY, started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
     config TEXT NOT NULL, versions TEXT NOT NULL, summary TEXT);
@@ -86,6 +87,7 @@ class Store:
             raise InputError(f"{str(self.folder)!r} is not a labelseed project (no {DB_NAME}); "
                              f"create one with `labelseed init {self.folder} --data FILE ...`.")
         self.db = self._connect(path)
+        self.db.executescript(SCHEMA)  # idempotent: brings a project made by an older version up to date
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:

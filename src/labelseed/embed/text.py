@@ -65,7 +65,19 @@ class SentenceTransformerEmbedder:
         m = self._load()
         X = m.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
                      show_progress_bar=False)
+        _release_freed_memory()
         return np.asarray(X, dtype=np.float32), {}
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc): batches of different lengths otherwise
+    leave the process's resident memory at its high-water mark, creeping up over a long embed."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 class HashingEmbedder:
