@@ -197,3 +197,14 @@ def test_report_opens_in_headless_chromium_offline(tmp_path):
     assert facts["images"] >= 4 and facts["broken"] == 0
     img = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
     assert img.std() > 10 and (img < 128).mean() > 0.005  # text and figures, not a blank page
+
+
+def test_map_falls_back_to_pca_without_umap(monkeypatch):
+    import sys
+
+    from labelseed.report import project_2d
+
+    X, _ = blobs(n_per=40, n_classes=3, dim=8, seed=1)
+    monkeypatch.setitem(sys.modules, "umap", None)
+    xy, method = project_2d(X, np.arange(len(X)))
+    assert method == "PCA" and xy.shape == (120, 2) and np.isfinite(xy).all()

