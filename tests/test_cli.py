@@ -130,13 +130,20 @@ def test_missing_columns(pool):
     assert r.returncode == 2 and "id,label" in r.stderr
 
 
-def test_single_class_abstains_everywhere_with_a_warning(pool):
+def test_single_class(pool):
     d, X, y, seed = pool
     r = _bad(d, seed_rows=[(i, "only") for i, _ in seed])
+    assert r.returncode == 2 and "one class" in r.stderr and "--allow-single-class" in r.stderr
+    assert not (d / "o").exists()
+
+
+def test_single_class_allowed_abstains_everywhere_with_a_warning(pool):
+    d, X, y, seed = pool
+    r = _bad(d, seed_rows=[(i, "only") for i, _ in seed], extra=("--allow-single-class",))
     assert r.returncode == 0 and "one class" in r.stderr
     summary = json.loads((d / "o" / "summary.json").read_text())
     assert summary["n_auto"] == 0 and summary["coverage"] == 0
-    r = _bad(d, seed_rows=[seed[0]], extra=("--force",))
+    r = _bad(d, seed_rows=[seed[0]], extra=("--force", "--allow-single-class"))
     assert r.returncode == 2 and "Only one row" in r.stderr
 
 

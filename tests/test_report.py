@@ -88,7 +88,7 @@ def test_report_when_every_row_abstains(tmp_path):
 def test_report_of_a_single_class_run(tmp_path):
     X, y = blobs(n_per=40, n_classes=3, dim=8, spread=1.0, seed=0)
     labeled = [(i, "only") for i in range(10)]
-    rec = _check_page(_run(tmp_path, y, labeled, X))
+    rec = _check_page(_run(tmp_path, y, labeled, X, "--allow-single-class"))
     assert rec["classes"] == ["only"] and rec["summary"]["auto"] == 0
 
 

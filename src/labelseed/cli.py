@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="where kNN graphs are kept for re-runs (default: $XDG_CACHE_HOME/labelseed or ~/.cache/labelseed)")
     a.add_argument("--no-cache", action="store_true", help="always rebuild the kNN graph")
     a.add_argument("--quiet", action="store_true", help="no progress bars or table")
+    a.add_argument("--allow-single-class", action="store_true",
+                   help="run even when the seed has one class (every row then abstains; the report still works)")
     s = sub.add_parser("select", help="pick a small, diverse set of rows for a person to label first")
     s.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings)")
     s.add_argument("--embeddings", default=None, help=".npy (ids = row numbers) or .parquet (id + vector column)")
@@ -180,6 +182,8 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-neighbors", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--allow-single-class", action="store_true",
+                   help="fit even when the labels have one class (every row then abstains)")
 
 
 class _Progress:
@@ -241,6 +245,7 @@ def autolabel(args: argparse.Namespace) -> int:
     check_output_free(out, args.force)  # before the long run, not only at the end
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labels = read_seed_labels(args.labels, ids)
+    _check_classes({str(v) for v in labels if v is not None}, args.allow_single_class)
     params: dict[str, Any] = dict(
         method=args.method, target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
         n_neighbors=args.n_neighbors, n_splits=args.folds, min_support=args.min_support, random_state=args.seed,
@@ -282,6 +287,13 @@ def autolabel(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_table(model, summary, out)
     return 0
+
+
+def _check_classes(classes: set[str], allow_single: bool) -> None:
+    if len(classes) == 1 and not allow_single:
+        raise InputError(f"Only one class is labeled ({next(iter(classes))!r}); auto-labeling needs at least two classes "
+                         "so that thresholds can be checked against wrong labels. Label rows of another class, or pass "
+                         "--allow-single-class to run anyway (every row abstains).")
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
@@ -553,6 +565,7 @@ def import_cmd(args: argparse.Namespace) -> int:
 
 
 def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
+    _check_classes(set(proj.labels().values()), args.allow_single_class)
     with _Progress(not args.quiet) as progress:
         run = proj.fit(target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
                        n_neighbors=args.n_neighbors, seed=args.seed, progress=progress)
