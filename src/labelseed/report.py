@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -424,16 +425,25 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+_NUMERIC = re.compile(r"^[-~+]?[\d.,]+( \[.*\])?$|^-$|^(yes|no)$")
+
+
 def _table(head: list[str], rows: list[list[Any]]) -> str:
     h = "".join(f"<th>{html.escape(str(x))}</th>" for x in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
+
+    def cell(x: Any) -> str:
+        text = str(x)
+        left = "" if _NUMERIC.match(text) else ' class="text"'  # words read left-aligned, numbers right
+        return f"<td{left}>{html.escape(text)}</td>"
+
+    body = "".join("<tr>" + "".join(cell(x) for x in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;
 padding:0 1em;color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .5em;
-text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+text-align:right}td.text{text-align:left}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 .note{color:#666;font-size:.9em}.kpi{display:inline-block;margin-right:2em}.kpi b{font-size:1.4em;display:block}
 .warn{color:#a33}"""
 
