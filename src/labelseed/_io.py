@@ -183,3 +183,36 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     with _atomic_file(Path(path)) as f:
         json.dump(obj, f, indent=2, allow_nan=False, default=str)
         f.write("\n")
+
+
+def write_items(path: str | Path, ids: list[Any], rows: list[int], ranks: dict[int, tuple[int, str, str]] | None = None,
+                contents: list[str | None] | None = None, ref: str = "text",
+                extra: dict[int, dict[str, Any]] | None = None) -> None:
+    """Items for a person: a CSV (id, rank, strategy, reason[, text|image]) or, for a ``.json``
+    path, Label Studio tasks with the same fields under ``data`` (plus `extra` per row, e.g.
+    predictions). Written atomically. `ranks` maps a row to (rank, strategy, reason)."""
+    ranks = ranks or {}
+    contents = contents if contents is not None else [None] * len(rows)
+    if str(path).lower().endswith(".json"):
+        tasks = []
+        for r, c in zip(rows, contents):
+            data: dict[str, Any] = {"item_id": ids[r]}
+            if c is not None:
+                data[ref] = c
+            if r in ranks:
+                data.update(rank=ranks[r][0], strategy=ranks[r][1], reason=ranks[r][2])
+            task: dict[str, Any] = {"data": data}
+            task.update((extra or {}).get(r, {}))
+            tasks.append(task)
+        write_json_atomic(path, tasks)
+        return
+    has_ref = any(c is not None for c in contents)
+    columns = ["id", "rank", "strategy", "reason"] + ([ref] if has_ref else [])
+    out = []
+    for r, c in zip(rows, contents):
+        rank, strategy, reason = ranks.get(r, ("", "", ""))
+        row: dict[str, Any] = {"id": ids[r], "rank": rank, "strategy": strategy, "reason": reason}
+        if has_ref:
+            row[ref] = c or ""
+        out.append(row)
+    write_csv_atomic(path, columns, out)

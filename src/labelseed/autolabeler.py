@@ -404,3 +404,24 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
         "version": __version__,
         "classes": classes,
     }
+
+
+def query_next(model: AutoLabeler, X: ArrayLike, y: ArrayLike, budget: int, strategy: str = "abstained", *,
+               random_state: int = 0) -> Any:
+    """The next rows to label after `model` was fitted on ``(X, y)``: :func:`labelseed.select.query`
+    fed with the model's decisions (accepted rows, classes whose target lacks support, and for
+    ``"disagreement"`` a self-training run to disagree with). Returns a Selection."""
+    from .select import query
+
+    model._check_fitted()
+    Xa = check_embeddings(X)
+    codes, _ = encode_labels(y, Xa.shape[0])
+    accepted = np.zeros(Xa.shape[0], dtype=bool)
+    accepted[model.result_.accepted] = True
+    unsupported = np.array([i for i, c in enumerate(model.result_.thresholds.per_class) if not c.meets_target],
+                           dtype=np.int64)
+    other = None
+    if strategy == "disagreement":
+        other = self_train(normalize_rows(Xa), codes, len(model.classes_), random_state=random_state).scores.predicted
+    return query(Xa, model.label_distributions_, codes, budget, strategy, accepted=accepted, unsupported=unsupported,
+                 other_predicted=other, random_state=random_state)

@@ -16,10 +16,10 @@ import numpy as np
 
 from . import __version__
 from ._io import (
-    atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_csv_atomic, write_json, write_json_atomic,
+    atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_items, write_json, write_json_atomic,
 )
-from ._validation import check_embeddings, encode_labels
-from .autolabeler import ABSTAIN, AutoLabeler, run_summary
+from ._validation import check_embeddings
+from .autolabeler import ABSTAIN, AutoLabeler, query_next, run_summary
 from .graph import cached_knn_graph
 from .exceptions import InputError, LabelseedError
 
@@ -370,23 +370,18 @@ def select_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_selection(out: Path, ids: list[Any], sel: Any, extra: dict[int, dict[str, Any]] | None = None) -> None:
+def _write_selection(out: Path, ids: list[Any], sel: Any, extra: dict[int, dict[str, Any]] | None = None,
+                     contents: list[str | None] | None = None, ref: str = "text") -> None:
     """The CSV (id, rank, strategy, reason) and its Label Studio tasks file, both atomic."""
     ls_out = out.with_suffix(".labelstudio.json")
-    rows = [{"id": ids[r], "rank": rank + 1, "strategy": sel.strategy, "reason": reason}
-            for rank, (r, reason) in enumerate(zip(sel.rows.tolist(), sel.reasons))]
-    write_csv_atomic(out, ["id", "rank", "strategy", "reason"], rows)
-    tasks = []
-    for r, row in zip(sel.rows.tolist(), rows):
-        task: dict[str, Any] = {"data": {"item_id": row["id"], "rank": row["rank"], "reason": row["reason"]}}
-        task.update((extra or {}).get(r, {}))
-        tasks.append(task)
-    write_json_atomic(ls_out, tasks)
+    rows = [int(r) for r in sel.rows]
+    ranks = {r: (k + 1, sel.strategy, why) for k, (r, why) in enumerate(zip(rows, sel.reasons))}
+    for path in (out, ls_out):
+        write_items(path, ids, rows, ranks, contents, ref, extra)
     print(f"picked {len(rows)} rows ({sel.strategy}); written to {out} and {ls_out}")
 
 
 def query_cmd(args: argparse.Namespace) -> int:
-    from .select import query
 
     if args.project:
         return _project_pick(args, "query")
@@ -401,19 +396,7 @@ def query_cmd(args: argparse.Namespace) -> int:
     if not args.no_cache:
         graph, _ = cached_knn_graph(X, model.n_neighbors, _cache_dir(args), random_state=args.seed)
     model.fit(X, labels, graph=graph)
-    codes, _ = encode_labels(labels, len(ids))
-    unsupported = np.array([i for i, r in enumerate(model.result_.thresholds.per_class) if not r.meets_target])
-    other = None
-    if args.strategy == "disagreement":
-        from .graph import normalize_rows
-        from .spreading import self_train
-
-        other = self_train(normalize_rows(X), codes, len(model.classes_),
-                           random_state=args.seed).scores.predicted
-    accepted = np.zeros(len(ids), dtype=bool)
-    accepted[model.result_.accepted] = True
-    sel = query(X, model.label_distributions_, codes, args.budget, args.strategy, accepted=accepted,
-                unsupported=unsupported, other_predicted=other, random_state=args.seed)
+    sel = query_next(model, X, labels, args.budget, args.strategy, random_state=args.seed)
     _write_selection(out, ids.tolist(), sel)
     return 0
 
@@ -492,14 +475,11 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _project_pick(args: argparse.Namespace, kind: str) -> int:
-    from .project import write_selection_files
-
     if args.budget is not None and args.budget < 1:
         raise InputError(f"--budget must be at least 1; got {args.budget}.")
     with _open(args) as proj:
         out = Path(args.out) if args.out else proj.folder / "exports" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-        ls_out = out.with_suffix(".labelstudio.json")
-        for path in (out, ls_out):
+        for path in (out, out.with_suffix(".labelstudio.json")):
             check_output_free(path, args.force)
         if kind == "select":
             batch, sel = proj.select(args.budget, strategy=args.strategy, seed=args.seed)
@@ -507,11 +487,8 @@ def _project_pick(args: argparse.Namespace, kind: str) -> int:
             batch, sel = proj.query(args.budget, strategy=args.strategy, seed=args.seed)
         else:
             batch, sel = proj.audit(args.budget, seed=args.seed)
-        ranks = {int(r): (k + 1, sel.strategy, why) for k, (r, why) in enumerate(zip(sel.rows.tolist(), sel.reasons))}
-        rows = [int(r) for r in sel.rows]
-        write_selection_files(proj, rows, out, ranks)
-        write_selection_files(proj, rows, ls_out, ranks)
-    print(f"picked {len(rows)} items ({sel.strategy}, batch {batch}); written to {out} and {ls_out}")
+        _write_selection(out, proj.store.ids(), sel, contents=proj.store.contents(sel.rows), ref=proj.reference)
+    print(f"(request batch {batch})")
     return 0
 
 

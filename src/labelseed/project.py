@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import check_output_free, write_csv_atomic, write_json_atomic
+from ._io import check_output_free, write_items, write_json_atomic
 from .exceptions import InputError
 from .store import DB_NAME, ImportReport, Store, now
 
@@ -145,6 +145,11 @@ class Project:
     def meta(self) -> dict[str, Any]:
         return self.store.meta()
 
+    @property
+    def reference(self) -> str:
+        """What an item's content is, as Label Studio names it: "image" (a path) or "text"."""
+        return "image" if self.meta.get("kind") == "image" else "text"
+
     @classmethod
     def init(
         cls,
@@ -237,13 +242,11 @@ class Project:
                                 for v in _column(table, image_column, path, "--image-column")]
                     meta.update(kind="image", image_column=image_column)
                 else:
-                    if vector_column is not None:
-                        from ._io import read_embeddings
+                    from ._io import read_embeddings
 
+                    if vector_column is not None:
                         _, vec = read_embeddings(path, id_column, vector_column)
                     else:
-                        from ._io import read_embeddings
-
                         _, vec = read_embeddings(vectors, id_column)  # type: ignore[arg-type]
                         if len(vec) != len(ids):
                             raise InputError(f"--vectors {str(vectors)!r} has {len(vec)} rows but --data {str(path)!r} "
@@ -597,10 +600,9 @@ class Project:
     def query(self, budget: int, *, strategy: str = "abstained", seed: int = 0,
               target_precision: float | None = None) -> tuple[str, Any]:
         """Warm queries from a fresh fit on the current labels (settings of the last run)."""
-        from ._validation import encode_labels
-        from .autolabeler import AutoLabeler
+        from .autolabeler import AutoLabeler, query_next
         from .graph import cached_knn_graph
-        from .select import Selection, query
+        from .select import Selection
 
         last = self.store.latest_run()
         cfg = dict(last["config"]) if last else {}
@@ -615,18 +617,7 @@ class Project:
                             per_class=cfg.get("per_class", True), n_neighbors=k, random_state=seed)
         graph, _ = cached_knn_graph(X, k, self.folder / "cache", random_state=seed)
         model.fit(X, y, graph=graph)
-        codes, _ = encode_labels(y, len(rows))
-        accepted = np.zeros(len(rows), dtype=bool)
-        accepted[model.result_.accepted] = True
-        unsupported = np.array([i for i, c in enumerate(model.result_.thresholds.per_class) if not c.meets_target])
-        other = None
-        if strategy == "disagreement":
-            from .graph import normalize_rows
-            from .spreading import self_train
-
-            other = self_train(normalize_rows(X), codes, len(model.classes_), random_state=seed).scores.predicted
-        sel = query(X, model.label_distributions_, codes, budget, strategy, accepted=accepted,
-                    unsupported=unsupported, other_predicted=other, random_state=seed)
+        sel = query_next(model, X, y, budget, strategy, random_state=seed)
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("query", sel), sel
 
@@ -693,7 +684,7 @@ class Project:
                 rows = list(range(n))
             else:
                 raise InputError(f"--items must be requested, unlabeled, labeled or all; got {items!r}.")
-        write_selection_files(self, rows, target, ranks)
+        write_items(target, self.store.ids(), rows, ranks, self.store.contents(rows), self.reference)
         return target
 
     # ---------------------------------------------------------------- status
@@ -820,29 +811,4 @@ def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> No
             os.unlink(tmp)
 
 
-def write_selection_files(project: Project, rows: list[int], target: Path,
-                          ranks: dict[int, tuple[int, str, str]] | None = None) -> None:
-    """Items as a CSV (id, rank, strategy, reason, text|image) or Label Studio tasks (.json),
-    with the item's text or image path so a person can label it without labelseed."""
-    ids = project.store.ids()
-    kind = project.meta.get("kind")
-    contents = project.store.contents(rows)
-    ranks = ranks or {}
-    ref = "image" if kind == "image" else "text"
-    if target.suffix.lower() == ".json":
-        tasks = []
-        for r, c in zip(rows, contents):
-            data: dict[str, Any] = {"item_id": ids[r]}
-            if c is not None:
-                data[ref] = c
-            if r in ranks:
-                data.update(rank=ranks[r][0], strategy=ranks[r][1], reason=ranks[r][2])
-            tasks.append({"data": data})
-        write_json_atomic(target, tasks)
-        return
-    write_csv_atomic(target, ["id", "rank", "strategy", "reason", ref],
-                     [{"id": ids[r], "rank": ranks.get(r, ("", "", ""))[0], "strategy": ranks.get(r, ("", "", ""))[1],
-                       "reason": ranks.get(r, ("", "", ""))[2], ref: c or ""} for r, c in zip(rows, contents)])
-
-
-__all__ = ["Project", "EmbedReport", "write_selection_files", "MAX_TEXT_CHARS"]
+__all__ = ["Project", "EmbedReport", "MAX_TEXT_CHARS"]
