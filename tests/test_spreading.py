@@ -78,3 +78,25 @@ def test_self_training_reports_only_what_it_accepted():
     # a threshold above every probability accepts nothing: the talk's bug would claim all rows
     r2 = self_train(X, yy, 3, threshold=1.0)
     assert r2.pseudo_labeled.sum() <= (r2.scores.confidence >= 1.0).sum()
+
+
+@pytest.mark.parametrize("rest", [False, True])
+def test_fold_sets_solved_by_groups_equal_separate_solves(rest):
+    from labelseed.spreading import spread, spread_many
+    from labelseed.thresholds import fold_code_sets
+
+    X, y = blobs(n_per=40, n_classes=3, dim=6, spread=1.5, seed=2)
+    S = normalized_affinity(build_knn_graph(X, 8).affinity())
+    codes = np.full(len(y), -1)
+    lab = np.random.default_rng(0).choice(len(y), 30, replace=False)
+    codes[lab] = y[lab]
+    calibrate = None
+    if rest:  # some labeled rows are never held out
+        calibrate = np.ones(len(y), dtype=bool)
+        calibrate[lab[:6]] = False
+    sets, _, _ = fold_code_sets(codes, 3, 0, calibrate=calibrate)
+    together = spread_many(S, sets, 3, 0.9, tol=1e-6)
+    for c, got in zip(sets, together):
+        want = spread(S, c, 3, 0.9, tol=1e-6)
+        np.testing.assert_allclose(got.distribution, want.distribution, atol=1e-4)
+        np.testing.assert_array_equal(got.predicted, want.predicted)

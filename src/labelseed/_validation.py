@@ -84,13 +84,18 @@ def encode_labels(y: ArrayLike, n_rows: int, name: str = "y") -> tuple[NDArray[n
         raise InputError(f"`{name}` must hold class labels (ints or strings), not booleans.")
     else:
         obj = arr.astype(object)
-        missing = np.fromiter((_is_missing(v) for v in obj), dtype=bool, count=len(obj))
-        ints = np.fromiter(
-            (isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in obj), dtype=bool, count=len(obj)
+        # None in one vectorised pass; the per-value checks below then only see the non-None
+        # values (usually the small labeled seed, not a million unlabeled rows)
+        missing = np.asarray(obj == None, dtype=bool)  # noqa: E711  (elementwise on an object array)
+        rest = np.flatnonzero(~missing)
+        missing[rest] = np.fromiter((_is_missing(v) for v in obj[rest]), dtype=bool, count=len(rest))
+        ints = np.zeros(len(obj), dtype=bool)
+        ints[rest] = np.fromiter(
+            (isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in obj[rest]), dtype=bool, count=len(rest)
         )
         if ints.any() and (ints | missing).all():
             # object array of ints: -1 marks unlabeled like the int case
-            missing |= np.fromiter((ints[i] and obj[i] == -1 for i in range(len(obj))), dtype=bool, count=len(obj))
+            missing |= ints & np.equal(obj, -1)
             labeled = ~missing
             values = obj[labeled].astype(np.int64)
         else:

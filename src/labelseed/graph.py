@@ -130,8 +130,8 @@ def normalize_rows(X: NDArray[np.float32], name: str = "X") -> NDArray[np.float3
             f"`{name}` has {len(zero)} all-zero row(s) (rows {shown}); a zero vector has no direction "
             "for cosine similarity: remove or re-embed them."
         )
-    out = X / norms[:, None].astype(np.float32)
-    return out.astype(np.float32, copy=False)
+    scale = (1.0 / norms).astype(np.float32)[:, None]  # one division per row, not per value
+    return np.multiply(X, scale, dtype=np.float32)
 
 
 def _topk_exact(
@@ -180,6 +180,8 @@ def exact_neighbors(
 
 #: IVF lists per sqrt(n) rows.
 IVF_LISTS_PER_SQRT_N = 2.0
+#: k-means iterations that place the IVF lists.
+IVF_NITER = 5
 
 #: Rows whose exact neighbours check the IVF recall (standard error about 0.006 at recall 0.95).
 SAMPLE_ROWS = 128
@@ -230,7 +232,7 @@ def _ivf(
     index = faiss.IndexIVFScalarQuantizer(
         quantizer, d, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
     )
-    index.cp.niter = 5
+    index.cp.niter = IVF_NITER
     index.cp.seed = int(random_state)
     index.cp.min_points_per_centroid = 5
     index.cp.max_points_per_centroid = 32

@@ -162,6 +162,7 @@ def propagate(
     tol: float = 1e-3,
     max_iter: int = 1000,
     progress: Progress | None = None,
+    clip: bool = True,
 ) -> NDArray[np.float32]:
     """Solve ``F = (1 - alpha) (I - alpha S)^-1 Y`` for every column of `Y`.
 
@@ -181,6 +182,8 @@ def propagate(
         scikit-learn measures it (iterate). 1e-3 gave the same coverage and
         precision as 1e-4 on Fashion-MNIST (within 0.5 points) in 20% less time.
     max_iter : int, default=1000
+    clip : bool, default=True
+        Set tiny negative round-off to 0 (leave it off for parts that are summed later).
 
     Returns
     -------
@@ -200,7 +203,7 @@ def propagate(
             cols = slice(start, start + COLUMN_BLOCK)
             X, n_iter = _block_cg(S, (1.0 - alpha) * Y[:, cols], alpha, tol, max_iter, progress)
             log.debug("block CG: %d columns, %d iterations", X.shape[1], n_iter)
-            F[:, cols] = np.maximum(X, 0.0)  # tiny negative round-off where mass is ~0
+            F[:, cols] = np.maximum(X, 0.0) if clip else X  # tiny negative round-off where mass is ~0
         return F
     if solver == "iterate":
         static = (1.0 - alpha) * Y
@@ -231,10 +234,51 @@ def spread_many(
     alpha: float = 0.99,
     **kw: object,
 ) -> list[Scores]:
-    """Label spreading for several label vectors at once (one sparse solve)."""
-    Y = np.concatenate([one_hot(c, n_classes) for c in code_sets], axis=1)
-    F = propagate(S, Y, alpha, **kw)  # type: ignore[arg-type]
-    return [Scores.from_unnormalized(F[:, i * n_classes : (i + 1) * n_classes]) for i in range(len(code_sets))]
+    """Label spreading for several label vectors at once (one sparse solve).
+
+    When the sets are cross-validation folds (every set but the last is the last one with a
+    disjoint group of labeled rows hidden), spreading is linear in the labels, so each group's
+    own spread is solved once and each fold's scores are the sum of the *other* groups': k
+    groups of columns instead of k + 1, and a fold's scores never touch its hidden labels.
+    """
+    parts = _fold_parts(code_sets)
+    if parts is None:
+        Y = np.concatenate([one_hot(c, n_classes) for c in code_sets], axis=1)
+        F = propagate(S, Y, alpha, **kw)  # type: ignore[arg-type]
+        return [Scores.from_unnormalized(F[:, i * n_classes : (i + 1) * n_classes]) for i in range(len(code_sets))]
+    G = propagate(S, np.concatenate([one_hot(p, n_classes) for p in parts], axis=1), alpha, clip=False,
+                  **kw)  # type: ignore[arg-type]
+    groups = [G[:, i * n_classes : (i + 1) * n_classes] for i in range(len(parts))]
+    n_folds = len(code_sets) - 1
+    out = []
+    for f in range(n_folds + 1):  # f == n_folds is the final run: every group
+        F = np.zeros((S.shape[0], n_classes), dtype=np.float32)
+        for g, part in enumerate(groups):
+            if g != f or f == n_folds:
+                F += part
+        out.append(Scores.from_unnormalized(np.maximum(F, 0.0)))
+    return out
+
+
+def _fold_parts(code_sets: list[NDArray[np.int64]]) -> list[NDArray[np.int64]] | None:
+    """Label vectors of each fold's hidden group (then of the never-hidden rest), or None when
+    the sets are not folds of the last one."""
+    if len(code_sets) < 3:
+        return None
+    final = code_sets[-1]
+    labeled = final >= 0
+    seen = np.zeros(len(final), dtype=bool)
+    parts = []
+    for c in code_sets[:-1]:
+        hidden = labeled & (c < 0)
+        if seen[hidden].any() or not np.array_equal(c[~hidden], final[~hidden]):
+            return None
+        seen |= hidden
+        parts.append(np.where(hidden, final, -1))
+    rest = labeled & ~seen  # labeled rows never held out (e.g. outside a calibrate mask)
+    if rest.any():  # an all-zero group would still cost a sparse product per iteration
+        parts.append(np.where(rest, final, -1))
+    return parts
 
 
 @dataclass(frozen=True)
