@@ -145,26 +145,28 @@ def kmeans_medoids(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None, random_state: int = 0
 ) -> Selection:
     """k-means with `budget` centres; the unlabeled row nearest each centre, largest clusters first."""
-    Xn, lab = _check(X, budget, labeled)
-    blocked = np.zeros(len(Xn), dtype=bool)
-    blocked[lab] = True
-    assign, sim = _kmeans(Xn, budget, random_state)
-    return _per_cluster(assign, np.where(blocked, -np.inf, sim), budget, "kmeans", blocked,
-                        "nearest row to the centre of a cluster of {size} rows")
+    return _one_per_kmeans_cluster(X, budget, labeled, random_state, "kmeans",
+                                   "nearest row to the centre of a cluster of {size} rows")
 
 
 def stratified(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None, random_state: int = 0
 ) -> Selection:
     """k-means with `budget` centres; one uniformly random unlabeled row of each cluster, largest first."""
+    return _one_per_kmeans_cluster(X, budget, labeled, random_state, "stratified",
+                                   "random row of a cluster of {size} rows")
+
+
+def _one_per_kmeans_cluster(X: NDArray[np.float32], budget: int, labeled: NDArray[np.int64] | None, random_state: int,
+                            strategy: str, reason: str) -> Selection:
+    """One unlabeled row per k-means cluster: the nearest to its centre ("kmeans") or a uniform
+    draw from it ("stratified": a random key per row makes the best row a random one)."""
     Xn, lab = _check(X, budget, labeled)
     blocked = np.zeros(len(Xn), dtype=bool)
     blocked[lab] = True
-    assign, _ = _kmeans(Xn, budget, random_state)
-    # a random key per row: the "best" row of a cluster is then a uniform draw from it
-    key = np.random.default_rng(random_state + 1).random(len(Xn))
-    return _per_cluster(assign, np.where(blocked, -np.inf, key), budget, "stratified", blocked,
-                        "random row of a cluster of {size} rows")
+    assign, sim = _kmeans(Xn, budget, random_state)
+    score = sim if strategy == "kmeans" else np.random.default_rng(random_state + 1).random(len(Xn))
+    return _per_cluster(assign, np.where(blocked, -np.inf, score), budget, strategy, blocked, reason)
 
 
 def typiclust(
