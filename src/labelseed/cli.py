@@ -475,12 +475,9 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def _project_pick(args: argparse.Namespace, kind: str) -> int:
-    if args.budget is not None and args.budget < 1:
-        raise InputError(f"--budget must be at least 1; got {args.budget}.")
     with _open(args) as proj:
         out = Path(args.out) if args.out else proj.folder / "exports" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-        for path in (out, out.with_suffix(".labelstudio.json")):
-            check_output_free(path, args.force)
+        _check_selection_out(out, args.force, args.budget)
         if kind == "select":
             batch, sel = proj.select(args.budget, strategy=args.strategy, seed=args.seed)
         elif kind == "query":
@@ -492,13 +489,19 @@ def _project_pick(args: argparse.Namespace, kind: str) -> int:
     return 0
 
 
-def init_cmd(args: argparse.Namespace) -> int:
+def _init_project(args: argparse.Namespace) -> Any:
+    """`Project.init` from the options `init` and `run` share."""
     from .project import Project
 
-    with Project.init(args.project, data=args.data, id_column=args.id_column, text_column=args.text_column,
-                      image_column=args.image_column, image_dir=args.image_dir, vectors=args.vectors,
-                      vector_column=args.vector_column, label_column=args.label_column,
-                      skip_empty=args.skip_empty, truncate=args.truncate) as proj:
+    return Project.init(args.project, data=args.data, id_column=args.id_column, text_column=args.text_column,
+                        image_column=args.image_column, image_dir=args.image_dir, vectors=args.vectors,
+                        vector_column=args.vector_column, label_column=args.label_column,
+                        skip_empty=args.skip_empty, truncate=args.truncate)
+
+
+def init_cmd(args: argparse.Namespace) -> int:
+
+    with _init_project(args) as proj:
         meta = proj.meta
         n = proj.store.n_items()
         labeled = len(proj.labels())
@@ -621,10 +624,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         check_output_free(args.out, args.force)
     folder = Path(args.project)
     if not (folder / DB_NAME).exists():
-        Project.init(folder, data=args.data, id_column=args.id_column, text_column=args.text_column,
-                     image_column=args.image_column, image_dir=args.image_dir, vectors=args.vectors,
-                     vector_column=args.vector_column, label_column=args.label_column, skip_empty=args.skip_empty,
-                     truncate=args.truncate).close()
+        _init_project(args).close()
         print(f"created {folder}")
     with Project.open(folder) as proj:
         with _Progress(not args.quiet, rate=True) as progress:

@@ -469,6 +469,20 @@ class Project:
     def labels(self) -> dict[int, str]:
         return self.store.current_labels()
 
+    def _labels_for(self, rows: NDArray[np.int64]) -> NDArray[np.object_]:
+        """Current human labels aligned to `rows` (the embedded rows), None where unlabeled."""
+        pos = {int(r): i for i, r in enumerate(rows)}
+        y = np.full(len(rows), None, dtype=object)
+        ignored = 0
+        for row, label in self.store.current_labels().items():
+            if row in pos:
+                y[pos[row]] = label
+            else:
+                ignored += 1
+        if ignored:
+            log.warning("%d labeled item(s) have no vector (failed to embed) and are left out", ignored)
+        return y
+
     # ------------------------------------------------------------------- fit
     def fit(
         self, *, target_precision: float = 0.95, metric: str = "target_precision", per_class: bool = True,
@@ -484,16 +498,7 @@ class Project:
 
         t0 = time.perf_counter()
         rows, X = self.vectors()
-        pos = {int(r): i for i, r in enumerate(rows)}
-        y = np.full(len(rows), None, dtype=object)
-        ignored = 0
-        for row, label in self.store.current_labels().items():
-            if row in pos:
-                y[pos[row]] = label
-            else:
-                ignored += 1
-        if ignored:
-            log.warning("%d labeled item(s) have no vector (failed to embed) and are left out", ignored)
+        y = self._labels_for(rows)
         model = AutoLabeler(target_precision=target_precision, metric=metric, per_class=per_class,
                             n_neighbors=n_neighbors, random_state=seed, **params)
         graph, _ = cached_knn_graph(X, n_neighbors, self.folder / "cache", progress=progress, random_state=seed)
@@ -607,11 +612,7 @@ class Project:
         last = self.store.latest_run()
         cfg = dict(last["config"]) if last else {}
         rows, X = self.vectors()
-        pos = {int(r): i for i, r in enumerate(rows)}
-        y = np.full(len(rows), None, dtype=object)
-        for r, label in self.store.current_labels().items():
-            if r in pos:
-                y[pos[r]] = label
+        y = self._labels_for(rows)
         k = int(cfg.get("n_neighbors", 10))
         model = AutoLabeler(target_precision=target_precision or cfg.get("target_precision", 0.95),
                             per_class=cfg.get("per_class", True), n_neighbors=k, random_state=seed)
