@@ -76,3 +76,32 @@ def test_cached_graph_is_reused_only_for_the_same_vectors(tmp_path):
     X[0, 0] += 1.0
     assert cached_knn_graph(X, 5, tmp_path)[1] is False
     assert cached_knn_graph(X, 6, tmp_path)[1] is False
+
+
+@pytest.mark.parametrize("nprobe", [4, 12])  # within the coarse pass's lists, and beyond them
+def test_ivf_reuses_coarse_lists_without_changing_the_graph(monkeypatch, nprobe):
+    # rows are added and searched from one pass over the centroids; the graph must be the one
+    # faiss's own search gives, in blocks or not, from a normalised copy or from the raw rows
+    import labelseed.graph as graph
+
+    X, _ = blobs(n_per=700, n_classes=4, dim=24, seed=9)
+    X *= np.random.default_rng(0).uniform(0.5, 3.0, size=(len(X), 1)).astype(np.float32)
+    g = build_knn_graph(X, 8, method="ivf", nprobe=nprobe)
+    monkeypatch.setattr(graph, "COARSE_PROBES", 1)  # final search through index.search
+    monkeypatch.setattr(graph, "ROW_BLOCK", 500)
+    h = build_knn_graph(normalize_rows(X), 8, method="ivf", nprobe=nprobe, normalized=True)
+    assert g.nprobe == h.nprobe == nprobe
+    np.testing.assert_array_equal(g.indices, h.indices)
+    np.testing.assert_allclose(g.similarities, h.similarities, atol=1e-6)
+
+
+def test_affinity_drops_missing_neighbours_self_loops_and_negative_weights():
+    from labelseed.graph import KnnGraph
+
+    idx = np.array([[1, 2], [0, -1], [2, 0]])
+    sim = np.array([[0.5, -0.2], [0.5, 0.0], [0.9, 0.3]], dtype=np.float32)
+    W = KnnGraph(idx, sim, "exact").affinity().toarray()
+    want = np.array([[0, 0.5, 0.3], [0.5, 0, 0], [0.3, 0, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(W, want)
+    C = KnnGraph(idx, sim, "exact").affinity("connectivity").toarray()
+    np.testing.assert_array_equal(C, (want > 0).astype(np.float32))
