@@ -54,10 +54,11 @@ class Scores:
         mass = F.sum(axis=1)
         reached = mass > 0
         dist = np.zeros_like(F)
-        dist[reached] = F[reached] / mass[reached, None]
-        predicted = np.where(reached, dist.argmax(axis=1), -1).astype(np.int64)
-        confidence = np.where(reached, dist.max(axis=1, initial=0.0), 0.0).astype(np.float32)
-        return cls(distribution=dist, predicted=predicted, confidence=confidence)
+        np.divide(F, mass[:, None], out=dist, where=reached[:, None])
+        predicted = dist.argmax(axis=1)
+        confidence = np.take_along_axis(dist, predicted[:, None], axis=1)[:, 0]
+        predicted[~reached] = -1
+        return cls(distribution=dist, predicted=predicted.astype(np.int64, copy=False), confidence=confidence)
 
 
 def normalized_affinity(W: sparse.spmatrix) -> sparse.csr_matrix:
@@ -69,8 +70,14 @@ def normalized_affinity(W: sparse.spmatrix) -> sparse.csr_matrix:
     deg = np.asarray(W.sum(axis=1)).ravel()
     inv = np.zeros_like(deg)
     np.divide(1.0, np.sqrt(deg), out=inv, where=deg > 0)
-    D = sparse.diags(inv.astype(np.float32))
-    return (D @ W @ D).tocsr().astype(np.float32)
+    inv = inv.astype(np.float32)
+    # scale the stored entries in place of two sparse products D @ W @ D (same float32 order)
+    rows = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
+    data = inv[rows] * W.data
+    data *= inv[W.indices]
+    S = sparse.csr_matrix((data, W.indices.copy(), W.indptr.copy()), shape=W.shape)
+    S.eliminate_zeros()  # as the products drop entries that scale to 0
+    return S
 
 
 def one_hot(codes: NDArray[np.int64], n_classes: int) -> NDArray[np.float32]:
@@ -123,27 +130,35 @@ def _block_cg_loop(
     spmm: "_ParallelSpMM", B: NDArray[np.float32], alpha: float, tol: float, max_iter: int,
     progress: Progress | None,
 ) -> tuple[NDArray[np.float32], int]:
+    # every (n, columns) buffer is allocated once: a fresh multi-MB temporary per step
+    # would be mapped and page-faulted again on each iteration
     X = np.zeros_like(B)
-    SP = np.empty_like(B)
+    AP = np.empty_like(B)
+    T = np.empty_like(B)
     R = B.copy()
     P = R.copy()
     rs = np.einsum("ij,ij->j", R, R)
     stop = (tol**2) * rs
     active = rs > 0
+    a = np.zeros_like(rs)
+    beta = np.zeros_like(rs)
     it = 0
     for it in range(1, max_iter + 1):
         if not active.any():
             break
-        spmm(P, SP)
-        AP = P - alpha * SP
+        spmm(P, AP)
+        AP *= -alpha
+        AP += P  # AP = (I - alpha S) P
         pap = np.einsum("ij,ij->j", P, AP)
-        a = np.zeros_like(rs)
+        a[:] = 0
         np.divide(rs, pap, out=a, where=active & (pap > 0))
-        X += a * P
-        R -= a * AP
+        np.multiply(P, a, out=T)
+        X += T
+        np.multiply(AP, a, out=T)
+        R -= T
         rs_new = np.einsum("ij,ij->j", R, R)
         active &= rs_new > stop
-        beta = np.zeros_like(rs)
+        beta[:] = 0
         np.divide(rs_new, rs, out=beta, where=active & (rs > 0))
         P *= beta
         P += R
