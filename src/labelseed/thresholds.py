@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import special
 
 from .metrics import TARGET_PRECISION, Metric
 from .spreading import Scores
@@ -380,23 +381,46 @@ def _target_cut(
     conf, pred = g.pool_conf[sample], g.pool_pred[sample]
     cuts = _ends_of_ties(conf)
     P = _predict_all(calib_samples, _logit(conf), pred)
-    ep = (np.cumsum(P, axis=1) / np.arange(1, len(conf) + 1))[:, cuts - 1]
-    bound = np.quantile(ep, quantile, axis=0) if len(calib_samples) > 1 else ep[0]
+    ep = np.cumsum(P, axis=1)[:, cuts - 1] / cuts  # expected precision of each prefix
+    meets = _quantile_at_least(ep, quantile, target) if len(calib_samples) > 1 else ep[0] >= target
     seed_sorted = np.sort(g.seed_conf)[::-1]
     cap = seed_sorted[min_support - 1] if len(seed_sorted) >= min_support else -math.inf
-    ok = np.flatnonzero((bound >= target) & (conf[cuts - 1] <= cap))
+    ok = np.flatnonzero(meets & (conf[cuts - 1] <= cap))
     # without enough seed support at a threshold, the estimate above it is extrapolation
     if len(ok) == 0:
         return math.inf, False
     return float(conf[cuts[ok[-1]] - 1]), True
 
 
+def _quantile_at_least(values: NDArray[np.float64], q: float, target: float) -> NDArray[np.bool_]:
+    """``np.quantile(values, q, axis=0) >= target`` per column, by counting instead of sorting.
+
+    The linear-interpolated quantile sits between the order statistics ``lo`` and
+    ``lo + 1`` (``lo = floor((B - 1) q)``), so it meets `target` when at most ``lo``
+    values fall below it, and misses when more than ``lo + 1`` do; only columns in
+    between need the interpolation itself.
+    """
+    h = (values.shape[0] - 1) * q
+    lo = math.floor(h)
+    below = np.count_nonzero(values < target, axis=0)
+    meets = below <= lo
+    if h > lo:
+        unsure = np.flatnonzero(below == lo + 1)
+        if len(unsure):
+            meets[unsure] = np.quantile(values[:, unsure], q, axis=0) >= target
+    return meets
+
+
 def _predict_all(cals: list[Calibration], logit_conf: NDArray[np.float64], pred: NDArray[np.int64]) -> NDArray[np.float64]:
     """P(right) under every calibration at once: shape (len(cals), len(pred))."""
     coef = np.array([c.coef for c in cals])
     offsets = np.stack([c.offsets for c in cals])
-    z = coef[:, None] * logit_conf[None, :] + offsets[:, np.maximum(pred, 0)]
-    P = 1.0 / (1.0 + np.exp(-z))
+    z = np.multiply.outer(coef, logit_conf)
+    if len(pred) and (pred == pred[0]).all():  # one class (per-class thresholds): no gather
+        z += offsets[:, max(int(pred[0]), 0), None]
+    else:
+        z += offsets[:, np.maximum(pred, 0)]
+    P = special.expit(z, out=z)
     for b, c in enumerate(cals):
         if c.constant is not None:
             P[b] = c.constant
