@@ -171,3 +171,18 @@ def test_rows_outside_calibrate_spread_labels_but_are_never_held_out():
     assert not np.intersect1d(m.cv_scores_.unlabeled, queried).size
     with pytest.raises(InputError, match="`calibrate`"):
         AutoLabeler().fit(X, codes, calibrate=np.zeros(len(y), dtype=bool))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    b=st.integers(1, 40), m=st.integers(1, 6), q=st.floats(0.0, 1.0), target=st.floats(0.0, 1.0),
+    seed=st.integers(0, 10_000),
+)
+def test_quantile_test_by_counting_equals_numpy_quantile(b, m, q, target, seed):
+    from labelseed.thresholds import _quantile_at_least
+
+    rng = np.random.default_rng(seed)
+    values = rng.choice(np.linspace(0, 1, 7), size=(b, m))  # ties on purpose
+    values[rng.random((b, m)) < 0.3] = target  # values equal to the target too
+    want = np.quantile(values, q, axis=0) >= target
+    np.testing.assert_array_equal(_quantile_at_least(values, q, target), want)
