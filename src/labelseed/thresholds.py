@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -344,12 +344,22 @@ def _even_sample(n: int, m: int) -> NDArray[np.int64]:
 
 @dataclass
 class _Group:
-    """Pool and seed rows that one threshold governs (one class, or all in global mode)."""
+    """Pool and seed rows that one threshold governs (one class, or all in global mode).
+
+    The pool side (an even sample of at most MAX_POOL_SAMPLE rows, its cut points and
+    logits) is computed once and shared by every threshold choice over the seed side.
+    """
 
     pool_conf: NDArray[np.float32]  # sorted descending
     pool_pred: NDArray[np.int64]
+    pool_logit: NDArray[np.float64]
+    cuts: NDArray[np.int64]  # prefix lengths where the confidence changes
     seed_conf: NDArray[np.float32]
     seed_fold: NDArray[np.int64]
+
+    def without_fold(self, fold: int) -> "_Group":
+        keep = self.seed_fold != fold
+        return replace(self, seed_conf=self.seed_conf[keep], seed_fold=self.seed_fold[keep])
 
 
 def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int | None) -> _Group:
@@ -357,11 +367,15 @@ def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int 
     pp = final.predicted[pool]
     sel = pool[(pp >= 0) if cls is None else (pp == cls)]
     sel = sel[np.argsort(-final.confidence[sel], kind="stable")]
+    sel = sel[_even_sample(len(sel), MAX_POOL_SAMPLE)]
+    conf = final.confidence[sel]
     sp = cv.oof.predicted
     smask = (sp >= 0) if cls is None else (sp == cls)
     return _Group(
-        pool_conf=final.confidence[sel],
+        pool_conf=conf,
         pool_pred=final.predicted[sel],
+        pool_logit=_logit(conf),
+        cuts=_ends_of_ties(conf),
         seed_conf=cv.oof.confidence[smask],
         seed_fold=cv.fold[smask],
     )
@@ -374,13 +388,10 @@ def _target_cut(
 
     Returns ``(threshold, feasible)``; ``(inf, False)`` when no threshold does.
     """
-    n = len(g.pool_conf)
-    if n == 0:
+    if len(g.pool_conf) == 0:
         return math.inf, False
-    sample = _even_sample(n, MAX_POOL_SAMPLE)
-    conf, pred = g.pool_conf[sample], g.pool_pred[sample]
-    cuts = _ends_of_ties(conf)
-    P = _predict_all(calib_samples, _logit(conf), pred)
+    conf, cuts = g.pool_conf, g.cuts
+    P = _predict_all(calib_samples, g.pool_logit, g.pool_pred)
     ep = np.cumsum(P, axis=1)[:, cuts - 1] / cuts  # expected precision of each prefix
     meets = _quantile_at_least(ep, quantile, target) if len(calib_samples) > 1 else ep[0] >= target
     seed_sorted = np.sort(g.seed_conf)[::-1]
@@ -560,8 +571,7 @@ def choose_thresholds(
         out, ok = [], []
         for g in groups:
             if left_out is not None:
-                keep = g.seed_fold != left_out
-                g = _Group(g.pool_conf, g.pool_pred, g.seed_conf[keep], g.seed_fold[keep])
+                g = g.without_fold(left_out)
             t, feasible = _target_cut(g, cal_list, target_precision, min_support, 1 - confidence_level)
             out.append(t)
             ok.append(feasible)
