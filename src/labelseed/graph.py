@@ -142,11 +142,10 @@ class _UnitRows:
     """The rows of `X` scaled to unit length on demand, a block at a time, so the IVF
     path never holds a normalised n x d copy (1.5 GB at 1M x 384)."""
 
-    def __init__(self, X: NDArray[np.float32], normalized: bool, block: int) -> None:
+    def __init__(self, X: NDArray[np.float32], normalized: bool) -> None:
         self.X = X
         self.scale = None if normalized else _inverse_norms(X)
-        self.block = block
-        self._buf: NDArray[np.float32] | None = None
+        self._buf = np.empty((0, X.shape[1]), dtype=np.float32)  # grows to the largest span asked for
 
     def take(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
         """A new array of the given rows, unit length."""
@@ -156,11 +155,11 @@ class _UnitRows:
         return out
 
     def span(self, start: int, stop: int) -> NDArray[np.float32]:
-        """Rows ``start:stop`` (at most `block`), unit length; valid until the next call."""
+        """Rows ``start:stop``, unit length; valid until the next call."""
         if self.scale is None:
             return np.ascontiguousarray(self.X[start:stop], dtype=np.float32)
-        if self._buf is None:
-            self._buf = np.empty((min(self.block, self.X.shape[0]), self.X.shape[1]), dtype=np.float32)
+        if len(self._buf) < stop - start:
+            self._buf = np.empty((stop - start, self.X.shape[1]), dtype=np.float32)
         out = self._buf[: stop - start]
         np.multiply(self.X[start:stop], self.scale[start:stop, None], out=out)
         return out
@@ -304,9 +303,12 @@ def _ivf(
     Q = unit.take(sample)
     truth, _ = _topk_exact(Q, unit.X, k, _block_rows(n), None, self_rows=sample, col_scale=unit.scale)
 
+    def plain(x: NDArray[np.float32], kk: int, start: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        return index.search(x, kk)  # type: ignore[no-any-return]
+
     def sample_recall(p: int) -> float:
         index.nprobe = p
-        got, _ = _search_all(lambda x, kk, _: index.search(x, kk), lambda a, b: Q[a:b], sample, k, None)
+        got, _ = _search_all(plain, lambda a, b: Q[a:b], sample, k, None)
         return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(got, truth)]) / k)
 
     steps = [p for p in NPROBE_STEPS if p < nlist] + [nlist]
@@ -320,21 +322,19 @@ def _ivf(
                 break
     index.nprobe = chosen
     log.info("IVF: %d lists, nprobe %d, sample recall@%d %.3f", nlist, chosen, k, recall)
+    search = plain
     if chosen <= n_coarse:
         index.parallel_mode = 3  # split the queries over threads inside search_preassigned too
         cd = np.ascontiguousarray(coarse_d[:, :chosen])
         ci = np.ascontiguousarray(coarse_i[:, :chosen])
-        del coarse_d, coarse_i
 
         def search(x: NDArray[np.float32], kk: int, start: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
             stop = start + len(x)
             # (faiss's numpy wrapper; its stubs only know the raw SWIG signature)
             return index.search_preassigned(x, kk, ci[start:stop], cd[start:stop])  # type: ignore
 
-        idx, sim = _search_all(search, unit.span, np.arange(n), k, progress)
-    else:
-        del coarse_d, coarse_i
-        idx, sim = _search_all(lambda x, kk, _: index.search(x, kk), unit.span, np.arange(n), k, progress)
+    del coarse_d, coarse_i
+    idx, sim = _search_all(search, unit.span, np.arange(n), k, progress)
     return idx, sim, recall, chosen
 
 
@@ -387,7 +387,7 @@ def build_knn_graph(
         idx, sim = _topk_exact(Xn, Xn, k, _block_rows(n), progress, self_rows=np.arange(n))
         use = "exact"
     else:
-        unit = _UnitRows(X, normalized, ROW_BLOCK)
+        unit = _UnitRows(X, normalized)
         idx, sim, recall, used = _ivf(unit, k, nprobe, target_recall, random_state, progress)
         return KnnGraph(indices=idx, similarities=sim, method=use, recall_estimate=recall, nprobe=used)
     return KnnGraph(indices=idx, similarities=sim, method=use)
