@@ -42,6 +42,7 @@ bench: $(STAMP) data
 	$(BIN)/python bench/matched.py
 	$(BIN)/python bench/speed.py
 	$(BIN)/python bench/select_coverage.py
+	$(BIN)/python bench/select_certify.py
 	$(BIN)/python bench/select_big.py --strategies kmeans stratified facility
 	$(BIN)/python bench/active_learning.py
 	$(BIN)/python bench/embed_throughput.py
