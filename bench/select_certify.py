@@ -11,7 +11,6 @@ for each strategy against random picks, 5 seeds.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -20,29 +19,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, load  # noqa: E402
-from select_coverage import pick  # noqa: E402
+from _common import RESULTS  # noqa: E402
+from select_coverage import parse_args, pick, prepared  # noqa: E402
 
 from labelseed import AutoLabeler  # noqa: E402
 from labelseed.exceptions import InputError  # noqa: E402
-from labelseed.graph import build_knn_graph, normalize_rows  # noqa: E402
 from labelseed.select import STRATEGIES  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--datasets", nargs="+", default=["digits", "fashion", "wordnet"])
-    p.add_argument("--n", type=int, default=10_000)
-    p.add_argument("--seeds", type=int, default=5)
-    a = p.parse_args()
+    a = parse_args()
     results = []
     print("| data (n) | labels per class | strategy | classes with >= 2 labels | coverage at 0.95 (global) "
           "| realized precision | expected precision |")
     print("|---|---|---|---|---|---|---|")
-    for ds in a.datasets:
-        X, y = load(ds, a.n)
-        X = normalize_rows(np.asarray(X, dtype=np.float32))
-        graph = build_knn_graph(X, 10, normalized=True)
+    for ds, X, y, graph in prepared(a.datasets, a.n):
         classes = np.unique(y)
         for per in (1, 2):
             for strategy in ("random", *STRATEGIES):

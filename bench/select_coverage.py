@@ -76,20 +76,30 @@ def downstream(X, y, graph, rows: np.ndarray, seed: int) -> tuple[float, float |
     return r.coverage, (float((r.labels[a] == y[a]).mean()) if len(a) else None), oracle
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The options shared with select_certify.py."""
     p = argparse.ArgumentParser()
     p.add_argument("--datasets", nargs="+", default=["digits", "fashion", "wordnet"])
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--seeds", type=int, default=5)
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def prepared(names: list[str], n: int):  # type: ignore[no-untyped-def]
+    """Each data set's name, unit vectors, labels and kNN graph (built once, shared by all picks)."""
+    for ds in names:
+        X, y = load(ds, n)
+        X = normalize_rows(np.asarray(X, dtype=np.float32))
+        yield ds, X, y, build_knn_graph(X, 10, normalized=True)
+
+
+def main() -> None:
+    a = parse_args()
     results = []
     print("| data (n) | labels per class | strategy | classes covered | coverage at 0.95 | realized precision "
           "| oracle coverage at 0.95 | select s |")
     print("|---|---|---|---|---|---|---|---|")
-    for ds in a.datasets:
-        X, y = load(ds, a.n)
-        X = normalize_rows(np.asarray(X, dtype=np.float32))
-        graph = build_knn_graph(X, 10, normalized=True)
+    for ds, X, y, graph in prepared(a.datasets, a.n):
         n_classes = len(np.unique(y))
         for per in BUDGETS:
             for strategy in ("random", *STRATEGIES):
