@@ -76,8 +76,14 @@ def test_self_training_reports_only_what_it_accepted():
     assert not r.pseudo_labeled[yy >= 0].any()
     assert r.scores.distribution.shape == (len(y), 3)
     # a threshold above every probability accepts nothing: the talk's bug would claim all rows
+    first = self_train(X, yy, 3, threshold=1.0, max_iter=1)
+    assert first.scores.confidence.max() < 1.0  # so 1.0 is above every probability here
     r2 = self_train(X, yy, 3, threshold=1.0)
-    assert r2.pseudo_labeled.sum() <= (r2.scores.confidence >= 1.0).sum()
+    assert not r2.pseudo_labeled.any()
+    # and a reachable threshold accepts some rows but not all of them
+    r3 = self_train(X, yy, 3, threshold=0.9, max_iter=1)
+    assert 0 < r3.pseudo_labeled.sum() < (yy < 0).sum()
+    assert (r3.scores.confidence[r3.pseudo_labeled] >= 0.9).all()
 
 
 @pytest.mark.parametrize("rest", [False, True])

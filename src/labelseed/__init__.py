@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 from .autolabeler import AutoLabeler, AutoLabelResult
-from .exceptions import FoldFallbackWarning, InputError, LabelseedError, NotFittedError, OutputExistsError
+from .exceptions import (
+    FoldFallbackWarning,
+    InputError,
+    LabelseedError,
+    NotFittedError,
+    OutputExistsError,
+    UntrustedEstimateWarning,
+)
 from .graph import KnnGraph, build_knn_graph
 from .spreading import Scores, propagate, self_train, spread
 from .thresholds import ClassThreshold, ThresholdResult, choose_thresholds, cross_val_scores
@@ -10,6 +17,6 @@ from .thresholds import ClassThreshold, ThresholdResult, choose_thresholds, cros
 __all__ = [
     "AutoLabeler", "AutoLabelResult", "ClassThreshold", "FoldFallbackWarning", "InputError", "KnnGraph",
     "LabelseedError", "NotFittedError", "OutputExistsError", "Scores", "ThresholdResult", "build_knn_graph",
-    "choose_thresholds", "cross_val_scores", "propagate", "self_train", "spread",
+    "UntrustedEstimateWarning", "choose_thresholds", "cross_val_scores", "propagate", "self_train", "spread",
 ]
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from ._validation import (
     check_seed,
     encode_labels,
 )
-from .exceptions import FoldFallbackWarning, InputError, NotFittedError
+from .exceptions import FoldFallbackWarning, InputError, NotFittedError, UntrustedEstimateWarning
 from .graph import EXACT_MAX_ROWS, KnnGraph, Progress, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
 from .spreading import Scores, normalized_affinity, self_train, spread_many
@@ -103,6 +103,13 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
     exact_max_rows : int, default=5000
     self_training_threshold : float, default=0.9
     n_bootstrap : int, default=100
+    label_sampling : {"auto", "per_class", "random"}, default="auto"
+        What the precision estimates assume of the labeled rows that calibrate them:
+        random *within each class*, in any numbers per class (pool class shares are
+        then estimated from the pool), or a uniformly random sample of the pool.
+        ``"auto"`` takes ``"random"`` unless the seed's class counts are implausible as
+        a uniform sample of the pool (then ``"per_class"``); the choice is reported
+        (``result_.thresholds.label_sampling``).
     random_state : int, default=0
 
     Attributes
@@ -137,6 +144,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         exact_max_rows: int = EXACT_MAX_ROWS,
         self_training_threshold: float = 0.9,
         n_bootstrap: int = 100,
+        label_sampling: Literal["auto", "per_class", "random"] = "auto",
         random_state: int = 0,
     ) -> None:
         self.method = method
@@ -152,6 +160,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self.exact_max_rows = exact_max_rows
         self.self_training_threshold = self_training_threshold
         self.n_bootstrap = n_bootstrap
+        self.label_sampling = label_sampling
         self.random_state = random_state
 
     # ----------------------------------------------------------------- fit
@@ -169,10 +178,13 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             A graph already built for `X` (reused as is).
         progress : callable(stage, done, total), optional
         calibrate : array-like of bool, shape (n_rows,), optional
-            Labeled rows that were drawn at random from the pool, the only ones the
-            precision estimates may learn from (default: every labeled row). Leave
-            out rows picked by :func:`labelseed.select.query`: they are chosen for
-            being hard, so they would make the estimates too pessimistic.
+            Labeled rows that were drawn at random (see `label_sampling`), the only ones
+            the precision estimates may learn from (default: every labeled row). Leave
+            out rows picked by :func:`labelseed.select.select` or :func:`~labelseed.select.query`
+            (chosen for being central or hard, they are no sample of the pool) and audit
+            rows (a sample of one run's *accepted* rows). When no labeled row is marked,
+            every labeled row calibrates and the result is marked untrusted
+            (``result_.thresholds.trusted`` is False; a warning asks for an audit).
         """
         Xa = check_embeddings(X)
         codes, classes = encode_labels(y, Xa.shape[0])
@@ -182,6 +194,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         check_fraction(self.confidence_level, "confidence_level")
         min_support = check_int(self.min_support, "min_support", 1)
         check_int(self.n_bootstrap, "n_bootstrap", 0)
+        if self.label_sampling not in ("auto", "per_class", "random"):
+            raise InputError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {self.label_sampling!r}.")
         if self.method not in ("spreading", "self_training"):
             raise InputError(f"`method` must be 'spreading' or 'self_training'; got {self.method!r}.")
         if not 0 < float(self.alpha) < 1:
@@ -191,10 +205,18 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         cal_mask = None if calibrate is None else np.asarray(calibrate, dtype=bool)
         if cal_mask is not None and cal_mask.shape != (Xa.shape[0],):
             raise InputError(f"`calibrate` must be a boolean mask of shape ({Xa.shape[0]},); got {cal_mask.shape}.")
+        trusted = True
+        if cal_mask is not None and not (cal_mask & (codes >= 0)).any():
+            # Only picked labels: they still give an estimate, but not one to bet on.
+            warnings.warn(
+                "No labeled row was drawn at random (all were picked by select/query or come from an audit): the "
+                "precision estimate rests on picked labels and cannot be trusted; audit the run "
+                "(`labelseed audit`, then `fit --certify audit`) or label a random sample.",
+                UntrustedEstimateWarning, stacklevel=2,
+            )
+            cal_mask, trusted = None, False
         in_cv = (codes >= 0) & (True if cal_mask is None else cal_mask)  # rows the folds hold out
         held = codes[in_cv]
-        if len(held) == 0:
-            raise InputError("`calibrate` selects no labeled rows; mark the randomly drawn labeled rows True.")
         counts = np.bincount(held, minlength=len(classes))
         single = np.flatnonzero(counts == 1)
         if len(classes) == 1:
@@ -271,6 +293,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             cv, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
             per_class=bool(self.per_class), min_support=min_support, confidence_level=self.confidence_level,
             n_bootstrap=self.n_bootstrap, random_state=self.random_state, blocked=single,
+            label_sampling=self.label_sampling, trusted=trusted,
         )
         lap("thresholds")
         self.classes_ = classes
@@ -278,12 +301,75 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self.thresholds_ = th.thresholds
         self.cv_scores_: CrossValScores = cv
         self.label_distributions_ = cv.final.distribution
+        self._codes = codes
         self.result_ = _decide(codes, classes, cv.final, th)
         self.cv_results_ = _table(th)
         self._X_fit = Xa if self.method == "spreading" else None
         lap("decide")
         self.timings_ = timings
         return self
+
+    # ---------------------------------------------------------------- audit
+    def certify_with_audit(
+        self, rows: ArrayLike, labels: ArrayLike, *, inclusion: ArrayLike | None = None,
+    ) -> AutoLabelResult:
+        """Raise thresholds until a verified audit of the accepted rows certifies them.
+
+        Parameters
+        ----------
+        rows : array-like of int, shape (n_audited,)
+            Row numbers of audited auto-labels (a random sample of the accepted rows,
+            stratified by class as :func:`labelseed.select.audit_sample` draws it).
+        labels : array-like, shape (n_audited,)
+            The labels a person gave those rows (any value; a class not in the seed
+            counts as wrong).
+        inclusion : array-like of float, optional
+            Each row's probability of having been drawn, when the audit came from
+            another run (rows no longer accepted are ignored).
+
+        Returns
+        -------
+        AutoLabelResult
+            Also stored as ``result_`` (and ``thresholds_``, ``cv_results_``): each class's
+            estimate is now its audited share of right labels with an exact interval
+            (``certified_by == "audit"``); a class the audit cannot certify abstains and
+            says how many more audited rows would certify it (``audit_needed``).
+        """
+        from .thresholds import audit_thresholds
+
+        self._check_fitted()
+        if self.metric != "target_precision":
+            raise InputError("Audit certification needs metric='target_precision'; refit with it.")
+        r = np.asarray(rows)
+        if r.ndim != 1 or len(r) == 0:
+            raise InputError("No audit labels: verify an audit sample first (`labelseed audit`), then import it.")
+        if r.dtype.kind not in "iu":
+            raise InputError(f"Audit `rows` must be row numbers (integers); got dtype {r.dtype}.")
+        lab = np.asarray(labels, dtype=object)
+        if lab.shape != r.shape:
+            raise InputError(f"`labels` has {lab.shape[0] if lab.ndim else 0} entries but `rows` has {len(r)}.")
+        n = len(self._codes)
+        if r.min() < 0 or r.max() >= n:
+            raise InputError(f"Audit rows must be in [0, {n}); got {int(r.min())}..{int(r.max())}.")
+        seeded = r[self._codes[r] >= 0]
+        if len(seeded):
+            raise InputError(f"{len(seeded)} audited row(s) (e.g. row {int(seeded[0])}) are labeled seed rows, not "
+                             "auto-labels; audit rows must be left unlabeled in the fit they certify.")
+        final = self.cv_scores_.final
+        pred = final.predicted[r]
+        names = np.array([str(v) for v in self.classes_], dtype=object)
+        right = (pred >= 0) & (names[np.maximum(pred, 0)] == np.array([str(v) for v in lab], dtype=object))
+        inc = None if inclusion is None else np.asarray(inclusion, dtype=np.float64)
+        if inc is not None and (inc.shape != r.shape or not ((inc > 0) & (inc <= 1)).all()):
+            raise InputError("`inclusion` must hold one probability in (0, 1] per audited row.")
+        th = audit_thresholds(
+            self.result_.thresholds, final.predicted, final.confidence, self.cv_scores_.unlabeled, r, right,
+            inclusion=inc, confidence_level=float(self.confidence_level), random_state=self.random_state,
+        )
+        self.thresholds_ = th.thresholds
+        self.result_ = _decide(self._codes, self.classes_, final, th)
+        self.cv_results_ = _table(th)
+        return self.result_
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
@@ -353,7 +439,8 @@ def _decide(codes: NDArray[np.int64], classes: np.ndarray, final: Scores, th: Th
 
 def _table(th: ThresholdResult) -> dict[str, list[Any]]:
     keys = ["threshold", "expected_precision", "precision_low", "precision_high", "n_accepted",
-            "expected_coverage", "support", "n_seed", "oof_precision", "threshold_spread", "meets_target"]
+            "expected_coverage", "support", "n_seed", "oof_precision", "threshold_spread", "meets_target",
+            "certified_by", "audit_needed"]
     table: dict[str, list[Any]] = {"class": [r.label for r in th.per_class]}
     for k in keys:
         table[k] = [getattr(r, k) for r in th.per_class]

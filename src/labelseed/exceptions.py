@@ -25,3 +25,7 @@ class NotFittedError(LabelseedError, AttributeError):
 
 class FoldFallbackWarning(UserWarning):
     """Fewer cross-validation folds were used than asked, because a class is too small."""
+
+
+class UntrustedEstimateWarning(UserWarning):
+    """The precision estimate rests on labels that were not drawn at random (picked by the tool)."""

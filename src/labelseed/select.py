@@ -435,7 +435,8 @@ class AuditEstimate:
 
     ``precision`` is the stratified estimate over all accepted auto-labels (each
     class weighted by its share of them); ``low``/``high`` its 95% interval;
-    ``per_class`` maps a class to (verified, right, precision, low, high).
+    ``per_class`` maps a class to (verified, right, precision, low, high), the
+    interval exact (Clopper-Pearson).
     """
 
     precision: float
@@ -490,28 +491,27 @@ def audit_sample(
     return Selection(np.asarray(rows, dtype=np.int64)[perm], "audit", [reasons[i] for i in perm])
 
 
-def _wilson(right: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    p = right / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(mid - half), float(mid + half)
-
-
 def audit_estimate(
-    predicted: NDArray[np.object_], verified: NDArray[np.object_], class_counts: dict[str, int]
+    predicted: NDArray[np.object_], verified: NDArray[np.object_], class_counts: dict[str, int], *,
+    level: float = 0.95, random_state: int = 0,
 ) -> AuditEstimate:
     """Stratified realized precision from verified rows (predicted vs the person's label).
 
     `class_counts` holds each class's number of accepted auto-labels (the strata weights).
+    Per class: the share right with its exact (Clopper-Pearson) interval. Overall: the
+    strata-weighted share, its interval from the classes' Jeffreys posteriors (Monte Carlo);
+    a class audited in full is known exactly.
     """
+    from .thresholds import clopper_pearson
+
     predicted = np.asarray([str(v) for v in predicted])
     verified = np.asarray([str(v) for v in verified])
     total = sum(class_counts.values())
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    rng = np.random.default_rng(random_state)
     per: dict[str, tuple[int, int, float, float, float]] = {}
-    est, var = 0.0, 0.0
+    est = 0.0
+    draws = np.zeros(4000)
     for c, count in class_counts.items():
         m = predicted == c
         n = int(m.sum())
@@ -519,14 +519,13 @@ def audit_estimate(
         if n == 0:
             continue
         p = right / n
-        lo, hi = _wilson(right, n)
-        per[c] = (n, right, p, lo, hi)
+        per[c] = (n, right, p, clopper_pearson(right, n, lo_q), clopper_pearson(right, n, hi_q, upper=True))
         w = count / total
         est += w * p
-        # finite-population correction: a class fully audited has no sampling error
-        fpc = max(0.0, (count - n) / max(count - 1, 1))
-        var += w * w * max(p * (1 - p), 0.25 / n) / n * fpc
+        draws += w * (p if n >= count else rng.beta(right + 0.5, n - right + 0.5, len(draws)))
     covered = sum(class_counts[c] for c in per) / total if total else 0.0
-    est = est / covered if covered else float("nan")
-    half = 1.96 * np.sqrt(var) / covered if covered else float("nan")
-    return AuditEstimate(est, max(0.0, est - half), min(1.0, est + half), int(len(predicted)), per)
+    if not covered:
+        return AuditEstimate(float("nan"), float("nan"), float("nan"), int(len(predicted)), per)
+    est, draws = est / covered, draws / covered
+    lo, hi = (float(v) for v in np.quantile(draws, [lo_q, hi_q]))
+    return AuditEstimate(est, min(lo, est), max(hi, est), int(len(predicted)), per)

@@ -192,29 +192,45 @@ def fit_calibrations(
     weights: NDArray[np.float64],
     *,
     C: float = 1.0,
+    rng: np.random.Generator | None = None,
 ) -> list[Calibration]:
     """One :class:`Calibration` per row weighting (e.g. bootstrap counts), fitted together.
 
     A logistic regression on ``logit(confidence)`` plus one-hot predicted class;
     the L2 penalty ``1/C`` (as in scikit-learn, intercept unpenalised) shrinks
     class offsets towards the shared intercept. A weighting in which all (or
-    none) of the predictions are right gives a Jeffreys-smoothed constant.
+    none) of the predictions are right has no slope to learn: it gives a constant,
+    the Jeffreys posterior mean for the first weighting and, with `rng`, a draw
+    from that posterior for the others (bootstrap resamples of an all-correct seed
+    are all all-correct, and a constant for each would claim zero uncertainty).
+    A fit whose slope comes out negative is refitted flat (slope 0), so more
+    confidence never means less precision and the intercept stays consistent.
     """
     t = correct.astype(np.float64)
     total = weights.sum(axis=1)
     right = weights @ t
-    degenerate = (right == 0) | (right == total)
+    n_eff = total**2 / np.maximum((weights**2).sum(axis=1), 1e-300)  # weighted rows count for less
+    degenerate = (right <= 1e-9 * total) | (right >= total * (1 - 1e-9))
     out: list[Calibration | None] = [None] * len(weights)
     for b in np.flatnonzero(degenerate):
-        out[b] = Calibration(0.0, np.zeros(n_classes), constant=float((right[b] + 0.5) / (total[b] + 1.0)))
+        k = float(right[b] / total[b] * n_eff[b]) if total[b] > 0 else 0.0
+        a_, b_ = k + 0.5, float(n_eff[b]) - k + 0.5
+        value = a_ / (a_ + b_) if (b == 0 or rng is None) else float(rng.beta(a_, b_))
+        out[b] = Calibration(0.0, np.zeros(n_classes), constant=value)
     fit = np.flatnonzero(~degenerate)
     if len(fit):
+        F = _features(conf, pred, n_classes)
         penalty = np.full(2 + n_classes, 1.0 / C)
         penalty[0] = 0.0
-        W = _ridge_logistic(_features(conf, pred, n_classes), t, penalty, weights[fit])
+        W = _ridge_logistic(F, t, penalty, weights[fit])
+        neg = np.flatnonzero(W[:, 1] < 0)
+        if len(neg):
+            flat = penalty.copy()
+            flat[1] = 1e12  # the slope pinned at 0: intercept and offsets refitted without it
+            W[neg] = _ridge_logistic(F, t, flat, weights[fit[neg]])
+            W[neg, 1] = 0.0
         for b, w in zip(fit, W):
-            # more confidence never means less precision
-            out[b] = Calibration(max(float(w[1]), 0.0), w[0] + w[2:])
+            out[b] = Calibration(float(w[1]), w[0] + w[2:])
     return out  # type: ignore[return-value]
 
 
@@ -262,6 +278,13 @@ class ClassThreshold:
     meets_target : bool
         The class accepts rows and its conservative estimate meets the target
         (always True for metrics without a target).
+    certified_by : str
+        ``"cross-validation"`` or ``"audit"`` (the estimate is then the audited share
+        of right labels and its exact Clopper-Pearson interval; `support` counts the
+        audited rows at or above the threshold).
+    audit_needed : int or None
+        After an audit, for a class it could not certify: how many more audited rows
+        (all right at the class's audited rate) would certify it; None when none would.
     """
 
     label: Any
@@ -277,6 +300,8 @@ class ClassThreshold:
     fold_thresholds: list[float]
     threshold_spread: float
     meets_target: bool
+    certified_by: str = "cross-validation"
+    audit_needed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +336,20 @@ class ThresholdResult:
         The metric on the out-of-fold predictions at the chosen thresholds.
     curves : list of Curve
         One per class (for reports).
+    label_sampling : str
+        The sampling the estimates assume of the calibration rows (``"per_class"``:
+        random within each class; ``"random"``: uniformly random rows of the pool).
+    sampling_p_value : float
+        With ``label_sampling="auto"``: the chi-square p-value of the seed's class counts
+        as a uniform sample of the pool (below 0.05: ``"per_class"`` was assumed).
+    class_priors : ndarray of shape (n_classes,)
+        The pool class shares the estimates used.
+    n_calibration : int
+        Labeled rows the estimates learned from (held out by the folds).
+    trusted : bool
+        False when those rows were picked by the tool (select/query), not drawn at random.
+    certified_by : str
+        ``"cross-validation"``, or ``"audit"`` after :func:`audit_thresholds`.
     """
 
     thresholds: NDArray[np.float64]
@@ -324,6 +363,12 @@ class ThresholdResult:
     target_precision: float | None
     cv_score: float
     curves: list[Curve] = field(default_factory=list)
+    label_sampling: str = "random"
+    sampling_p_value: float = math.nan
+    class_priors: NDArray[np.float64] | None = None
+    n_calibration: int = 0
+    trusted: bool = True
+    certified_by: str = "cross-validation"
 
 
 # ------------------------------------------------------------ threshold search
@@ -356,13 +401,127 @@ class _Group:
     cuts: NDArray[np.int64]  # prefix lengths where the confidence changes
     seed_conf: NDArray[np.float32]
     seed_fold: NDArray[np.int64]
+    floor: float  # lowest out-of-fold confidence of any calibration row: the evidence ends there
+    evidence: "_Evidence"
 
     def without_fold(self, fold: int) -> "_Group":
         keep = self.seed_fold != fold
-        return replace(self, seed_conf=self.seed_conf[keep], seed_fold=self.seed_fold[keep])
+        return replace(self, seed_conf=self.seed_conf[keep], seed_fold=self.seed_fold[keep],
+                       evidence=self.evidence.without_fold(fold))
 
 
-def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int | None) -> _Group:
+@dataclass
+class _Evidence:
+    """The seed's own out-of-fold evidence about one group's precision, stratified by true class.
+
+    Labels drawn at random *within* classes make every class's rates (how often its rows
+    are predicted into the group, rightly or wrongly) measurable, but not their mix: the
+    precision of a group is ``sum_j prior_j R_j / sum_j prior_j (R_j + W_j)``, with ``R_j``
+    (``W_j``) the share of class j's rows predicted into the group rightly (wrongly) at or
+    above the threshold and the pool's class priors. Each rate gets a Beta posterior:
+    Jeffreys for right answers; for wrong ones half a pseudo-row split over the classes a
+    row could be wrongly sent to, so that 0 wrong of 15 rows of a class 9 times more common
+    than the group's still leaves room for many false positives.
+    """
+
+    conf: NDArray[np.float32]  # the group's seed rows (predicted into it), out-of-fold confidence
+    true: NDArray[np.int64]  # their true class
+    right: NDArray[np.bool_]
+    fold: NDArray[np.int64]
+    fold_counts: NDArray[np.float64]  # (n_splits, K) calibration rows per fold and true class
+    left_out: int | None
+    priors: NDArray[np.float64]
+    group: int | None  # the class, or None for one global threshold
+
+    @property
+    def n_true(self) -> NDArray[np.float64]:
+        n = self.fold_counts.sum(axis=0)
+        return n if self.left_out is None else n - self.fold_counts[self.left_out]
+
+    def without_fold(self, fold: int) -> "_Evidence":
+        keep = self.fold != fold
+        return replace(self, conf=self.conf[keep], true=self.true[keep], right=self.right[keep],
+                       fold=self.fold[keep], left_out=fold)
+
+    def counts(self, thresholds: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Right and wrong counts per true class at or above each threshold: two (n_t, K) arrays."""
+        K = len(self.priors)
+        order = np.argsort(-self.conf, kind="stable")
+        conf = self.conf[order]
+        hits = np.zeros((len(conf) + 1, 2 * K))
+        hits[np.arange(1, len(conf) + 1), self.true[order] + K * (~self.right[order])] = 1.0
+        cum = np.cumsum(hits, axis=0)
+        idx = np.searchsorted(-conf, -np.asarray(thresholds, dtype=np.float32), side="right")
+        c = cum[idx]
+        return c[:, :K], c[:, K:]
+
+    def _can_right(self) -> NDArray[np.bool_]:
+        K = len(self.priors)
+        return np.ones(K, dtype=bool) if self.group is None else np.arange(K) == self.group
+
+    def _wrong_prior(self) -> float:
+        return 0.5 if self.group is None else 0.5 / max(len(self.priors) - 1, 1)
+
+    def precision(self, thresholds: NDArray[np.floating], q: float = 0.5) -> NDArray[np.float64]:
+        """The evidence's precision at each threshold (posterior medians by default).
+
+        Counts change only at the seed's own confidences, so each distinct count is
+        evaluated once."""
+        right, wrong = self.counts(thresholds)
+        key = right.sum(axis=1) * (len(self.conf) + 1) + wrong.sum(axis=1)
+        _, first, back = np.unique(key, return_index=True, return_inverse=True)
+        p = stratified_precision(right[first], wrong[first], self.n_true, self.priors, self._can_right(),
+                                 self._wrong_prior(), q=q)
+        return p[back.ravel()]
+
+    def interval(self, threshold: float, lo_q: float, hi_q: float, rng: np.random.Generator) -> tuple[float, float]:
+        right, wrong = self.counts(np.array([threshold]))
+        return stratified_interval(right[0], wrong[0], self.n_true, self.priors, self._can_right(),
+                                   self._wrong_prior(), lo_q, hi_q, rng)
+
+
+def stratified_precision(
+    right: NDArray[np.float64], wrong: NDArray[np.float64], n_true: NDArray[np.float64], priors: NDArray[np.float64],
+    can_right: NDArray[np.bool_], wrong_prior: float, *, q: float | None = 0.5, rng: np.random.Generator | None = None,
+    draws: int = 0,
+) -> NDArray[np.float64]:
+    """Precision ``sum_j prior_j R_j / sum_j prior_j (R_j + W_j)`` from per-class counts.
+
+    `right`/`wrong` (..., K): rows of each true class accepted rightly / wrongly, out of
+    `n_true` (K,). Rates get Beta posteriors (Jeffreys for right, ``wrong_prior`` pseudo-rows
+    for wrong); with `q` both sit at their pessimistic `q` quantile (0.5: medians), else
+    `draws` random draws are returned along a new first axis.
+    """
+    has = n_true > 0
+    ra, rb = right + 0.5, np.maximum(n_true - right, 0) + 0.5
+    wa, wb = wrong + wrong_prior, np.maximum(n_true - wrong, 0) + 0.5
+    if q is not None:
+        R = special.betaincinv(ra, rb, q)
+        W = special.betaincinv(wa, wb, 1 - q)
+    else:
+        if rng is None:
+            raise ValueError("`rng` is needed for draws.")
+        R = rng.beta(ra, rb, size=(draws, *ra.shape))
+        W = rng.beta(wa, wb, size=(draws, *wa.shape))
+    good = (R * (has & can_right) * priors).sum(axis=-1)
+    bad = (W * has * priors).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(good + bad > 0, good / np.maximum(good + bad, 1e-300), 0.0)
+
+
+def stratified_interval(
+    right: NDArray[np.float64], wrong: NDArray[np.float64], n_true: NDArray[np.float64], priors: NDArray[np.float64],
+    can_right: NDArray[np.bool_], wrong_prior: float, lo_q: float, hi_q: float, rng: np.random.Generator,
+    draws: int = 2000,
+) -> tuple[float, float]:
+    """Quantiles of :func:`stratified_precision` over posterior draws."""
+    p = stratified_precision(right, wrong, n_true, priors, can_right, wrong_prior, q=None, rng=rng, draws=draws)
+    lo, hi = np.quantile(p, [lo_q, hi_q])
+    return float(lo), float(hi)
+
+
+def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int | None,
+           priors: NDArray[np.float64]) -> _Group:
     """Rows predicted as class `cls` (every reached row when None), pool sorted by confidence."""
     pp = final.predicted[pool]
     sel = pool[(pp >= 0) if cls is None else (pp == cls)]
@@ -371,6 +530,9 @@ def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int 
     conf = final.confidence[sel]
     sp = cv.oof.predicted
     smask = (sp >= 0) if cls is None else (sp == cls)
+    K = len(priors)
+    fold_counts = np.zeros((cv.n_splits, K))
+    np.add.at(fold_counts, (cv.fold, cv.y_true), 1.0)
     return _Group(
         pool_conf=conf,
         pool_pred=final.predicted[sel],
@@ -378,6 +540,11 @@ def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int 
         cuts=_ends_of_ties(conf),
         seed_conf=cv.oof.confidence[smask],
         seed_fold=cv.fold[smask],
+        floor=float(cv.oof.confidence[sp >= 0].min()) if (sp >= 0).any() else math.inf,
+        evidence=_Evidence(
+            conf=cv.oof.confidence[smask], true=cv.y_true[smask], right=(sp == cv.y_true)[smask],
+            fold=cv.fold[smask], fold_counts=fold_counts, left_out=None, priors=priors, group=cls,
+        ),
     )
 
 
@@ -396,7 +563,17 @@ def _target_cut(
     meets = _quantile_at_least(ep, quantile, target) if len(calib_samples) > 1 else ep[0] >= target
     seed_sorted = np.sort(g.seed_conf)[::-1]
     cap = seed_sorted[min_support - 1] if len(seed_sorted) >= min_support else -math.inf
-    ok = np.flatnonzero(meets & (conf[cuts - 1] <= cap))
+    # below the lowest out-of-fold confidence the calibration has seen no evidence at all:
+    # the model would extrapolate there, so no threshold goes below it (the slope is shared
+    # by all classes, so any class's evidence counts)
+    at = conf[cuts - 1]
+    ok = meets & (at <= cap) & (at >= g.floor)
+    # the class's own stratified evidence must agree with the shared model (its offsets are
+    # shrunk towards the other classes, which can hide a class that swallows a common one)
+    if ok.any():
+        cand = np.flatnonzero(ok)
+        ok[cand] = g.evidence.precision(at[cand]) >= target
+    ok = np.flatnonzero(ok)
     # without enough seed support at a threshold, the estimate above it is extrapolation
     if len(ok) == 0:
         return math.inf, False
@@ -439,9 +616,14 @@ def _predict_all(cals: list[Calibration], logit_conf: NDArray[np.float64], pred:
 
 
 def _bootstrap_calibrations(
-    cv: CrossValScores, n_classes: int, n_bootstrap: int, rng: np.random.Generator, rows: NDArray[np.bool_] | None = None
+    cv: CrossValScores, n_classes: int, n_bootstrap: int, rng: np.random.Generator, rows: NDArray[np.bool_] | None = None,
+    importance: NDArray[np.float64] | None = None,
 ) -> list[Calibration]:
-    """The calibration fitted on all out-of-fold rows, then one per bootstrap resample."""
+    """The calibration fitted on all out-of-fold rows, then one per bootstrap resample.
+
+    `importance` (one weight per labeled row) reweights rows so that the seed's class
+    mix matches the pool's (see :func:`class_prior_weights`).
+    """
     reached = cv.oof.predicted >= 0
     keep = reached if rows is None else reached & rows
     conf, pred = cv.oof.confidence[keep], cv.oof.predicted[keep]
@@ -452,7 +634,95 @@ def _bootstrap_calibrations(
     weights = np.ones((1 + n_bootstrap, m))
     for b in range(1, 1 + n_bootstrap):
         weights[b] = np.bincount(rng.integers(0, m, m), minlength=m)
-    return fit_calibrations(conf, pred, correct, n_classes, weights)
+    if importance is not None:
+        weights *= importance[keep]
+    return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng)
+
+
+def class_prior_weights(
+    cv: CrossValScores, n_classes: int, sampling: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64], str, float]:
+    """Weights that make the calibration rows' class mix the pool's.
+
+    Returns ``(weights, priors, sampling, p_value)``.
+
+    ``sampling="random"``: the labeled rows are a uniform random sample of the pool, so
+    their class shares already estimate the pool's and every weight is 1.
+    ``sampling="per_class"``: they are random *within* each class, in any numbers (e.g.
+    10 per class on a pool where one class is 40 times rarer than another). The pool's
+    class shares are then estimated from the pool's predicted classes corrected by the
+    out-of-fold confusion matrix (black-box shift estimation, Lipton et al. 2018), and a
+    row of class ``y`` weighs ``prior[y] / seed_share[y]``; without it a rare class's
+    precision would be judged against far too few rows of the common classes it
+    swallows.
+    ``sampling="auto"``: ``"random"`` unless the seed is implausible as a uniform sample
+    of the pool, then ``"per_class"``. The test compares the seed's out-of-fold predicted
+    classes with the pool's predicted classes (Pearson chi-square, p < 0.05): under
+    uniform sampling both follow the same mix, and the pool's side is measured on every
+    pool row, so no estimated quantity enters the test. Both assumptions are right on a
+    balanced pool; ``"random"`` is the less noisy one there.
+    """
+    y = cv.y_true
+    m = len(y)
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    share = counts / max(m, 1)
+    if sampling == "random" or m == 0:
+        return np.ones(m), share, "random", math.nan
+    priors = estimate_class_priors(cv, n_classes)
+    present = counts > 0
+    p_value = math.nan
+    if sampling == "auto":
+        p_value = _same_mix_p_value(cv, n_classes)
+        if p_value >= 0.05:
+            return np.ones(m), share, "random", p_value
+    ratio = np.zeros(n_classes)
+    ratio[present] = priors[present] / share[present]
+    w = ratio[y]
+    return w * (m / max(w.sum(), 1e-300)), priors, "per_class", p_value
+
+
+def _same_mix_p_value(cv: CrossValScores, n_classes: int) -> float:
+    """Chi-square p-value of the seed's out-of-fold predicted classes as a sample of the
+    pool's predicted-class mix ("no prediction" is one more outcome)."""
+    from scipy.stats import chi2
+
+    K = n_classes
+    seed = np.bincount(np.where(cv.oof.predicted >= 0, cv.oof.predicted, K), minlength=K + 1).astype(np.float64)
+    fp = cv.final.predicted[cv.unlabeled]
+    q = np.bincount(np.where(fp >= 0, fp, K), minlength=K + 1).astype(np.float64) / max(len(fp), 1)
+    expected = seed.sum() * q
+    seen = (expected > 0) | (seed > 0)
+    stat = float((((seed - expected)[seen] ** 2) / np.maximum(expected[seen], 0.5)).sum())
+    return float(chi2.sf(stat, max(int(seen.sum()) - 1, 1)))
+
+
+def estimate_class_priors(cv: CrossValScores, n_classes: int) -> NDArray[np.float64]:
+    """Pool class shares from predicted shares and the out-of-fold confusion matrix.
+
+    Solves ``C prior = q`` (``C[i, j]``: share of seed rows of class j predicted as i,
+    with "no prediction" as one more outcome; ``q``: the pool's predicted shares) for a
+    prior on the simplex, by non-negative least squares. A class the solve gives
+    (almost) nothing keeps half its predicted share, so that no seed row's weight is 0.
+    """
+    from scipy.optimize import nnls
+
+    K = n_classes
+    y, p = cv.y_true, cv.oof.predicted
+    outcome = np.where(p >= 0, p, K)
+    counts = np.bincount(y, minlength=K).astype(np.float64)
+    C = np.zeros((K + 1, K))
+    np.add.at(C, (outcome, y), 1.0)
+    present = counts > 0
+    C[:, present] /= counts[present]
+    fp = cv.final.predicted[cv.unlabeled]
+    q = np.bincount(np.where(fp >= 0, fp, K), minlength=K + 1).astype(np.float64) / max(len(fp), 1)
+    A = np.vstack([C[:, present], 100.0 * np.ones((1, int(present.sum())))])
+    b = np.append(q, 100.0)
+    sol, _ = nnls(A, b)
+    prior = np.zeros(K)
+    prior[present] = sol
+    prior = np.maximum(prior, 0.5 * q[:K] * present)
+    return prior / max(prior.sum(), 1e-300)
 
 
 def _oof_pred_at(cv: CrossValScores, thresholds: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -520,6 +790,8 @@ def choose_thresholds(
     interval: float = 0.9,
     random_state: int = 0,
     blocked: NDArray[np.int64] | None = None,
+    label_sampling: str = "auto",
+    trusted: bool = True,
 ) -> ThresholdResult:
     """Choose thresholds from out-of-fold scores and estimate what they give on the pool.
 
@@ -546,14 +818,30 @@ def choose_thresholds(
     blocked : ndarray of int, optional
         Class codes that get no auto-labels whatever their scores (e.g. a class
         with a single seed row, which no fold can validate).
+    label_sampling : {"auto", "per_class", "random"}, default="auto"
+        How the calibration rows were drawn: at random within each class (class shares
+        are then estimated from the pool), uniformly at random from the pool, or decided
+        from the data (:func:`class_prior_weights`).
+    trusted : bool, default=True
+        False when the calibration rows were picked by the tool rather than drawn at
+        random: the estimates are then reported but marked as not to be trusted.
+
+    Intervals are the wider of two: the bootstrap of the calibration model, and an
+    exact Beta (Jeffreys) interval on the out-of-fold evidence at or above the chosen
+    threshold (weighted, as effective counts). A class whose own evidence is thin thus
+    gets a wide interval even when the shared calibration model is sure.
     """
+    if label_sampling not in ("auto", "per_class", "random"):
+        raise ValueError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {label_sampling!r}.")
     n_classes = len(classes)
     rng = np.random.default_rng(random_state)
     pool = cv.unlabeled
-    cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng)
+    importance, priors, label_sampling, sampling_p = class_prior_weights(cv, n_classes, label_sampling)
+    cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
-    groups = [_group(cv.final, pool, cv, c) for c in range(n_classes)] if per_class else [_group(cv.final, pool, cv, None)]
+    groups = ([_group(cv.final, pool, cv, c, priors) for c in range(n_classes)] if per_class
+              else [_group(cv.final, pool, cv, None, priors)])
 
     def _block(th: NDArray[np.float64]) -> NDArray[np.float64]:
         if blocked is not None and len(blocked):
@@ -584,7 +872,7 @@ def choose_thresholds(
     # threshold spread: choose again with each fold left out of the choice
     fold_th = np.full((cv.n_splits, n_classes), np.inf)
     for f in range(cv.n_splits):
-        fcals = _bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f) if target_mode else []
+        fcals = _bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f, importance) if target_mode else []
         fold_th[f] = thresholds_with(fcals, f)[0]
 
     # estimates on the pool for the chosen thresholds
@@ -593,28 +881,43 @@ def choose_thresholds(
     accepted = (fp >= 0) & (fc >= t_row)
     lfc = _logit(fc)
 
-    def estimate(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
-        """Point estimate on every accepted row; interval from the bootstrap on a sample of them."""
+    oof_pred = _oof_pred_at(cv, thresholds)
+    n_true = np.bincount(cv.y_true, minlength=n_classes).astype(np.float64)
+    all_classes = np.ones(n_classes, dtype=bool)
+
+    def evidence_counts(group: int | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        acc = (oof_pred >= 0) if group is None else (oof_pred == group)
+        right = np.bincount(cv.y_true[acc & (oof_pred == cv.y_true)], minlength=n_classes).astype(np.float64)
+        wrong = np.bincount(cv.y_true[acc & (oof_pred != cv.y_true)], minlength=n_classes).astype(np.float64)
+        return right, wrong
+
+    def estimate(mask: NDArray[np.bool_], group: int | None) -> tuple[float, float, float]:
+        """Point estimate on every accepted row; interval from the bootstrap on a sample of
+        them, widened to the stratified interval on the seed's own evidence at the thresholds."""
         rows = np.flatnonzero(mask)
         if len(rows) == 0:
             return math.nan, math.nan, math.nan
         point = float(cals[0].predict_logit(lfc[rows], fp[rows]).mean())
-        if len(cals) == 1:
-            return point, point, point
-        if len(rows) > MAX_POOL_SAMPLE:
-            rows = rng.choice(rows, MAX_POOL_SAMPLE, replace=False)
-        vals = _predict_all(cals[1:], lfc[rows], fp[rows]).mean(axis=1)
-        lo, hi = np.quantile(vals, [lo_q, hi_q])
-        return point, float(lo), float(hi)
+        lo, hi = point, point
+        if len(cals) > 1:
+            if len(rows) > MAX_POOL_SAMPLE:
+                rows = rng.choice(rows, MAX_POOL_SAMPLE, replace=False)
+            vals = _predict_all(cals[1:], lfc[rows], fp[rows]).mean(axis=1)
+            lo, hi = (float(v) for v in np.quantile(vals, [lo_q, hi_q]))
+        right, wrong = evidence_counts(group)
+        can_right = all_classes if group is None else np.arange(n_classes) == group
+        wrong_prior = 0.5 if group is None else 0.5 / max(n_classes - 1, 1)
+        draws = stratified_precision(right, wrong, n_true, priors, can_right, wrong_prior, q=None, rng=rng, draws=2000)
+        e_lo, e_hi = (float(v) for v in np.quantile(draws, [lo_q, hi_q]))
+        return point, min(lo, e_lo), max(hi, e_hi)
 
-    oof_pred = _oof_pred_at(cv, thresholds)
     seed_counts = np.bincount(cv.y_true, minlength=n_classes)
     per: list[ClassThreshold] = []
     curves: list[Curve] = []
     n_pool = max(len(pool), 1)
     for c in range(n_classes):
         acc_c = accepted & (fp == c)
-        ep, lo, hi = estimate(acc_c)
+        ep, lo, hi = estimate(acc_c, c)
         sup = (oof_pred == c)
         oof_prec = float((cv.y_true[sup] == c).mean()) if sup.any() else math.nan
         ft = fold_th[:, c]
@@ -635,7 +938,7 @@ def choose_thresholds(
             meets_target=bool(feasible[c] and acc_c.any()) if target_mode else bool(acc_c.any()),
         ))
         curves.append(_curve(fc[fp == c], fp[fp == c], cals[0], n_pool))
-    ep, lo, hi = estimate(accepted)
+    ep, lo, hi = estimate(accepted, None)
     from .metrics import precision as _precision
 
     cv_score = _precision(cv.y_true, oof_pred) if target_mode else float(metric(cv.y_true, oof_pred))  # type: ignore[misc]
@@ -651,6 +954,11 @@ def choose_thresholds(
         target_precision=float(target_precision) if target_mode else None,
         cv_score=float(cv_score),
         curves=curves,
+        label_sampling=label_sampling,
+        sampling_p_value=sampling_p,
+        class_priors=priors,
+        n_calibration=int(len(cv.y_true)),
+        trusted=bool(trusted),
     )
 
 
@@ -663,3 +971,137 @@ def _curve(conf: NDArray[np.float32], pred: NDArray[np.int64], cal: Calibration,
     ep = np.cumsum(cal.predict(conf, pred)) / np.arange(1, len(conf) + 1)
     idx = _even_sample(len(conf), points)
     return Curve(conf[idx].astype(np.float64), ep[idx], (idx + 1) / n_pool)
+
+
+# ------------------------------------------------------------------ audit
+
+
+def clopper_pearson(k: float, n: float, q: float, upper: bool = False) -> float:
+    """Exact (Clopper-Pearson) bound of a binomial share: the lower bound at one-sided
+    level ``1 - q`` (e.g. ``q=0.2`` for 80% confidence), or with `upper` the upper bound at
+    level `q`. Fractional (effective) counts are allowed."""
+    if n <= 0:
+        return 1.0 if upper else 0.0
+    if upper:
+        return 1.0 if k >= n else float(special.betaincinv(k + 1, n - k, q))
+    return 0.0 if k <= 0 else float(special.betaincinv(k, n - k + 1, q))
+
+
+def audit_rows_needed(k: float, n: float, target: float, confidence_level: float, limit: int = 100_000) -> int | None:
+    """More audited rows (right at the observed rate ``k / n``, or all right when none was
+    wrong) that would lift the exact lower bound to `target`; None when no number would."""
+    rate = 1.0 if n <= 0 else k / n
+    if rate <= target:
+        return None
+    lo, hi = int(n), limit
+    if clopper_pearson(rate * hi, hi, 1 - confidence_level) < target:
+        return None
+    while lo < hi:  # the bound grows with m at a fixed rate
+        mid = (lo + hi) // 2
+        if clopper_pearson(rate * mid, mid, 1 - confidence_level) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return max(int(math.ceil(lo - n)), 1)
+
+
+def audit_thresholds(
+    base: ThresholdResult,
+    predicted: NDArray[np.int64],
+    confidence: NDArray[np.floating],
+    pool: NDArray[np.int64],
+    audited: NDArray[np.int64],
+    audited_right: NDArray[np.bool_],
+    *,
+    inclusion: NDArray[np.float64] | None = None,
+    confidence_level: float = 0.8,
+    interval: float = 0.9,
+    random_state: int = 0,
+) -> ThresholdResult:
+    """Thresholds certified by a verified random sample of the accepted rows.
+
+    The audit is the one measurement that needs no assumption about how the seed was
+    drawn: the audited rows of class c are a random sample of the rows accepted as c,
+    and those at or above any confidence t a random sample of the accepted rows above t.
+    Each class keeps the lowest threshold (not below its current one) at which the exact
+    Clopper-Pearson lower bound (one-sided, `confidence_level`) of the audited share of
+    right labels meets the target; a class no threshold certifies gets none (``inf``) and
+    an `audit_needed` count.
+
+    Parameters
+    ----------
+    base : ThresholdResult
+        The run's thresholds (whose accepted rows the audit sampled).
+    predicted, confidence : ndarray of shape (n_rows,)
+        The run's final predicted class codes and confidences.
+    pool : ndarray of int64
+        Rows that can be auto-labeled (the unlabeled rows of the run).
+    audited : ndarray of int64
+        Audited rows (row numbers); those not accepted by `base` are ignored.
+    audited_right : ndarray of bool, same length
+        Whether the person confirmed the predicted label.
+    inclusion : ndarray of float, optional
+        Each audited row's probability of having been drawn (Horvitz-Thompson weights
+        ``1 / inclusion``; default: equal within a class, as in one stratified audit).
+    """
+    target = base.target_precision if base.target_precision is not None else 0.95
+    n_classes = len(base.per_class)
+    lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
+    th = np.asarray(base.thresholds, dtype=np.float64).copy()
+    fp, fc = predicted[pool], confidence[pool]
+    pos = np.full(len(predicted), -1, dtype=np.int64)
+    pos[pool] = np.arange(len(pool))
+    audited = np.asarray(audited, dtype=np.int64)
+    right = np.asarray(audited_right, dtype=bool)
+    w_all = np.ones(len(audited)) if inclusion is None else 1.0 / np.asarray(inclusion, dtype=np.float64)
+    in_pool = pos[audited] >= 0
+    a_rows, a_right, a_w = audited[in_pool], right[in_pool], w_all[in_pool]
+    a_pred, a_conf = predicted[a_rows], confidence[a_rows]
+    n_pool = max(len(pool), 1)
+    per: list[ClassThreshold] = []
+    parts: list[tuple[int, float, float]] = []  # (accepted rows, effective right, effective n) per class
+    for c, row in enumerate(base.per_class):
+        t0 = th[c]
+        acc = (fp == c) & (fc >= t0)
+        mine = (a_pred == c) & (a_conf >= t0)
+        conf_c, right_c, w_c = a_conf[mine], a_right[mine], a_w[mine]
+        new_t, found = math.inf, False
+        k_best = n_best = 0.0
+        if math.isfinite(t0) and acc.any():
+            for t in np.concatenate([[t0], np.unique(conf_c[conf_c > t0])]):
+                sel = conf_c >= t
+                if not sel.any():
+                    break
+                w = w_c[sel]
+                n_eff = float(w.sum() ** 2 / (w**2).sum())
+                k_eff = float(w[right_c[sel]].sum() / w.sum()) * n_eff
+                if t == t0:
+                    k_best, n_best = k_eff, n_eff
+                if clopper_pearson(k_eff, n_eff, 1 - confidence_level) >= target:
+                    new_t, found, k_best, n_best = float(t), True, k_eff, n_eff
+                    break
+        th[c] = new_t
+        n_acc = int(((fp == c) & (fc >= new_t)).sum()) if found else 0
+        if found:
+            parts.append((n_acc, k_best, n_best))
+        point = k_best / n_best if n_best > 0 else math.nan
+        per.append(replace(
+            row, threshold=new_t,
+            expected_precision=point if found else math.nan,
+            precision_low=clopper_pearson(k_best, n_best, lo_q) if found else math.nan,
+            precision_high=clopper_pearson(k_best, n_best, hi_q, upper=True) if found else math.nan,
+            n_accepted=n_acc, expected_coverage=n_acc / n_pool, support=int((conf_c >= new_t).sum()) if found else 0,
+            meets_target=found, certified_by="audit",
+            audit_needed=None if found or not (math.isfinite(t0) and acc.any())
+            else audit_rows_needed(k_best, n_best, target, confidence_level),
+        ))
+    total = sum(p[0] for p in parts)
+    if total:
+        rng = np.random.default_rng(random_state)
+        draws = sum(n / total * rng.beta(k + 0.5, m - k + 0.5, 4000) for n, k, m in parts)
+        point = sum(n / total * k / m for n, k, m in parts)
+        lo, hi = (float(v) for v in np.quantile(draws, [lo_q, hi_q]))
+    else:
+        point = lo = hi = math.nan
+    return replace(base, thresholds=th, per_class=per, expected_precision=float(point), precision_low=lo,
+                   precision_high=hi, coverage=total / n_pool, certified_by="audit", trusted=True)

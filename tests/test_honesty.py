@@ -1,0 +1,253 @@
+"""Honest estimates: intervals that say how thin the evidence is, class priors, picked labels, audits."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from scipy import stats
+
+from labelseed import AutoLabeler, InputError, UntrustedEstimateWarning
+from labelseed.thresholds import (
+    audit_rows_needed,
+    clopper_pearson,
+    estimate_class_priors,
+    fit_calibrations,
+)
+
+from conftest import blobs, seed_labels
+
+settings.register_profile("ci", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
+
+
+def _gaussians(n_per=400, dim=6, scale=0.8, seed=0, shares=None):
+    """Overlapping Gaussian classes (optionally in unequal numbers)."""
+    rng = np.random.default_rng(seed)
+    k = 3 if shares is None else len(shares)
+    centers = scale * rng.standard_normal((k, dim)) * np.sqrt(dim / 6)
+    sizes = [n_per] * k if shares is None else [int(s * n_per * k) for s in shares]
+    X = np.concatenate([c + rng.standard_normal((n, dim)) for c, n in zip(centers, sizes)]).astype(np.float32)
+    return X, np.repeat(np.arange(k), sizes)
+
+
+@given(seed=st.integers(0, 10_000), per_class=st.booleans())
+def test_lower_bound_never_exceeds_point_estimate(seed, per_class):
+    X, y = _gaussians(n_per=150, seed=seed % 11)
+    m = AutoLabeler(per_class=per_class, target_precision=0.8, n_bootstrap=30, random_state=seed).fit(
+        X, seed_labels(y, 8, seed))
+    th = m.result_.thresholds
+    rows = [(c.expected_precision, c.precision_low, c.precision_high) for c in th.per_class]
+    rows.append((th.expected_precision, th.precision_low, th.precision_high))
+    for ep, lo, hi in rows:
+        if math.isnan(ep):
+            assert math.isnan(lo) and math.isnan(hi)
+        else:
+            assert 0.0 <= lo <= ep + 1e-12 and ep <= hi + 1e-12 and hi <= 1.0
+
+
+def test_all_correct_seed_gives_a_wide_interval_and_no_threshold_below_its_confidences():
+    # well separated classes: every out-of-fold prediction is right, so the calibration is flat
+    X, y = blobs(n_per=200, n_classes=3, spread=0.6, seed=3)
+    codes = seed_labels(y, 8, 0)
+    m = AutoLabeler(target_precision=0.9).fit(X, codes)
+    cv = m.cv_scores_
+    assert (cv.oof.predicted == cv.y_true).all()  # the case under test
+    th = m.result_.thresholds
+    assert th.coverage > 0
+    lowest_oof = float(cv.oof.confidence.min())
+    for c in th.per_class:
+        if c.n_accepted:
+            assert c.threshold >= lowest_oof
+            # 8 right answers per class cannot pin precision down to a point
+            assert c.precision_high - c.precision_low > 0.05
+    assert th.precision_high - th.precision_low > 0.01
+
+
+def test_a_few_right_answers_certify_nothing_at_a_high_target():
+    # 15 out-of-fold predictions, all right: the 20% Jeffreys quantile is 0.948 < 0.95
+    X, y = blobs(n_per=200, n_classes=3, spread=0.6, seed=3)
+    m = AutoLabeler(target_precision=0.95).fit(X, seed_labels(y, 5, 0))
+    assert (m.cv_scores_.oof.predicted == m.cv_scores_.y_true).all()
+    assert m.result_.thresholds.coverage == 0.0
+
+
+def test_degenerate_bootstrap_calibrations_vary_and_centre_on_jeffreys():
+    conf = np.linspace(0.5, 0.99, 20)
+    pred = np.zeros(20, dtype=np.int64)
+    correct = np.ones(20, dtype=bool)
+    weights = np.ones((200, 20))
+    cals = fit_calibrations(conf, pred, correct, 2, weights, rng=np.random.default_rng(0))
+    assert cals[0].constant == pytest.approx(20.5 / 21)
+    draws = np.array([c.constant for c in cals[1:]])
+    assert draws.std() > 0.005  # not 199 copies of one number
+    assert np.quantile(draws, 0.05) == pytest.approx(stats.beta.ppf(0.05, 20.5, 0.5), abs=0.03)
+
+
+def test_negative_slope_is_refitted_flat():
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.4, 1.0, 400)
+    correct = rng.random(400) < (1.4 - conf)  # more confident, *less* often right
+    pred = np.zeros(400, dtype=np.int64)
+    cal = fit_calibrations(conf, pred, correct, 1, np.ones((1, 400)))[0]
+    assert cal.coef == 0.0
+    # flat: the calibrated probability is the overall rate, not an intercept meant for a slope
+    assert cal.predict(np.array([0.5, 0.99]), np.zeros(2, dtype=np.int64)) == pytest.approx(
+        [correct.mean()] * 2, abs=0.02)
+
+
+def test_class_priors_recovered_under_per_class_sampling():
+    shares = [0.6, 0.3, 0.1]
+    X, y = _gaussians(n_per=1000, scale=1.6, seed=4, shares=shares)
+    codes = seed_labels(y, 15, 0)
+    m = AutoLabeler(label_sampling="per_class").fit(X, codes)
+    priors = estimate_class_priors(m.cv_scores_, 3)
+    np.testing.assert_allclose(priors, shares, atol=0.08)
+    assert m.result_.thresholds.label_sampling == "per_class"
+
+
+@pytest.mark.parametrize("per_class_labels,want", [(True, "per_class"), (False, "random")])
+def test_auto_sampling_tells_per_class_labels_from_a_uniform_sample(per_class_labels, want):
+    X, y = _gaussians(n_per=1000, scale=1.6, seed=4, shares=[0.6, 0.3, 0.1])
+    rng = np.random.default_rng(0)
+    if per_class_labels:
+        codes = seed_labels(y, 15, 0)
+    else:
+        codes = np.full(len(y), -1)
+        rows = rng.choice(len(y), 45, replace=False)
+        codes[rows] = y[rows]
+    th = AutoLabeler().fit(X, codes).result_.thresholds
+    assert th.label_sampling == want
+    assert (th.sampling_p_value < 0.05) == (want == "per_class")
+
+
+def test_minority_class_is_not_certified_on_optimistic_evidence():
+    # 90/10 pool, 15 labels per class: unweighted, the minority class's seed holds as many
+    # rows as the majority's, so the majority rows it swallows look 9 times rarer than they are
+    X, y = _gaussians(n_per=1500, scale=1.0, seed=5, shares=[0.9, 0.1])
+
+    def misses(sampling):
+        bad = 0
+        for s in range(12):
+            m = AutoLabeler(random_state=s, target_precision=0.9, label_sampling=sampling).fit(X, seed_labels(y, 15, s))
+            c = m.result_.thresholds.per_class[1]
+            acc = m.result_.accepted[m.result_.labels[m.result_.accepted] == 1]
+            bad += bool(len(acc)) and (y[acc] == 1).mean() < c.precision_low
+        return bad
+
+    honest = misses("per_class")
+    assert honest <= 2  # of 12: within the 20% the default confidence level allows
+    assert misses("random") > honest  # assuming a uniform sample here is what goes wrong
+
+
+def test_only_picked_labels_warn_and_mark_the_estimate_untrusted():
+    X, y = blobs(n_per=40, n_classes=3, spread=1.5, seed=12)
+    codes = seed_labels(y, 8)
+    with pytest.warns(UntrustedEstimateWarning, match="audit"):
+        m = AutoLabeler(target_precision=0.9).fit(X, codes, calibrate=np.zeros(len(y), dtype=bool))
+    assert m.result_.thresholds.trusted is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedEstimateWarning)
+        m2 = AutoLabeler(target_precision=0.9).fit(X, codes)
+    assert m2.result_.thresholds.trusted is True
+
+
+@pytest.mark.parametrize("k,n,q", [(0, 10, 0.05), (3, 10, 0.05), (10, 10, 0.2), (47, 50, 0.2), (99, 100, 0.05)])
+def test_clopper_pearson_matches_scipy(k, n, q):
+    lo, hi = stats.binomtest(k, n).proportion_ci(confidence_level=1 - 2 * q, method="exact")
+    assert clopper_pearson(k, n, q) == pytest.approx(lo, abs=1e-9)
+    assert clopper_pearson(k, n, 1 - q, upper=True) == pytest.approx(hi, abs=1e-9)
+
+
+@pytest.mark.parametrize("k,n", [(0, 0), (10, 10), (49, 50), (20, 20)])
+def test_audit_rows_needed_is_the_smallest_number_that_certifies(k, n):
+    need = audit_rows_needed(k, n, 0.95, 0.8)
+    assert need is not None
+    rate = 1.0 if n == 0 else k / n
+    m = n + need
+    assert clopper_pearson(rate * m, m, 0.2) >= 0.95
+    if need > 1:
+        assert clopper_pearson(rate * (m - 1), m - 1, 0.2) < 0.95
+    assert audit_rows_needed(90, 100, 0.95, 0.8) is None  # 0.90 right never certifies 0.95
+
+
+def _audited(model, y, per_class, seed):
+    r = model.result_
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([rng.choice(r.accepted[r.labels[r.accepted] == c],
+                                      min(per_class, int((r.labels[r.accepted] == c).sum())), replace=False)
+                           for c in np.unique(r.labels[r.accepted].astype(int))])
+    return rows, y[rows]
+
+
+def test_audit_certification_raises_thresholds_until_the_exact_bound_meets_the_target():
+    X, y = _gaussians(n_per=600, scale=1.3, seed=7)
+    m = AutoLabeler(target_precision=0.85, random_state=0).fit(X, seed_labels(y, 10, 0))
+    before = m.thresholds_.copy()
+    assert len(m.result_.accepted)
+    rows, truth = _audited(m, y, 60, 0)
+    conf = m.cv_scores_.final.confidence
+    pred = m.cv_scores_.final.predicted
+    res = m.certify_with_audit(rows, truth)
+    th = res.thresholds
+    assert th.certified_by == "audit"
+    assert (m.thresholds_ >= before).all()
+    for c, row in enumerate(th.per_class):
+        mine = rows[(pred[rows] == c) & (conf[rows] >= before[c])]
+        if row.meets_target:
+            above = mine[conf[mine] >= row.threshold]
+            k, n = int((y[above] == c).sum()), len(above)
+            assert row.support == n
+            assert row.expected_precision == pytest.approx(k / n)
+            assert clopper_pearson(k, n, 0.2) >= 0.85
+            assert row.precision_low == pytest.approx(clopper_pearson(k, n, 0.05))
+            # the threshold is the lowest audited cut that certifies
+            lower = np.unique(conf[mine][(conf[mine] < row.threshold) & (conf[mine] >= before[c])])
+            for t in lower:
+                a = mine[conf[mine] >= t]
+                assert clopper_pearson(int((y[a] == c).sum()), len(a), 0.2) < 0.85
+        else:
+            assert row.threshold == math.inf and row.n_accepted == 0
+    # accepted rows follow the new thresholds
+    acc = res.accepted
+    assert (conf[acc] >= m.thresholds_[pred[acc]]).all()
+
+
+def test_audit_of_a_bad_class_withdraws_it_and_says_how_many_more_rows_would_help():
+    X, y = _gaussians(n_per=600, scale=1.3, seed=7)
+    m = AutoLabeler(target_precision=0.85, random_state=0).fit(X, seed_labels(y, 10, 0))
+    rows, truth = _audited(m, y, 5, 0)
+    pred = m.cv_scores_.final.predicted[rows]
+    said = np.where(pred == 0, (pred + 1) % 3, pred)  # the person rejects every class-0 label, confirms the rest
+    res = m.certify_with_audit(rows, said)
+    by_class = res.thresholds.per_class
+    assert not by_class[0].meets_target and by_class[0].threshold == math.inf
+    assert by_class[0].audit_needed is None  # 0 of 5 right: no number of rows at that rate certifies
+    for row in by_class[1:]:
+        # 5 of 5 right: the exact 80% bound is 0.2 ** (1 / 5) = 0.72; 10 of 10 would give 0.851
+        assert not row.meets_target and row.audit_needed == 5
+    assert len(res.accepted) == 0
+
+
+@pytest.mark.parametrize("rows,labels,match", [
+    ([], [], "No audit labels"),
+    ([0.5], [1], "row numbers"),
+    ([10**9], [1], "must be in"),
+    ([0, 1], [1], "entries"),
+])
+def test_certify_with_audit_bad_input(rows, labels, match):
+    X, y = blobs(n_per=40, n_classes=3, spread=1.5, seed=2)
+    m = AutoLabeler(target_precision=0.9).fit(X, seed_labels(y, 8))
+    with pytest.raises(InputError, match=match):
+        m.certify_with_audit(np.asarray(rows), labels)
+
+
+def test_certify_with_audit_refuses_seed_rows():
+    X, y = blobs(n_per=40, n_classes=3, spread=1.5, seed=2)
+    codes = seed_labels(y, 8)
+    m = AutoLabeler(target_precision=0.9).fit(X, codes)
+    seed = np.flatnonzero(codes >= 0)[:2]
+    with pytest.raises(InputError, match="seed rows"):
+        m.certify_with_audit(seed, y[seed])
