@@ -484,12 +484,37 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
         "cv_score": _json_num(th.cv_score),
         "n_splits": int(model.n_splits_),
         "graph": model.graph_.method if model.graph_ is not None else None,
+        "estimate": estimate_basis(th),
         "params": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                    for k, v in model.get_params().items()},
         "inputs": inputs,
         "seconds": round(seconds, 3),
         "version": __version__,
         "classes": classes,
+    }
+
+
+def estimate_basis(th: ThresholdResult) -> dict[str, Any]:
+    """What the printed precision rests on, for summary.json, status and the CLI."""
+    if th.certified_by == "audit":
+        assumes = ("certified by an audit: a verified random sample of the accepted auto-labels; "
+                   "exact (Clopper-Pearson) bounds, no assumption about how the other labels were chosen")
+    elif th.label_sampling == "per_class":
+        assumes = ("the calibrating labels are a random sample within each class (class shares estimated "
+                   "from the pool)")
+    else:
+        assumes = "the calibrating labels are a uniform random sample of the pool"
+    if not th.trusted:
+        assumes += ("; NOT TRUE here: every label was picked by labelseed (select/query) or another tool, so "
+                    "this estimate cannot be trusted: audit the run (`labelseed audit`, then `fit --certify audit`)")
+    return {
+        "certified_by": th.certified_by,
+        "label_sampling": th.label_sampling,
+        "sampling_p_value": _json_num(th.sampling_p_value),
+        "class_priors": None if th.class_priors is None else [round(float(v), 6) for v in th.class_priors],
+        "n_calibration": int(th.n_calibration),
+        "trusted": bool(th.trusted),
+        "assumes": assumes,
     }
 
 

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bars or table")
     a.add_argument("--allow-single-class", action="store_true",
                    help="run even when the seed has one class (every row then abstains; the report still works)")
+    a.add_argument("--label-sampling", choices=["auto", "per_class", "random"], default="auto",
+                   help="how the seed labels were drawn: at random within each class, uniformly from the pool, or "
+                        "decided from the data (default); the estimate states what it assumed")
     s = sub.add_parser("select", help="pick a small, diverse set of rows for a person to label first")
     s.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings)")
     s.add_argument("--embeddings", default=None, help=".npy (ids = row numbers) or .parquet (id + vector column)")
@@ -125,6 +128,11 @@ def _project_parsers(sub: Any) -> None:
     im.add_argument("--who", default=None, help="who labeled them (default: $USER)")
     im.add_argument("--replace", action="store_true",
                     help="where the file disagrees with a stored label, take the file's (the old one stays in history)")
+    og = im.add_mutually_exclusive_group()
+    og.add_argument("--picked", dest="origin", action="store_const", const="picked", default="random",
+                    help="these rows were chosen, not drawn at random: they spread but never calibrate the estimate")
+    og.add_argument("--validation", dest="origin", action="store_const", const="validation",
+                    help="a uniform random sample of the pool: it calibrates, and `fit --certify audit` uses it")
     f = sub.add_parser("fit", help="auto-label the project from its human labels (the core engine)")
     f.add_argument("project")
     _fit_options(f)
@@ -184,6 +192,12 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--allow-single-class", action="store_true",
                    help="fit even when the labels have one class (every row then abstains)")
+    p.add_argument("--label-sampling", choices=["auto", "per_class", "random"], default="auto",
+                   help="how the randomly drawn labels were drawn: within each class, uniformly from the pool, or "
+                        "decided from the data (default)")
+    p.add_argument("--certify", choices=["cv", "audit"], default="cv",
+                   help="cv: thresholds from cross-validated labels (default); audit: raised until the verified "
+                        "audit (and --validation labels) certify them with an exact bound")
 
 
 class _Progress:
@@ -249,6 +263,7 @@ def autolabel(args: argparse.Namespace) -> int:
     params: dict[str, Any] = dict(
         method=args.method, target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
         n_neighbors=args.n_neighbors, n_splits=args.folds, min_support=args.min_support, random_state=args.seed,
+        label_sampling=args.label_sampling,
     )
     if args.alpha is not None:
         params["alpha"] = args.alpha
@@ -286,6 +301,7 @@ def autolabel(args: argparse.Namespace) -> int:
         save_report_data(tmp / "report_data.npz", model, id_list)
     if not args.quiet:
         _print_table(model, summary, out)
+        _print_basis(summary)
     return 0
 
 
@@ -534,7 +550,7 @@ def embed_cmd(args: argparse.Namespace) -> int:
 
 def import_cmd(args: argparse.Namespace) -> int:
     with _open(args) as proj:
-        rep = proj.import_labels(args.file, who=args.who, replace=args.replace)
+        rep = proj.import_labels(args.file, who=args.who, replace=args.replace, origin=args.origin)
     print(f"imported {args.file}: {rep.added} new, {rep.unchanged} unchanged, {rep.replaced} replaced, "
           f"{len(rep.conflicts)} conflict(s)")
     if rep.conflicts:
@@ -548,11 +564,31 @@ def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
     _check_classes(set(proj.labels().values()), args.allow_single_class)
     with _Progress(not args.quiet) as progress:
         run = proj.fit(target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
-                       n_neighbors=args.n_neighbors, seed=args.seed, progress=progress)
+                       n_neighbors=args.n_neighbors, seed=args.seed, progress=progress, certify=args.certify,
+                       label_sampling=args.label_sampling)
     s = run["summary"]
+    lo, hi = s["expected_precision_interval"]
     print(f"run {run['run_id']}: {s['n_auto']} auto-labels, {s['n_abstained']} abstained; expected precision "
-          f"{_fmt(s['expected_precision'])}, coverage {_fmt(s['coverage'])} of the unlabeled pool")
+          f"{_fmt(s['expected_precision'])} [{_fmt(lo)}, {_fmt(hi)}], coverage {_fmt(s['coverage'])} of the unlabeled pool")
+    _print_basis(s)
     return run
+
+
+def _print_basis(summary: dict[str, Any]) -> None:
+    """One line on what the printed precision rests on (and what to do when it cannot be trusted)."""
+    e = summary.get("estimate") or {}
+    used = e.get("calibrated_by")
+    what = (f"{sum(used.values())} random labels" if used else f"{e.get('n_calibration')} labels")
+    if e.get("certified_by") == "audit":
+        print(f"estimate: {e['assumes']} ({e.get('audit_rows', '?')} audited rows)")
+        short = [c for c in summary.get("classes", []) if not c.get("meets_target") and c.get("audit_needed")]
+        for c in short:
+            print(f"  {c['label']}: not certified; about {c['audit_needed']} more audited rows would certify it "
+                  "if they are right as often as these")
+    elif not e.get("trusted", True):
+        print(f"warning: {e['assumes']}", file=sys.stderr)
+    else:
+        print(f"estimate: calibrated on {what}; assumes {e.get('assumes')}")
 
 
 def fit_cmd(args: argparse.Namespace) -> int:
@@ -601,10 +637,30 @@ def status_cmd(args: argparse.Namespace) -> int:
         lo, hi = lr["expected_precision_interval"] or (None, None)
         c.print(f"last run {lr['run_id']} ({lr['status']}): expected precision {_fmt(lr['expected_precision'])} "
                 f"[{_fmt(lo)}, {_fmt(hi)}] at target {_fmt(lr['target_precision'])}, coverage {_fmt(lr['coverage'])}")
+        e = lr.get("estimate") or {}
+        if e:
+            used = e.get("calibrated_by") or {}
+            origins = ", ".join(f"{n} {o}" for o, n in (st.get("label_origins") or {}).items())
+            c.print(f"labels: {origins or 'none'}; the estimate learned from "
+                    f"{', '.join(f'{n} {o}' for o, n in used.items() if n) or 'no random label'}")
+            c.print(("warning: " if not e.get("trusted", True) else "it assumes ") + str(e.get("assumes")))
         if st.get("audit"):
             a = st["audit"]
-            c.print(f"audit: realized precision {_fmt(a['realized_precision'])} [{_fmt(a['interval_95'][0])}, "
-                    f"{_fmt(a['interval_95'][1])}] from {a['n_verified']} verified auto-labels")
+            c.print(f"audit of run {a['run_id']}: realized precision {_fmt(a['realized_precision'])} "
+                    f"[{_fmt(a['interval_95'][0])}, {_fmt(a['interval_95'][1])}] from {a['n_verified']} verified "
+                    "auto-labels")
+            at = Table(title="audited auto-labels per class (exact 95% interval) beside the run's estimate")
+            for col in ("class", "verified", "right", "realized [95%]", "run's estimate", "certified by"):
+                at.add_column(col, justify="left" if col == "class" else "right")
+            per = lr.get("per_class") or {}
+            for label, v in a["per_class"].items():
+                mine = per.get(label, {})
+                at.add_row(label, str(v["verified"]), str(v["right"]),
+                           f"{_fmt(v['precision'])} [{_fmt(v['interval_95'][0])}, {_fmt(v['interval_95'][1])}]",
+                           _fmt(mine.get("expected_precision")), str(mine.get("certified_by") or "-"))
+            c.print(at)
+            if e.get("certified_by") != "audit":
+                c.print(f"to certify thresholds with it: labelseed fit {st['project']} --certify audit")
     else:
         c.print(f"no run yet: labelseed fit {st['project']}")
     return 0

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._io import check_output_free, write_items, write_json_atomic
-from .exceptions import InputError
+from .exceptions import InputError, UntrustedEstimateWarning
 from .store import DB_NAME, ImportReport, Store, now
 
 log = logging.getLogger(__name__)
@@ -435,13 +436,23 @@ class Project:
         return ok, np.ascontiguousarray(mm[ok], dtype=np.float32)
 
     # ---------------------------------------------------------------- labels
-    def import_labels(self, path: str | Path, *, who: str | None = None, replace: bool = False) -> ImportReport:
+    def import_labels(self, path: str | Path, *, who: str | None = None, replace: bool = False,
+                      origin: str = "random") -> ImportReport:
         """Import human labels from a CSV (id,label) or a Label Studio JSON export.
 
         All or nothing: unknown ids or an id labeled twice differently in the file stop
         the import with the rows named. Same label as stored: no change. A different
         one: reported as a conflict and kept out, unless `replace`.
+
+        `origin` says how the rows were chosen, which decides what their labels may be
+        used for: ``random`` (drawn at random, within classes or from the pool: they
+        calibrate the precision estimate), ``picked`` (chosen by a person or another tool:
+        they spread but never calibrate) or ``validation`` (a uniform random sample of the
+        pool kept aside: it calibrates, and ``fit(certify="audit")`` uses it like an
+        audit). Audit answers need no origin: the rows an audit asked about are known.
         """
+        if origin not in ("random", "picked", "validation"):
+            raise InputError(f"`origin` must be 'random', 'picked' or 'validation'; got {origin!r}.")
         p = Path(path)
         if not p.exists():
             raise InputError(f"Labels file {str(p)!r} does not exist.")
@@ -462,9 +473,17 @@ class Project:
         if clash:
             raise InputError(f"{str(p)!r} gives conflicting labels: {'; '.join(clash[:3])}; keep one label per id "
                              "(nothing was imported).")
+        if origin == "validation":
+            known = set(self.store.current_labels().values())
+            new_classes = sorted({label for label, _ in seen.values()} - known)
+            if known and new_classes:
+                shown = ", ".join(repr(c) for c in new_classes[:5])
+                raise InputError(f"{str(p)!r} is a validation sample but has class(es) no human label has: {shown}; "
+                                 "a validation sample checks the classes being auto-labeled; fix the labels "
+                                 "or import those rows without --validation (nothing was imported).")
         entries = [(lookup[i], label, line) for i, (label, line) in seen.items()]
         return self.store.add_labels(entries, source=str(p.resolve()), who=who or os.environ.get("USER", "unknown"),
-                                     replace=replace)
+                                     replace=replace, origin=origin)
 
     def labels(self) -> dict[int, str]:
         return self.store.current_labels()
@@ -484,11 +503,58 @@ class Project:
         return y
 
     # ------------------------------------------------------------------- fit
+    def _origins_for(self, rows: NDArray[np.int64], origins: dict[int, str] | None = None) -> NDArray[np.object_]:
+        """Each row's label origin ('' when unlabeled), aligned to `rows`."""
+        origins = self.store.label_origins() if origins is None else origins
+        return np.array([origins.get(int(r), "") for r in rows], dtype=object)
+
+    def _audit_evidence(self, rows: NDArray[np.int64], origins: dict[int, str]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Project rows that may certify a run (audited or validation labels) and each one's
+        probability of having been drawn. Refuses audit labels whose run is gone."""
+        pos = {int(r): i for i, r in enumerate(rows)}
+        inclusion: dict[int, float] = {}
+        gone: set[str] = set()
+        runs = {r for (r,) in self.store.db.execute("SELECT run_id FROM runs")}
+        for run_id, row, _, inc in self.store.audit_records():
+            if origins.get(row) != "audit" or row not in pos:
+                continue
+            if run_id not in runs or not (self.folder / "runs" / run_id / "decisions.npz").exists():
+                gone.add(run_id)
+                continue
+            inclusion[row] = inc  # the newest audit that asked about the row
+        if gone:
+            raise InputError(f"Audit labels in {str(self.folder)!r} come from run(s) that no longer exist "
+                             f"({', '.join(sorted(gone))}); draw a new audit of the last run with "
+                             f"`labelseed audit {self.folder} --budget N` and import the verified labels.")
+        validation = [r for r, o in origins.items() if o == "validation" and r in pos]
+        if validation:
+            share = len(validation) / max(len(rows), 1)
+            for r in validation:
+                inclusion[r] = share
+        if not inclusion:
+            raise InputError(f"`--certify audit` needs verified audit labels and there are none in {str(self.folder)!r}: "
+                             f"run `labelseed audit {self.folder} --budget N`, have a person verify the rows, then "
+                             f"`labelseed import {self.folder} FILE` (or import a random sample with --validation).")
+        keys = sorted(inclusion)
+        return np.array([pos[r] for r in keys], dtype=np.int64), np.array([inclusion[r] for r in keys])
+
     def fit(
         self, *, target_precision: float = 0.95, metric: str = "target_precision", per_class: bool = True,
-        n_neighbors: int = 10, seed: int = 0, progress: Progress | None = None, **params: Any,
+        n_neighbors: int = 10, seed: int = 0, progress: Progress | None = None, certify: str = "cv",
+        **params: Any,
     ) -> dict[str, Any]:
         """Run the core engine on the embedded items and the current human labels.
+
+        Each label is used for what its origin supports (:meth:`Store.label_origins`): every
+        label spreads; only ``random`` and ``validation`` labels calibrate the precision
+        estimate (rows picked by select/query, or imported as picked, are no sample of the
+        pool, and audit rows are a sample of one run's *accepted* rows). With no random
+        label the estimate is kept but marked untrusted.
+
+        ``certify="audit"``: the audited and validation rows are left out of the spread and
+        scored like any pool row; the thresholds are then raised until the exact bound on
+        those rows that the new run still accepts (each weighted by its inclusion
+        probability) meets the target (:meth:`AutoLabeler.certify_with_audit`).
 
         Records a run (config, package versions, summary) and its decisions under
         ``runs/<run_id>/``; ``apply`` writes them out. Returns the run record.
@@ -496,30 +562,53 @@ class Project:
         from .autolabeler import AutoLabeler, run_summary
         from .graph import cached_knn_graph
 
+        if certify not in ("cv", "audit"):
+            raise InputError(f"`certify` must be 'cv' or 'audit'; got {certify!r}.")
         t0 = time.perf_counter()
         rows, X = self.vectors()
         y = self._labels_for(rows)
+        origins = self.store.label_origins()
+        origin = self._origins_for(rows, origins)
+        held = np.empty(0, dtype=np.int64)
+        human_rows = rows[np.flatnonzero(y != None)]  # noqa: E711  (audited rows too: they keep their human label)
+        if certify == "audit":
+            held, inclusion = self._audit_evidence(rows, origins)
+            held_labels = y[held].copy()
+            y[held] = None
+        calibrate = (y != None) & np.isin(origin, ["random", "validation"])  # noqa: E711
         model = AutoLabeler(target_precision=target_precision, metric=metric, per_class=per_class,
                             n_neighbors=n_neighbors, random_state=seed, **params)
         graph, _ = cached_knn_graph(X, n_neighbors, self.folder / "cache", progress=progress, random_state=seed)
-        model.fit(X, y, graph=graph, progress=progress)
+        with warnings.catch_warnings():
+            if certify == "audit":  # the audit, not the calibration, decides what this run reports
+                warnings.simplefilter("ignore", UntrustedEstimateWarning)
+            model.fit(X, y, graph=graph, progress=progress, calibrate=calibrate)
+        if certify == "audit":
+            model.certify_with_audit(held, held_labels, inclusion=inclusion)
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         config = {"target_precision": target_precision, "metric": metric, "per_class": per_class,
-                  "n_neighbors": n_neighbors, "seed": seed, **{k: v for k, v in params.items()},
+                  "n_neighbors": n_neighbors, "seed": seed, "certify": certify, **{k: v for k, v in params.items()},
                   "embed_model": self.meta.get("embed_model")}
         summary = run_summary(model, X.shape, {"project": str(self.folder.resolve())}, time.perf_counter() - t0)
+        labeled = y != None  # noqa: E711
+        summary["estimate"]["labels"] = {
+            o: int(((origin == o) & labeled).sum()) for o in ("random", "validation", "picked", "audit")}
+        summary["estimate"]["calibrated_by"] = {
+            o: int(((origin == o) & calibrate).sum()) for o in ("random", "validation")}
+        if certify == "audit":
+            summary["estimate"]["audit_rows"] = int(len(held))
         r = model.result_
         run_dir = self.folder / "runs" / run_id
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.tmp-", dir=self.folder))
         try:
-            acc = r.accepted
+            acc = np.setdiff1d(r.accepted, held)  # a held-out audited row keeps its human label
             th_by_class = np.asarray(model.thresholds_, dtype=np.float64)
             codes = np.searchsorted(model.classes_, r.labels[acc].astype(model.classes_.dtype)) if len(acc) else np.empty(0, int)
             np.savez(tmp / "decisions.npz", rows=rows, classes=np.asarray([str(c) for c in model.classes_]),
                      accepted=rows[acc], accepted_label=codes.astype(np.int32),
                      accepted_confidence=r.confidence[acc].astype(np.float32),
                      accepted_threshold=th_by_class[codes] if len(acc) else np.empty(0),
-                     seed_rows=rows[np.flatnonzero(y != None)],  # noqa: E711
+                     seed_rows=human_rows,
                      distribution=model.label_distributions_.astype(np.float32),
                      oof_true=model.cv_scores_.y_true, oof_pred=model.cv_scores_.oof.predicted,
                      oof_conf=model.cv_scores_.oof.confidence)
@@ -582,13 +671,18 @@ class Project:
         return target
 
     # ------------------------------------------------------------- selection
-    def _record(self, kind: str, sel: Any) -> str:
+    def _record(self, kind: str, sel: Any, audited: list[tuple[str, int, str, float]] | None = None) -> str:
+        """Record a request batch (and, for an audit, each row's run, label and inclusion
+        probability) in one transaction."""
         batch = f"{kind}-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
         at = now()
         with self.store.transaction() as db:
             db.executemany("INSERT INTO requests(batch, kind, row, rank, strategy, reason, at) VALUES (?,?,?,?,?,?,?)",
                            [(batch, kind, int(r), k + 1, sel.strategy, reason, at)
                             for k, (r, reason) in enumerate(zip(sel.rows.tolist(), sel.reasons))])
+            if audited:
+                db.executemany("INSERT INTO audits(batch, run_id, row, label, inclusion) VALUES (?,?,?,?,?)",
+                               [(batch, *a) for a in audited])
         return batch
 
     def select(self, budget: int, *, strategy: str = "kmeans", seed: int = 0) -> tuple[str, Any]:
@@ -617,7 +711,10 @@ class Project:
         model = AutoLabeler(target_precision=target_precision or cfg.get("target_precision", 0.95),
                             per_class=cfg.get("per_class", True), n_neighbors=k, random_state=seed)
         graph, _ = cached_knn_graph(X, k, self.folder / "cache", random_state=seed)
-        model.fit(X, y, graph=graph)
+        calibrate = (y != None) & np.isin(self._origins_for(rows), ["random", "validation"])  # noqa: E711
+        with warnings.catch_warnings():  # the estimate is not what query reports
+            warnings.simplefilter("ignore", UntrustedEstimateWarning)
+            model.fit(X, y, graph=graph, calibrate=calibrate)
         sel = query_next(model, X, y, budget, strategy, random_state=seed)
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("query", sel), sel
@@ -629,27 +726,36 @@ class Project:
         d = self.decisions(run_id)
         labels = d["classes"][d["accepted_label"]] if len(d["accepted"]) else np.empty(0, dtype=str)
         sel = audit_sample(labels.astype(object), np.arange(len(labels)), budget, random_state=seed)
+        audited = [(str(d["run"]["run_id"]), int(d["accepted"][i]), str(labels[i]), float(inc))
+                   for i, inc in zip(sel.rows, sel.extra["inclusion"])]
         sel = Selection(d["accepted"][sel.rows].astype(np.int64), sel.strategy, sel.reasons, sel.extra)
-        return self._record("audit", sel), sel
+        return self._record("audit", sel, audited), sel
 
     def audit_result(self, run_id: str | None = None) -> dict[str, Any] | None:
-        """Realized precision of a run's auto-labels from audited rows that now have a human label."""
+        """Realized precision of an audited run's auto-labels, from the audited rows a person
+        has labeled since: the run's label for each row (recorded when the audit was drawn)
+        against the person's. `run_id`: that run's audits, else the newest audit's run.
+        Strata sizes come from the recorded inclusion probabilities."""
         from .select import audit_estimate
 
-        d = self.decisions(run_id)
-        audited = {r for (r,) in self.store.db.execute("SELECT row FROM requests WHERE kind = 'audit'")}
+        recs = self.store.audit_records()
+        if run_id is None or not any(r == run_id for r, *_ in recs):
+            if not recs:
+                return None
+            run_id = recs[-1][0]
         human = self.store.current_labels()
-        labels = d["classes"][d["accepted_label"]] if len(d["accepted"]) else np.empty(0, dtype=str)
-        pred = dict(zip(d["accepted"].tolist(), labels.tolist()))
-        done = [r for r in audited if r in human and r in pred]
+        given: dict[int, tuple[str, float]] = {row: (label, inc) for r, row, label, inc in recs if r == run_id}
+        done = [row for row in given if row in human]
         if not done:
             return None
-        counts: dict[str, int] = {}
-        for v in pred.values():
-            counts[v] = counts.get(v, 0) + 1
-        est = audit_estimate(np.array([pred[r] for r in done], dtype=object),
+        per_class: dict[str, list[float]] = {}
+        for label, inc in given.values():
+            per_class.setdefault(label, []).append(inc)
+        counts = {c: int(round(len(v) / float(np.mean(v)))) for c, v in per_class.items()}
+        est = audit_estimate(np.array([given[r][0] for r in done], dtype=object),
                              np.array([human[r] for r in done], dtype=object), counts)
-        return {"realized_precision": est.precision, "interval_95": [est.low, est.high], "n_verified": est.n_verified,
+        return {"run_id": run_id, "realized_precision": est.precision, "interval_95": [est.low, est.high],
+                "n_verified": est.n_verified,
                 "per_class": {c: {"verified": v[0], "right": v[1], "precision": v[2], "interval_95": [v[3], v[4]]}
                               for c, v in est.per_class.items()}}
 
@@ -702,6 +808,8 @@ class Project:
             "project": str(self.folder.resolve()), "kind": meta.get("kind"), "items": n,
             "embedded": int(len(ok)), "failed_to_embed": int(len(bad)), "embed_model": meta.get("embed_model"),
             "labeled": len(human),
+            "label_origins": {o: n for o in ("random", "validation", "picked", "audit")
+                              if (n := sum(v == o for v in self.store.label_origins().values()))},
             "conflicts": int(self.store.db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]),
             "last_run": None,
         }
@@ -726,7 +834,10 @@ class Project:
                                "expected_precision_interval": s.get("expected_precision_interval"),
                                "coverage": s.get("coverage"), "target_precision": s.get("target_precision"),
                                "n_auto": s.get("n_auto"), "n_abstained": s.get("n_abstained"),
-                               "unreached": int((~decided & ~reach).sum())}
+                               "unreached": int((~decided & ~reach).sum()), "estimate": s.get("estimate"),
+                               "per_class": {c["label"]: {k: c.get(k) for k in (
+                                   "threshold", "expected_precision", "precision_low", "precision_high",
+                                   "meets_target", "certified_by", "audit_needed")} for c in s.get("classes", [])}}
             out["audit"] = self.audit_result(run["run_id"])
         out["classes"] = {k: per[k] for k in sorted(per)}
         return out

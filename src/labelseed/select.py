@@ -451,8 +451,11 @@ def audit_sample(
 ) -> Selection:
     """A stratified random sample of accepted auto-labels for a person to verify.
 
-    The budget is split across classes in proportion to their accepted counts,
-    at least one per class while the budget lasts; rows are random within a class.
+    The budget is split evenly across classes (a class with fewer auto-labels than its
+    share gives the rest to the others), because each class's precision is certified on
+    its own audited rows; rows are random within a class. ``extra["inclusion"]`` holds each
+    picked row's probability of being drawn (its class's sample size over its size),
+    which later runs need to weigh the audit.
     """
     budget = check_int(budget, "budget", 1)
     if budget > len(accepted):
@@ -460,35 +463,29 @@ def audit_sample(
     rng = np.random.default_rng(random_state)
     lab = np.asarray([str(v) for v in labels[accepted]])
     classes, counts = np.unique(lab, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
     alloc = np.zeros(len(classes), dtype=np.int64)
-    for c in order[:budget]:
-        alloc[c] = 1
-    rest = budget - alloc.sum()
-    if rest > 0:
-        share = counts / counts.sum() * rest
-        extra = np.floor(share).astype(np.int64)
-        extra = np.minimum(extra, counts - alloc)
-        alloc += extra
-        left = budget - alloc.sum()
-        for c in np.argsort(-(share - np.floor(share)), kind="stable"):
+    left = budget
+    open_ = list(np.argsort(counts, kind="stable"))  # smallest first: they fill up first
+    while left > 0 and open_:
+        share = max(left // len(open_), 1)
+        for c in list(open_):
+            take = min(share, int(counts[c] - alloc[c]), left)
+            alloc[c] += take
+            left -= take
+            if alloc[c] == counts[c]:
+                open_.remove(c)
             if left == 0:
                 break
-            if alloc[c] < counts[c]:
-                alloc[c] += 1
-                left -= 1
-        for c in order:  # rounding leftovers go to classes with rows left
-            while left > 0 and alloc[c] < counts[c]:
-                alloc[c] += 1
-                left -= 1
-    rows, reasons = [], []
-    for c, k in zip(classes, alloc):
+    rows, reasons, inclusion = [], [], []
+    for c, k, n in zip(classes, alloc, counts):
         members = accepted[lab == c]
         pick = rng.choice(members, int(k), replace=False)
         rows.extend(pick.tolist())
         reasons.extend([f"audit of class {c} ({len(members)} auto-labels)"] * int(k))
+        inclusion.extend([k / n] * int(k))
     perm = rng.permutation(len(rows))  # interleave classes
-    return Selection(np.asarray(rows, dtype=np.int64)[perm], "audit", [reasons[i] for i in perm])
+    return Selection(np.asarray(rows, dtype=np.int64)[perm], "audit", [reasons[i] for i in perm],
+                     {"inclusion": np.asarray(inclusion, dtype=np.float64)[perm]})
 
 
 def audit_estimate(

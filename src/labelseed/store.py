@@ -15,6 +15,13 @@ runs(run_id, started, finished, status, config, versions, summary)
 auto_labels(run_id, row, label, confidence, threshold)
 requests(seq, batch, kind, row, rank, strategy, reason, at)
                                    what select/query/audit asked a person to label
+audits(batch, run_id, row, label, inclusion)
+                                   each audited auto-label: the run it was drawn from, the label
+                                   that run gave it and its probability of being drawn
+origins(row, origin, at)           labels imported as ``picked`` (chosen by a person or a tool,
+                                   not at random) or ``validation`` (a random sample of the pool);
+                                   a label with no entry here, in requests or in audits is
+                                   assumed random
 
 Every write is one transaction: a crash (even ``kill -9``) leaves the database as it was
 before the transaction or after it, never half-way (SQLite's journal guarantees it).
@@ -59,6 +66,10 @@ CREATE TABLE IF NOT EXISTS auto_labels(
 CREATE TABLE IF NOT EXISTS requests(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, batch TEXT NOT NULL, kind TEXT NOT NULL, row INTEGER NOT NULL,
     rank INTEGER NOT NULL, strategy TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audits(
+    batch TEXT NOT NULL, run_id TEXT NOT NULL, row INTEGER NOT NULL, label TEXT NOT NULL, inclusion REAL NOT NULL,
+    PRIMARY KEY(batch, row));
+CREATE TABLE IF NOT EXISTS origins(row INTEGER PRIMARY KEY, origin TEXT NOT NULL, at TEXT NOT NULL);
 """
 
 
@@ -156,12 +167,36 @@ class Store:
         q = "SELECT label, source, who, at FROM labels WHERE row = ? ORDER BY seq"
         return [tuple(r) for r in self.db.execute(q, (row,))]  # type: ignore[misc]
 
-    def add_labels(self, entries: list[tuple[int, str, int]], source: str, who: str, replace: bool = False) -> ImportReport:
+    def label_origins(self) -> dict[int, str]:
+        """How each labeled row came to be labeled: ``audit``, ``validation``, ``picked`` (by
+        select/query, or imported as picked) or ``random`` (the default for imports)."""
+        out = {r: "random" for r in self.current_labels()}
+        for (r,) in self.db.execute("SELECT row FROM requests WHERE kind IN ('select', 'query')"):
+            if r in out:
+                out[r] = "picked"
+        for r, origin in self.db.execute("SELECT row, origin FROM origins"):
+            if r in out:
+                out[r] = origin
+        for (r,) in self.db.execute("SELECT row FROM audits"):
+            if r in out:
+                out[r] = "audit"
+        return out
+
+    def audit_records(self) -> list[tuple[str, int, str, float]]:
+        """(run_id, row, label the run gave, inclusion probability) of every audited row, newest
+        audit last."""
+        q = ("SELECT audits.run_id, audits.row, audits.label, audits.inclusion FROM audits "
+             "JOIN (SELECT batch, MIN(seq) AS first FROM requests GROUP BY batch) b USING(batch) ORDER BY b.first")
+        return [(str(a), int(r), str(lab), float(inc)) for a, r, lab, inc in self.db.execute(q)]
+
+    def add_labels(self, entries: list[tuple[int, str, int]], source: str, who: str, replace: bool = False,
+                   origin: str = "random") -> ImportReport:
         """Add (row, label, source_row) entries in one transaction.
 
         Same label as stored: nothing happens (so importing a file twice is a no-op).
         A different label: recorded as a conflict and not applied, unless `replace`,
-        which appends it (the old label stays in the history).
+        which appends it (the old label stays in the history). `origin` ``picked`` or
+        ``validation`` is recorded for every row of the file, in the same transaction.
         """
         at = now()
         with self.transaction() as db:
@@ -184,6 +219,9 @@ class Store:
                 added += old is None
                 new.append((row, label, source, source_row, who, at))
             db.executemany("INSERT INTO labels(row, label, source, source_row, who, at) VALUES (?,?,?,?,?,?)", new)
+            if origin != "random":
+                db.executemany("INSERT OR REPLACE INTO origins(row, origin, at) VALUES (?,?,?)",
+                               [(row, origin, at) for row, _, _ in entries])
         return ImportReport(added, unchanged, replaced, conflicts)
 
     # ------------------------------------------------------------ embeddings

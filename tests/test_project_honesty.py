@@ -1,0 +1,162 @@
+"""Projects use each label for what its origin supports, and audits certify thresholds."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelseed import UntrustedEstimateWarning
+from labelseed.exceptions import InputError
+from labelseed.project import Project
+
+from conftest import run_cli
+from test_project import write_data, write_labels
+
+
+def _answers(tmp: Path, name: str, rows, truth) -> Path:
+    path = tmp / name
+    write_labels(path, [(f"t{r}", truth[int(r)]) for r in rows])
+    return path
+
+
+def _db_digest(folder: Path) -> str:
+    with Project.open(folder) as p:
+        rows = [p.store.db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+                for t in ("labels", "runs", "requests", "audits", "origins", "auto_labels")]
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+@pytest.fixture
+def picked_project(tmp_path):
+    """A project whose only labels were picked by `select` (so nothing may calibrate)."""
+    truth = write_data(tmp_path / "pool.csv", n_per=80)
+    p = Project.init(tmp_path / "proj", data=tmp_path / "pool.csv", text_column="text")
+    p.embed("hashing")
+    _, sel = p.select(45)
+    p.import_labels(_answers(tmp_path, "a1.csv", sel.rows, truth))
+    yield p, truth, tmp_path
+    p.close()
+
+
+def test_picked_labels_spread_but_do_not_calibrate(picked_project):
+    p, truth, tmp = picked_project
+    assert set(p.store.label_origins().values()) == {"picked"}
+    with pytest.warns(UntrustedEstimateWarning):
+        run = p.fit(target_precision=0.8)
+    e = run["summary"]["estimate"]
+    assert e["trusted"] is False and "audit" in e["assumes"]
+    assert e["labels"]["picked"] == 45 and e["calibrated_by"] == {"random": 0, "validation": 0}
+    st = p.status()
+    assert st["label_origins"] == {"picked": 45}
+    assert st["last_run"]["estimate"]["trusted"] is False
+
+
+def test_random_labels_calibrate_and_picked_ones_do_not(picked_project):
+    p, truth, tmp = picked_project
+    labeled = set(p.labels())
+    rng = np.random.default_rng(0)
+    extra = [r for r in rng.permutation(len(truth)) if r not in labeled][:30]
+    p.import_labels(_answers(tmp, "random.csv", extra, truth))
+    run = p.fit(target_precision=0.8)
+    e = run["summary"]["estimate"]
+    assert e["trusted"] is True and e["calibrated_by"]["random"] == 30 and e["labels"]["picked"] == 45
+    assert e["n_calibration"] == 30
+    # --picked keeps a file's rows out of calibration
+    more = [r for r in rng.permutation(len(truth)) if r not in labeled and r not in extra][:12]
+    p.import_labels(_answers(tmp, "picked.csv", more, truth), origin="picked")
+    run = p.fit(target_precision=0.8)
+    assert run["summary"]["estimate"]["calibrated_by"]["random"] == 30
+    assert run["summary"]["estimate"]["labels"]["picked"] == 57
+
+
+def test_audit_certifies_the_run_and_audit_rows_never_calibrate(picked_project):
+    p, truth, tmp = picked_project
+    with pytest.warns(UntrustedEstimateWarning):
+        p.fit(target_precision=0.8)
+    p.apply()
+    _, sel = p.audit(60)
+    inc = p.store.db.execute("SELECT inclusion FROM audits").fetchall()
+    assert len(inc) == 60 and all(0 < v <= 1 for (v,) in inc)
+    p.import_labels(_answers(tmp, "audit.csv", sel.rows, truth))
+    assert sum(v == "audit" for v in p.store.label_origins().values()) == 60
+    # a plain fit: audit rows spread but do not calibrate (they are a sample of accepted rows only)
+    with pytest.warns(UntrustedEstimateWarning):
+        plain = p.fit(target_precision=0.8)
+    assert plain["summary"]["estimate"]["calibrated_by"] == {"random": 0, "validation": 0}
+    run = p.fit(target_precision=0.8, certify="audit")
+    s = run["summary"]
+    assert s["estimate"]["certified_by"] == "audit" and s["estimate"]["trusted"] is True
+    assert s["estimate"]["audit_rows"] == 60
+    d = p.decisions(run["run_id"])
+    audited = set(sel.rows.tolist())
+    assert not audited & set(d["accepted"].tolist())  # audited rows keep their human label
+    assert audited <= set(d["seed_rows"].tolist())
+    for c in s["classes"]:
+        if c["meets_target"]:
+            assert c["certified_by"] == "audit" and c["precision_low"] is not None
+    out = p.apply(run_id=run["run_id"], out=tmp / "certified.csv")
+    rows = list(csv.DictReader(open(out)))
+    auto = [r for r in rows if r["source"] == "auto"]
+    if auto:
+        realized = np.mean([truth[int(r["id"][1:])] == r["label"] for r in auto])
+        assert realized >= 0.8 - 0.1  # certified at 0.8 with an 80% one-sided bound
+    st = p.status()
+    assert st["audit"]["n_verified"] > 0
+    assert st["last_run"]["estimate"]["certified_by"] == "audit"
+
+
+def test_certify_audit_without_audit_labels_is_an_input_error_and_changes_nothing(picked_project):
+    p, truth, tmp = picked_project
+    folder = p.folder
+    before = _db_digest(folder)
+    r = run_cli("fit", str(folder), "--certify", "audit", "--quiet")
+    assert r.returncode == 2 and "needs verified audit labels" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert _db_digest(folder) == before
+
+
+def test_certify_audit_from_a_run_that_no_longer_exists(picked_project):
+    p, truth, tmp = picked_project
+    with pytest.warns(UntrustedEstimateWarning):
+        run = p.fit(target_precision=0.8)
+    _, sel = p.audit(20)
+    p.import_labels(_answers(tmp, "audit.csv", sel.rows, truth))
+    shutil.rmtree(p.folder / "runs" / run["run_id"])
+    before = _db_digest(p.folder)
+    r = run_cli("fit", str(p.folder), "--certify", "audit", "--quiet")
+    assert r.returncode == 2 and "no longer exist" in r.stderr and run["run_id"] in r.stderr
+    assert _db_digest(p.folder) == before
+
+
+@pytest.mark.parametrize("body,msg", [
+    ("id,label\nt0,animal\nnope,food\n", "not items of this project"),
+    ("id,label\nt1,animal\nt2,mineral\n", "no human label has"),
+])
+def test_bad_validation_files_change_nothing(picked_project, body, msg):
+    p, truth, tmp = picked_project
+    (tmp / "val.csv").write_text(body)
+    before = _db_digest(p.folder)
+    r = run_cli("import", str(p.folder), str(tmp / "val.csv"), "--validation")
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert _db_digest(p.folder) == before
+
+
+def test_validation_sample_calibrates_and_certifies(picked_project):
+    p, truth, tmp = picked_project
+    labeled = set(p.labels())
+    rng = np.random.default_rng(3)
+    val = [r for r in rng.permutation(len(truth)) if r not in labeled][:60]
+    r = run_cli("import", str(p.folder), str(_answers(tmp, "val.csv", val, truth)), "--validation")
+    assert r.returncode == 0, r.stderr
+    assert sum(v == "validation" for v in p.store.label_origins().values()) == 60
+    r = run_cli("fit", str(p.folder), "--target-precision", "0.8", "--certify", "audit", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "certified by an audit" in r.stdout
+    st = json.loads(run_cli("status", str(p.folder), "--json").stdout)
+    assert st["last_run"]["estimate"]["certified_by"] == "audit"
+    assert st["last_run"]["estimate"]["audit_rows"] == 60
