@@ -37,10 +37,12 @@ test: $(STAMP) data browser
 bench: $(STAMP) data
 	$(BIN)/pip install -q -e '.[bench,text,image,report]'
 	$(BIN)/python bench/embed_wordnet.py --per-class 600
+	$(BIN)/python bench/embed_wordnet.py --per-class 100000
 	$(BIN)/python bench/ann_choice.py --dataset fashion
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/matched.py
 	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/honesty.py
 	$(BIN)/python bench/select_coverage.py
 	$(BIN)/python bench/select_certify.py
 	$(BIN)/python bench/select_big.py --strategies kmeans stratified facility

@@ -68,6 +68,8 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
         return imbalanced()
     if name == "fashion":
         return load("fashion", n=20_000)
+    if name == "wordnet":  # all 82,115 noun glosses, 26 classes (python bench/embed_wordnet.py --per-class 100000)
+        return load("wordnet", per_class=100_000)
     return load(name)
 
 
@@ -155,7 +157,16 @@ def summarise(records: list[dict]) -> dict:
                 "below_low": float(below.mean()),
                 "realized": float(np.mean([x["realized"] for x in rows]))}
 
+    # per class over the repetitions: a class reported >= 0.95 on average must not realize < 0.90 on average
+    by_label: dict[str, list[tuple[float, float]]] = {}
+    for c in per:
+        by_label.setdefault(c["label"], []).append((c["expected"], c["realized"]))
+    means = {k: (float(np.mean([e for e, _ in v])), float(np.mean([r for _, r in v]))) for k, v in by_label.items()}
+    high = {k: v for k, v in means.items() if v[0] >= 0.95}
+    worst = min(high.items(), key=lambda kv: kv[1][1]) if high else None
     return {"reps": len(records), "coverage": float(np.mean([r["coverage"] for r in records])),
+            "worst_high_class": None if worst is None else {"label": worst[0], "mean_expected": worst[1][0],
+                                                             "mean_realized": worst[1][1]},
             "untrusted": float(np.mean([not r["trusted"] for r in records])),
             "pooled": stats(pooled), "per_class": stats(per), "certified_classes": stats(cert),
             "seconds": float(np.mean([r["seconds"] for r in records]))}
@@ -204,18 +215,21 @@ def main() -> None:
 
 def table(results: dict, names: list[str]) -> None:
     print("| data | labels | coverage | untrusted | pooled bias | pooled RMSE | pooled below low | "
-          "per-class bias | per-class below low | certified classes: bias / below low |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "per-class bias | per-class RMSE | per-class below low | classes | lowest mean realized of a class "
+          "reported >= 0.95 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in names:
         for s, r in results[name].items():
-            po, pc, ce = r["pooled"], r["per_class"], r["certified_classes"]
+            po, pc = r["pooled"], r["per_class"]
 
             def f(d, k):
                 return f"{d[k]:+.3f}" if k == "bias" and d.get("n") else (f"{d[k]:.3f}" if d.get("n") else "-")
 
+            w = r.get("worst_high_class")
+            worst = "-" if not w else f"{w['mean_realized']:.3f} ({w['label']}, reported {w['mean_expected']:.3f})"
             print(f"| {name} | {s} | {r['coverage']:.3f} | {r['untrusted']:.2f} | {f(po, 'bias')} | {f(po, 'rmse')} | "
-                  f"{f(po, 'below_low')} | {f(pc, 'bias')} | {f(pc, 'below_low')} | "
-                  f"{f(ce, 'bias')} / {f(ce, 'below_low')} (n={ce.get('n', 0)}) |")
+                  f"{f(po, 'below_low')} | {f(pc, 'bias')} | {f(pc, 'rmse')} | {f(pc, 'below_low')} | "
+                  f"{pc.get('n', 0)} | {worst} |")
 
 
 if __name__ == "__main__":

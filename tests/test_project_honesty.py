@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from labelseed import UntrustedEstimateWarning
-from labelseed.exceptions import InputError
 from labelseed.project import Project
 
 from conftest import run_cli

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from labelseed import AutoLabeler, InputError, UntrustedEstimateWarning
+from labelseed import AutoLabeler, UntrustedEstimateWarning
 from labelseed.graph import build_knn_graph
 from labelseed.metrics import fbeta, precision, recall, resolve_metric
 from labelseed.spreading import normalized_affinity, spread_many

@@ -362,12 +362,21 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         inc = None if inclusion is None else np.asarray(inclusion, dtype=np.float64)
         if inc is not None and (inc.shape != r.shape or not ((inc > 0) & (inc <= 1)).all()):
             raise InputError("`inclusion` must hold one probability in (0, 1] per audited row.")
+        # the audited rows now carry a person's label: they are seed rows from here on, not pool rows
+        codes = self._codes.copy()
+        known = {str(v): i for i, v in enumerate(self.classes_)}
+        said = np.array([known.get(str(v), -1) for v in lab], dtype=np.int64)
+        codes[r[said >= 0]] = said[said >= 0]
+        pool = np.setdiff1d(self.cv_scores_.unlabeled, r)
         th = audit_thresholds(
-            self.result_.thresholds, final.predicted, final.confidence, self.cv_scores_.unlabeled, r, right,
+            self.result_.thresholds, final.predicted, final.confidence, pool, r, right,
             inclusion=inc, confidence_level=float(self.confidence_level), random_state=self.random_state,
         )
         self.thresholds_ = th.thresholds
-        self.result_ = _decide(self._codes, self.classes_, final, th)
+        self.result_ = _decide(codes, self.classes_, final, th)
+        # an audited row of a class the seed lacks is neither seed nor auto-label
+        self.result_.source[r[said < 0]] = ABSTAIN
+        self.result_.labels[r[said < 0]] = None
         self.cv_results_ = _table(th)
         return self.result_
 
@@ -504,9 +513,12 @@ def estimate_basis(th: ThresholdResult) -> dict[str, Any]:
                    "from the pool)")
     else:
         assumes = "the calibrating labels are a uniform random sample of the pool"
+        if not math.isnan(th.sampling_p_value):
+            assumes += f" (the seed's class mix matches the pool's: chi-square p = {th.sampling_p_value:.2f})"
     if not th.trusted:
-        assumes += ("; NOT TRUE here: every label was picked by labelseed (select/query) or another tool, so "
-                    "this estimate cannot be trusted: audit the run (`labelseed audit`, then `fit --certify audit`)")
+        assumes = ("nothing it can stand on: every label was picked (by select/query or another tool), none "
+                   "drawn at random, so this estimate cannot be trusted; audit the run (`labelseed audit`, "
+                   "verify, import, then `labelseed fit --certify audit`)")
     return {
         "certified_by": th.certified_by,
         "label_sampling": th.label_sampling,

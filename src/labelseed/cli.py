@@ -586,7 +586,7 @@ def _print_basis(summary: dict[str, Any]) -> None:
             print(f"  {c['label']}: not certified; about {c['audit_needed']} more audited rows would certify it "
                   "if they are right as often as these")
     elif not e.get("trusted", True):
-        print(f"warning: {e['assumes']}", file=sys.stderr)
+        pass  # the library's warning said it, with the way out
     else:
         print(f"estimate: calibrated on {what}; assumes {e.get('assumes')}")
 

@@ -1,7 +1,8 @@
 """`make demo`: the whole method end to end on real labeled data, through the CLI.
 
 1. From raw data, the labeling loop over a project (``init -> embed -> select -> import ->
-   fit -> query -> import -> fit -> apply -> status``), the demo playing the person by
+   fit -> query -> import -> fit -> apply -> audit -> import -> fit --certify audit -> apply
+   -> status``), the demo playing the person by
    revealing the hidden label of each item it is asked about:
    real texts (WordNet noun glosses, labeled by lexicographer file, Debian ``wordnet-base``;
    MiniLM embeddings) and real images (Fashion-MNIST PNG files written from Debian
@@ -77,8 +78,9 @@ def _reveal(picks_csv: Path, truth: dict[str, str], answers: Path) -> int:
 
 
 def loop(name: str, folder: Path, init_args: list[str], embed_args: list[str], truth: dict[str, str],
-         first: int, second: int, target: float) -> None:
-    """init -> embed -> select -> (person) -> import -> fit -> query -> (person) -> import -> fit -> apply."""
+         first: int, second: int, target: float, audit_per_class: int = 30, check_per_class: int = 10) -> None:
+    """init -> embed -> select -> (person) -> import -> fit -> query -> (person) -> import -> fit -> apply
+    -> audit -> (person) -> import -> fit --certify audit -> apply -> a fresh audit of that run."""
     print(f"\n=== {name}: {len(truth)} items, {len(set(truth.values()))} classes, the loop from raw data ===")
     proj = folder / "project"
     _cli("init", str(proj), *init_args)
@@ -91,33 +93,66 @@ def loop(name: str, folder: Path, init_args: list[str], embed_args: list[str], t
     print(f"(the person labels the {_reveal(folder / 'round2.csv', truth, folder / 'answers2.csv')} items)")
     _cli("import", str(proj), str(folder / "answers2.csv"), "--who", "demo")
     _cli("fit", str(proj), "--target-precision", str(target), "--quiet")
-    _cli("apply", str(proj), "--out", str(folder / "labels.csv"))
-    # the estimate assumes the labels were a random sample; picked ones are not, so measure it
-    _cli("audit", str(proj), "--budget", "60", "--out", str(folder / "audit.csv"))
-    print(f"(the person verifies the {_reveal(folder / 'audit.csv', truth, folder / 'audit_answers.csv')} auto-labels)")
-    _cli("import", str(proj), str(folder / "audit_answers.csv"), "--who", "demo", "--replace")
-    _cli("status", str(proj))
-    _cli("report", "--project", str(proj), "--out", str(folder / "report"))
-    rows = list(csv.DictReader(open(folder / "labels.csv")))
-    auto = [(r["id"], r["label"]) for r in rows if r["source"] == "auto"]
+    _cli("apply", str(proj), "--out", str(folder / "labels_uncertified.csv"))
     from .project import Project
 
     with Project.open(proj) as p:
+        before = p.status()["last_run"]
+    # every label so far was picked by labelseed, so the estimate above cannot be trusted:
+    # a verified random sample of the auto-labels measures it and certifies the thresholds
+    n_classes = len(set(truth.values()))
+    _cli("audit", str(proj), "--budget", str(audit_per_class * n_classes), "--out", str(folder / "audit.csv"))
+    print(f"(the person verifies the {_reveal(folder / 'audit.csv', truth, folder / 'audit_answers.csv')} auto-labels)")
+    _cli("import", str(proj), str(folder / "audit_answers.csv"), "--who", "demo")
+    _cli("fit", str(proj), "--target-precision", str(target), "--certify", "audit", "--quiet")
+    _cli("apply", str(proj), "--out", str(folder / "labels.csv"))
+    with Project.open(proj) as p:
+        first_audit = p.status().get("audit") or {}
+        certified = p.status()["last_run"]
+    # a fresh audit of the certified run checks what it reports, as a user would
+    _cli("audit", str(proj), "--budget", str(check_per_class * n_classes), "--out", str(folder / "check.csv"))
+    print(f"(the person verifies the {_reveal(folder / 'check.csv', truth, folder / 'check_answers.csv')} auto-labels)")
+    _cli("import", str(proj), str(folder / "check_answers.csv"), "--who", "demo")
+    _cli("status", str(proj))
+    _cli("report", "--project", str(proj), "--out", str(folder / "report"))
+    with Project.open(proj) as p:
         st = p.status()
-    print("hidden-truth check (realized precision of the auto-labels, per class):")
-    for label in sorted({lab for _, lab in auto}):
+    if first_audit:
+        lo, hi = first_audit["interval_95"]
+        exp0 = before["expected_precision"]
+        inside = exp0 is not None and lo <= exp0 <= hi
+        print(f"the run from picked labels only reported {_r(exp0)} and was marked untrusted; the audit of "
+              f"{first_audit['n_verified']} of its auto-labels measured {first_audit['realized_precision']:.3f} "
+              f"[{lo:.3f}, {hi:.3f}] (95%): {'inside' if inside else 'outside'} that interval")
+    check = st.get("audit") or {}
+    if check and check.get("run_id") == certified["run_id"]:
+        lo, hi = check["interval_95"]
+        exp1 = certified["expected_precision"]
+        inside = exp1 is not None and lo <= exp1 <= hi
+        print(f"the audit-certified run reports {_r(exp1)}; a fresh audit of {check['n_verified']} of its auto-labels "
+              f"measured {check['realized_precision']:.3f} [{lo:.3f}, {hi:.3f}] (95%, without the hidden truth): "
+              f"{'they agree' if inside else 'they DISAGREE'}")
+    rows = list(csv.DictReader(open(folder / "labels.csv")))
+    auto = [(r["id"], r["label"]) for r in rows if r["source"] == "auto"]
+    print("hidden-truth check of the audit-certified run (expected -> realized precision, per class):")
+    per = certified["per_class"]
+    for label in sorted(per):
         mine = [truth[i] == lab for i, lab in auto if lab == label]
-        print(f"  {label:>20}: {len(mine):6d} auto-labels, realized {np.mean(mine):.3f}")
+        if not mine:
+            print(f"  {label:>20}:      0 auto-labels")
+            continue
+        print(f"  {label:>20}: {len(mine):6d} auto-labels, expected {_r(per[label]['expected_precision'])} "
+              f"[{_r(per[label]['precision_low'])}, {_r(per[label]['precision_high'])}] -> realized {np.mean(mine):.3f}")
     realized = np.mean([truth[i] == lab for i, lab in auto]) if auto else float("nan")
-    exp = st["last_run"]["expected_precision"]
-    audit = st.get("audit") or {}
+    lr = certified
+    lo, hi = lr["expected_precision_interval"]
     print(f"overall: {len(auto)} auto-labels from {len(rows) - len(auto)} human labels; realized precision "
-          f"{realized:.3f} vs expected {exp if exp is None else round(exp, 3)} (target {target}); "
-          f"coverage {st['last_run']['coverage']:.3f}")
-    if audit:
-        lo, hi = audit["interval_95"]
-        print(f"the audit of {audit['n_verified']} auto-labels measured {audit['realized_precision']:.3f} "
-              f"[{lo:.3f}, {hi:.3f}] (95%), without the hidden truth")
+          f"{realized:.3f} vs expected {_r(lr['expected_precision'])} [{_r(lo)}, {_r(hi)}] (target {target}, "
+          f"certified by the audit); coverage {lr['coverage']:.3f}")
+
+
+def _r(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def texts_demo(root: Path) -> None:

@@ -601,7 +601,7 @@ class Project:
         run_dir = self.folder / "runs" / run_id
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.tmp-", dir=self.folder))
         try:
-            acc = np.setdiff1d(r.accepted, held)  # a held-out audited row keeps its human label
+            acc = r.accepted
             th_by_class = np.asarray(model.thresholds_, dtype=np.float64)
             codes = np.searchsorted(model.classes_, r.labels[acc].astype(model.classes_.dtype)) if len(acc) else np.empty(0, int)
             np.savez(tmp / "decisions.npz", rows=rows, classes=np.asarray([str(c) for c in model.classes_]),

@@ -1035,7 +1035,8 @@ def audit_thresholds(
     predicted, confidence : ndarray of shape (n_rows,)
         The run's final predicted class codes and confidences.
     pool : ndarray of int64
-        Rows that can be auto-labeled (the unlabeled rows of the run).
+        Rows that can be auto-labeled (the unlabeled rows of the run, less the audited ones,
+        which now have a person's label).
     audited : ndarray of int64
         Audited rows (row numbers); those not accepted by `base` are ignored.
     audited_right : ndarray of bool, same length
@@ -1045,29 +1046,23 @@ def audit_thresholds(
         ``1 / inclusion``; default: equal within a class, as in one stratified audit).
     """
     target = base.target_precision if base.target_precision is not None else 0.95
-    n_classes = len(base.per_class)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     th = np.asarray(base.thresholds, dtype=np.float64).copy()
     fp, fc = predicted[pool], confidence[pool]
-    pos = np.full(len(predicted), -1, dtype=np.int64)
-    pos[pool] = np.arange(len(pool))
-    audited = np.asarray(audited, dtype=np.int64)
-    right = np.asarray(audited_right, dtype=bool)
-    w_all = np.ones(len(audited)) if inclusion is None else 1.0 / np.asarray(inclusion, dtype=np.float64)
-    in_pool = pos[audited] >= 0
-    a_rows, a_right, a_w = audited[in_pool], right[in_pool], w_all[in_pool]
+    a_rows = np.asarray(audited, dtype=np.int64)
+    a_right = np.asarray(audited_right, dtype=bool)
+    a_w = np.ones(len(a_rows)) if inclusion is None else 1.0 / np.asarray(inclusion, dtype=np.float64)
     a_pred, a_conf = predicted[a_rows], confidence[a_rows]
     n_pool = max(len(pool), 1)
     per: list[ClassThreshold] = []
     parts: list[tuple[int, float, float]] = []  # (accepted rows, effective right, effective n) per class
     for c, row in enumerate(base.per_class):
         t0 = th[c]
-        acc = (fp == c) & (fc >= t0)
-        mine = (a_pred == c) & (a_conf >= t0)
+        mine = (a_pred == c) & (a_conf >= t0)  # audited rows the run accepted as c
         conf_c, right_c, w_c = a_conf[mine], a_right[mine], a_w[mine]
         new_t, found = math.inf, False
         k_best = n_best = 0.0
-        if math.isfinite(t0) and acc.any():
+        if math.isfinite(t0) and mine.any():
             for t in np.concatenate([[t0], np.unique(conf_c[conf_c > t0])]):
                 sel = conf_c >= t
                 if not sel.any():
@@ -1092,7 +1087,7 @@ def audit_thresholds(
             precision_high=clopper_pearson(k_best, n_best, hi_q, upper=True) if found else math.nan,
             n_accepted=n_acc, expected_coverage=n_acc / n_pool, support=int((conf_c >= new_t).sum()) if found else 0,
             meets_target=found, certified_by="audit",
-            audit_needed=None if found or not (math.isfinite(t0) and acc.any())
+            audit_needed=None if found or not (math.isfinite(t0) and ((fp == c) & (fc >= t0)).any())
             else audit_rows_needed(k_best, n_best, target, confidence_level),
         ))
     total = sum(p[0] for p in parts)
