@@ -11,6 +11,7 @@ from scipy import stats
 
 from labelseed import AutoLabeler, InputError, UntrustedEstimateWarning
 from labelseed.thresholds import (
+    AUDIT_CUTS,
     audit_rows_needed,
     clopper_pearson,
     estimate_class_priors,
@@ -203,9 +204,14 @@ def test_audit_certification_raises_thresholds_until_the_exact_bound_meets_the_t
             assert row.expected_precision == pytest.approx(k / n)
             assert clopper_pearson(k, n, 0.2) >= 0.85
             assert row.precision_low == pytest.approx(clopper_pearson(k, n, 0.05))
-            # the threshold is the lowest audited cut that certifies
-            lower = np.unique(conf[mine][(conf[mine] < row.threshold) & (conf[mine] >= before[c])])
-            for t in lower:
+            # the threshold is the lowest candidate cut that certifies: the run's own, or a decile
+            # of the confidences the run accepted as c (fixed before the answers are seen)
+            unl = m.cv_scores_.unlabeled
+            accepted_c = conf[unl][(pred[unl] == c) & (conf[unl] >= before[c])]
+            grid = np.quantile(accepted_c, np.linspace(0, 1, AUDIT_CUTS + 1)[1:-1])
+            cands = np.unique(np.concatenate([[before[c]], grid[grid > before[c]]]))
+            assert np.isclose(cands, row.threshold).any()
+            for t in cands[cands < row.threshold]:
                 a = mine[conf[mine] >= t]
                 assert clopper_pearson(int((y[a] == c).sum()), len(a), 0.2) < 0.85
         else:
