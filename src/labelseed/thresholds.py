@@ -506,8 +506,13 @@ def stratified_precision(
     else:
         if rng is None:
             raise ValueError("`rng` is needed for draws.")
-        R = rng.beta(ra, rb, size=(draws, *ra.shape))
-        W = rng.beta(wa, wb, size=(draws, *wa.shape))
+        # draw only the rates that count (one right rate per class in the group, a wrong rate
+        # per class with rows): the rest are multiplied by 0 anyway
+        rc, wc = np.flatnonzero(has & can_right), np.flatnonzero(has)
+        good = rng.beta(ra[..., rc], rb[..., rc], size=(draws, *ra[..., rc].shape)) @ priors[rc]
+        bad = rng.beta(wa[..., wc], wb[..., wc], size=(draws, *wa[..., wc].shape)) @ priors[wc]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(good + bad > 0, good / np.maximum(good + bad, 1e-300), 0.0)
     good = (R * (has & can_right) * priors).sum(axis=-1)
     bad = (W * has * priors).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
