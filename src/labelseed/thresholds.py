@@ -460,12 +460,6 @@ class _Evidence:
         c = cum[idx]
         return c[:, :K], c[:, K:]
 
-    def _can_right(self) -> NDArray[np.bool_]:
-        K = len(self.priors)
-        return np.ones(K, dtype=bool) if self.group is None else np.arange(K) == self.group
-
-    def _wrong_prior(self) -> float:
-        return 0.5 if self.group is None else 0.5 / max(len(self.priors) - 1, 1)
 
     def precision(self, thresholds: NDArray[np.floating], q: float = 0.5) -> NDArray[np.float64]:
         """The evidence's precision at each threshold (posterior medians by default).
@@ -475,14 +469,21 @@ class _Evidence:
         right, wrong = self.counts(thresholds)
         key = right.sum(axis=1) * (len(self.conf) + 1) + wrong.sum(axis=1)
         _, first, back = np.unique(key, return_index=True, return_inverse=True)
-        p = stratified_precision(right[first], wrong[first], self.n_true, self.priors, self._can_right(),
-                                 self._wrong_prior(), q=q)
+        K = len(self.priors)
+        p = stratified_precision(right[first], wrong[first], self.n_true, self.priors, _can_right(K, self.group),
+                                 _wrong_prior(K, self.group), q=q)
         return p[back.ravel()]
 
-    def interval(self, threshold: float, lo_q: float, hi_q: float, rng: np.random.Generator) -> tuple[float, float]:
-        right, wrong = self.counts(np.array([threshold]))
-        return stratified_interval(right[0], wrong[0], self.n_true, self.priors, self._can_right(),
-                                   self._wrong_prior(), lo_q, hi_q, rng)
+
+def _can_right(n_classes: int, group: int | None) -> NDArray[np.bool_]:
+    """Which true classes can be accepted *rightly* into a group: its own class, or every class."""
+    return np.ones(n_classes, dtype=bool) if group is None else np.arange(n_classes) == group
+
+
+def _wrong_prior(n_classes: int, group: int | None) -> float:
+    """Pseudo-rows of wrong answers per true class: half a row, split over the groups a row
+    could be wrongly sent to."""
+    return 0.5 if group is None else 0.5 / max(n_classes - 1, 1)
 
 
 def stratified_precision(
@@ -531,8 +532,10 @@ def stratified_interval(
 
 
 def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int | None,
-           priors: NDArray[np.float64]) -> _Group:
-    """Rows predicted as class `cls` (every reached row when None), pool sorted by confidence."""
+           priors: NDArray[np.float64], fold_counts: NDArray[np.float64]) -> _Group:
+    """Rows predicted as class `cls` (every reached row when None), pool sorted by confidence.
+
+    `fold_counts` (n_splits, n_classes): calibration rows per fold and true class."""
     pp = final.predicted[pool]
     sel = pool[(pp >= 0) if cls is None else (pp == cls)]
     sel = sel[np.argsort(-final.confidence[sel], kind="stable")]
@@ -540,9 +543,6 @@ def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int 
     conf = final.confidence[sel]
     sp = cv.oof.predicted
     smask = (sp >= 0) if cls is None else (sp == cls)
-    K = len(priors)
-    fold_counts = np.zeros((cv.n_splits, K))
-    np.add.at(fold_counts, (cv.fold, cv.y_true), 1.0)
     return _Group(
         pool_conf=conf,
         pool_pred=final.predicted[sel],
@@ -850,8 +850,10 @@ def choose_thresholds(
     cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
-    groups = ([_group(cv.final, pool, cv, c, priors) for c in range(n_classes)] if per_class
-              else [_group(cv.final, pool, cv, None, priors)])
+    fold_counts = np.zeros((cv.n_splits, n_classes))
+    np.add.at(fold_counts, (cv.fold, cv.y_true), 1.0)
+    groups = ([_group(cv.final, pool, cv, c, priors, fold_counts) for c in range(n_classes)] if per_class
+              else [_group(cv.final, pool, cv, None, priors, fold_counts)])
 
     def _block(th: NDArray[np.float64]) -> NDArray[np.float64]:
         if blocked is not None and len(blocked):
@@ -893,7 +895,6 @@ def choose_thresholds(
 
     oof_pred = _oof_pred_at(cv, thresholds)
     n_true = np.bincount(cv.y_true, minlength=n_classes).astype(np.float64)
-    all_classes = np.ones(n_classes, dtype=bool)
 
     def evidence_counts(group: int | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         acc = (oof_pred >= 0) if group is None else (oof_pred == group)
@@ -915,10 +916,8 @@ def choose_thresholds(
             vals = _predict_all(cals[1:], lfc[rows], fp[rows]).mean(axis=1)
             lo, hi = (float(v) for v in np.quantile(vals, [lo_q, hi_q]))
         right, wrong = evidence_counts(group)
-        can_right = all_classes if group is None else np.arange(n_classes) == group
-        wrong_prior = 0.5 if group is None else 0.5 / max(n_classes - 1, 1)
-        draws = stratified_precision(right, wrong, n_true, priors, can_right, wrong_prior, q=None, rng=rng, draws=2000)
-        e_lo, e_hi = (float(v) for v in np.quantile(draws, [lo_q, hi_q]))
+        e_lo, e_hi = stratified_interval(right, wrong, n_true, priors, _can_right(n_classes, group),
+                                         _wrong_prior(n_classes, group), lo_q, hi_q, rng)
         return point, min(lo, e_lo), max(hi, e_hi)
 
     seed_counts = np.bincount(cv.y_true, minlength=n_classes)
