@@ -159,3 +159,22 @@ def test_validation_sample_calibrates_and_certifies(picked_project):
     st = json.loads(run_cli("status", str(p.folder), "--json").stdout)
     assert st["last_run"]["estimate"]["certified_by"] == "audit"
     assert st["last_run"]["estimate"]["audit_rows"] == 60
+
+
+def test_status_still_shows_an_audit_drawn_before_audits_were_recorded(picked_project):
+    p, truth, tmp = picked_project
+    with pytest.warns(UntrustedEstimateWarning):
+        run = p.fit(target_precision=0.8)
+    _, sel = p.audit(20)
+    with p.store.transaction() as db:  # a project whose audit an older labelseed drew
+        db.execute("DELETE FROM audits")
+    p.import_labels(_answers(tmp, "audit.csv", sel.rows, truth))
+    st = p.status()
+    assert st["audit"]["run_id"] == run["run_id"] and st["audit"]["n_verified"] == 20
+    d = p.decisions(run["run_id"])
+    given = dict(zip(d["accepted"].tolist(), d["classes"][d["accepted_label"]].tolist()))
+    per = st["audit"]["per_class"]
+    for c in per:  # each class's verified rows and right answers, counted from the run's own labels
+        mine = [r for r in sel.rows.tolist() if given[r] == c]
+        assert per[c]["verified"] == len(mine) and per[c]["right"] == sum(truth[r] == c for r in mine)
+    assert sum(v["verified"] for v in per.values()) == 20

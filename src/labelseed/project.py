@@ -508,6 +508,11 @@ class Project:
         origins = self.store.label_origins() if origins is None else origins
         return np.array([origins.get(int(r), "") for r in rows], dtype=object)
 
+    @staticmethod
+    def _calibrate_mask(y: NDArray[np.object_], origin: NDArray[np.object_]) -> NDArray[np.bool_]:
+        """Labeled rows drawn at random: the only ones a precision estimate may learn from."""
+        return np.asarray((y != None) & np.isin(origin, ["random", "validation"]), dtype=bool)  # noqa: E711
+
     def _audit_evidence(self, rows: NDArray[np.int64], origins: dict[int, str]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Project rows that may certify a run (audited or validation labels) and each one's
         probability of having been drawn. Refuses audit labels whose run is gone."""
@@ -575,7 +580,7 @@ class Project:
             held, inclusion = self._audit_evidence(rows, origins)
             held_labels = y[held].copy()
             y[held] = None
-        calibrate = (y != None) & np.isin(origin, ["random", "validation"])  # noqa: E711
+        calibrate = self._calibrate_mask(y, origin)
         model = AutoLabeler(target_precision=target_precision, metric=metric, per_class=per_class,
                             n_neighbors=n_neighbors, random_state=seed, **params)
         graph, _ = cached_knn_graph(X, n_neighbors, self.folder / "cache", progress=progress, random_state=seed)
@@ -711,7 +716,7 @@ class Project:
         model = AutoLabeler(target_precision=target_precision or cfg.get("target_precision", 0.95),
                             per_class=cfg.get("per_class", True), n_neighbors=k, random_state=seed)
         graph, _ = cached_knn_graph(X, k, self.folder / "cache", random_state=seed)
-        calibrate = (y != None) & np.isin(self._origins_for(rows), ["random", "validation"])  # noqa: E711
+        calibrate = self._calibrate_mask(y, self._origins_for(rows))
         with warnings.catch_warnings():  # the estimate is not what query reports
             warnings.simplefilter("ignore", UntrustedEstimateWarning)
             model.fit(X, y, graph=graph, calibrate=calibrate)
@@ -739,6 +744,8 @@ class Project:
         from .select import audit_estimate
 
         recs = self.store.audit_records()
+        if not recs:
+            recs = self._unrecorded_audits(run_id)
         if run_id is None or not any(r == run_id for r, *_ in recs):
             if not recs:
                 return None
@@ -758,6 +765,20 @@ class Project:
                 "n_verified": est.n_verified,
                 "per_class": {c: {"verified": v[0], "right": v[1], "precision": v[2], "interval_95": [v[3], v[4]]}
                               for c, v in est.per_class.items()}}
+
+    def _unrecorded_audits(self, run_id: str | None) -> list[tuple[str, int, str, float]]:
+        """Audits drawn by a labelseed that did not record them (before the audits table):
+        their rows are taken as a sample of the given (or last) run's accepted rows."""
+        rows = [r for (r,) in self.store.db.execute("SELECT DISTINCT row FROM requests WHERE kind = 'audit'")]
+        if not rows or (run_id is None and self.store.latest_run() is None):
+            return []
+        d = self.decisions(run_id)
+        labels = d["classes"][d["accepted_label"]] if len(d["accepted"]) else np.empty(0, dtype=str)
+        pred = dict(zip(d["accepted"].tolist(), labels.tolist()))
+        per_class = {c: sum(v == c for v in pred.values()) for c in set(pred.values())}
+        mine = [r for r in rows if r in pred]
+        asked = {c: sum(pred[r] == c for r in mine) for c in per_class}
+        return [(str(d["run"]["run_id"]), r, str(pred[r]), asked[pred[r]] / per_class[pred[r]]) for r in mine]
 
     # ---------------------------------------------------------------- export
     def export(self, out: str | Path, *, items: str = "requested", batch: str | None = None, force: bool = False) -> Path:
