@@ -186,9 +186,16 @@ def test_existing_output_needs_force(pool):
     r = _bad(d)
     assert r.returncode == 2 and "--force" in r.stderr
     assert (d / "o" / "mine.txt").read_text() == "keep me"
+    # --force replaces only labelseed's own outputs (issue 12): a user's folder stays as it was
+    r = _bad(d, extra=("--force",))
+    assert r.returncode == 2 and "did not write" in r.stderr
+    assert (d / "o" / "mine.txt").read_text() == "keep me" and not (d / "o" / "summary.json").exists()
+    (d / "o" / "mine.txt").unlink()
+    (d / "o").rmdir()
+    assert _bad(d).returncode == 0
     r = _bad(d, extra=("--force",))
     assert r.returncode == 0, r.stderr
-    assert not (d / "o" / "mine.txt").exists() and (d / "o" / "summary.json").exists()
+    assert (d / "o" / "summary.json").exists()
 
 
 def test_failed_run_leaves_no_partial_output(pool):

@@ -122,23 +122,61 @@ def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
     return labels  # strings, even "3": labels are names, and ids stay as the pool wrote them
 
 
-def check_output_free(out: str | Path, force: bool) -> None:
-    """A user's existing output is only replaced when they pass --force."""
-    if Path(out).exists() and not force:
-        raise OutputExistsError(f"--out {str(out)!r} already exists; pass --force to replace it, or choose another folder.")
+#: A file labelseed leaves in every folder it writes, so that --force knows the folder is its own.
+OUTPUT_MARKER = ".labelseed-output"
+#: A project's store: never an output, --force or not.
+_STORE_FILES = ("labelseed.db", "labelseed.db-wal", "labelseed.db-shm", "embeddings.npy")
+
+
+def _written_by_labelseed(folder: Path) -> bool:
+    """A folder labelseed wrote: marked, or laid out as a run or report of an older version."""
+    return ((folder / OUTPUT_MARKER).exists()
+            or ((folder / "summary.json").exists() and (folder / "auto_labels.csv").exists())
+            or ((folder / "report.html").exists() and (folder / "report.json").exists()))
+
+
+def check_output_free(out: str | Path, force: bool, *, inputs: tuple[str | Path | None, ...] = ()) -> None:
+    """An output may go where nothing is, or, with --force, over a previous labelseed output.
+
+    Never over (or around) one of the command's `inputs`, a project's store, or a folder
+    labelseed did not write, --force or not: --force replaces only what labelseed wrote.
+    """
+    out = Path(out)
+    target = out.resolve()
+    for inp in inputs:
+        if inp is None:
+            continue
+        source = Path(inp).resolve()
+        if source == target or target in source.parents:
+            how = "is" if source == target else "contains"
+            raise InputError(f"--out {str(out)!r} {how} the input {str(inp)!r}; labelseed never writes over its "
+                             "inputs: choose another --out.")
+    if (target.name in _STORE_FILES and (target.parent / "labelseed.db").exists()) or (target / "labelseed.db").exists():
+        raise InputError(f"--out {str(out)!r} is a labelseed project's {'folder' if target.is_dir() else 'store'}; "
+                         "outputs never replace it: choose another path (e.g. a file inside the project folder).")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise OutputExistsError(f"--out {str(out)!r} already exists; pass --force to replace it, or choose another "
+                                    "path.")
+        if out.is_dir() and not _written_by_labelseed(out):
+            raise InputError(f"--out {str(out)!r} is a folder labelseed did not write; --force replaces only labelseed's "
+                             "own outputs: choose another folder, or empty it yourself.")
 
 
 @contextmanager
-def atomic_dir(out: str | Path, force: bool) -> Iterator[Path]:
+def atomic_dir(out: str | Path, force: bool, *, inputs: tuple[str | Path | None, ...] = ()) -> Iterator[Path]:
     """Yield a temporary folder next to `out`; on success it replaces `out` in one rename.
 
-    An existing `out` is only replaced with `force`; on failure nothing changes.
+    An existing `out` is only replaced with `force`, and only when labelseed wrote it
+    (:func:`check_output_free`); on failure nothing changes. The folder is marked as
+    labelseed's (:data:`OUTPUT_MARKER`).
     """
     out = Path(out)
-    check_output_free(out, force)
+    check_output_free(out, force, inputs=inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        (tmp / OUTPUT_MARKER).write_text("written by labelseed; `--force` may replace this folder\n")
         yield tmp
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

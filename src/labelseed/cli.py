@@ -256,7 +256,8 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 def autolabel(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
-    check_output_free(out, args.force)  # before the long run, not only at the end
+    inputs = (args.embeddings, args.labels)
+    check_output_free(out, args.force, inputs=inputs)  # before the long run, not only at the end
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labels = read_seed_labels(args.labels, ids)
     _check_classes({str(v) for v in labels if v is not None}, args.allow_single_class)
@@ -280,7 +281,7 @@ def autolabel(args: argparse.Namespace) -> int:
     r = model.result_
     keep = np.flatnonzero(r.source != ABSTAIN)
     id_list = ids.tolist()
-    with atomic_dir(out, args.force) as tmp:
+    with atomic_dir(out, args.force, inputs=inputs) as tmp:
         _write_labels(tmp, [id_list[i] for i in keep], [str(r.labels[i]) for i in keep],
                       r.confidence[keep], r.source[keep])
         import pyarrow as pa
@@ -354,10 +355,10 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
             f"coverage {_fmt(th.coverage)} of the unlabeled pool; written to {out}/")
 
 
-def _check_selection_out(out: Path, force: bool, budget: int) -> None:
+def _check_selection_out(out: Path, force: bool, budget: int, inputs: tuple[str | Path | None, ...] = ()) -> None:
     """Before any work: both outputs of a selection are free and the budget is positive."""
     for path in (out, out.with_suffix(".labelstudio.json")):
-        check_output_free(path, force)
+        check_output_free(path, force, inputs=inputs)
     if budget < 1:
         raise InputError(f"--budget must be at least 1; got {budget}.")
 
@@ -375,7 +376,7 @@ def select_cmd(args: argparse.Namespace) -> int:
         return _project_pick(args, "select")
     _need(args, "select", "embeddings", "out")
     out = Path(args.out)
-    _check_selection_out(out, args.force, args.budget)
+    _check_selection_out(out, args.force, args.budget, (args.embeddings, args.labels))
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labeled = None
     if args.labels:
@@ -403,7 +404,7 @@ def query_cmd(args: argparse.Namespace) -> int:
         return _project_pick(args, "query")
     _need(args, "query", "embeddings", "labels", "out")
     out = Path(args.out)
-    _check_selection_out(out, args.force, args.budget)
+    _check_selection_out(out, args.force, args.budget, (args.embeddings, args.labels))
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     X = check_embeddings(X)
     labels = read_seed_labels(args.labels, ids)
@@ -471,7 +472,7 @@ def audit_cmd(args: argparse.Namespace) -> int:
     if args.budget is None or args.out is None:
         raise InputError("audit needs --budget N --out FILE to draw a sample, or --verified FILE to measure one.")
     out = Path(args.out)
-    _check_selection_out(out, args.force, args.budget)
+    _check_selection_out(out, args.force, args.budget, (args.run,))
     ids = [r["id"] for r in rows]
     labels = np.array([r["label"] for r in rows], dtype=object)
     sel = audit_sample(labels, np.arange(len(rows)), args.budget, random_state=args.seed)
@@ -677,7 +678,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     from .store import DB_NAME
 
     if args.out:
-        check_output_free(args.out, args.force)
+        check_output_free(args.out, args.force, inputs=(args.data, args.labels, args.project))
     folder = Path(args.project)
     if not (folder / DB_NAME).exists():
         _init_project(args).close()
@@ -703,7 +704,7 @@ def report_cmd(args: argparse.Namespace) -> int:
     else:
         inputs, run_dir = inputs_from_run(Path(args.run)), Path(args.run)
     out = Path(args.out) if args.out else run_dir / "report"
-    with atomic_dir(out, args.force) as tmp:
+    with atomic_dir(out, args.force, inputs=(args.project, args.run)) as tmp:
         rep = build_report(inputs, tmp, map_sample=args.map_sample, random_state=args.seed)
     print(f"report written to {out / rep.html.name} (+ report.json and {len(rep.figures)} PNG figures)")
     return 0

@@ -652,11 +652,11 @@ class Project:
         """Record a run's auto-labels in the store (one transaction, replacing any earlier
         attempt) and write seed + auto labels (id, label, confidence, source) to `out`
         (default ``DIR/labels.csv``; ``.parquet`` works too), renamed into place."""
-        d = self.decisions(run_id)
-        run = d["run"]
         target = Path(out) if out is not None else self.folder / "labels.csv"
         if out is not None:
             check_output_free(target, force)
+        d = self.decisions(run_id)
+        run = d["run"]
         if target.suffix.lower() not in (".csv", ".parquet"):
             raise InputError(f"--out {str(target)!r}: write a .csv or .parquet file.")
         classes = d["classes"]
@@ -789,6 +789,9 @@ class Project:
         """
         target = Path(out)
         check_output_free(target, force)
+        if target.suffix.lower() not in (".csv", ".json"):
+            raise InputError(f"--out {str(target)!r}: export writes a .csv file or Label Studio tasks as .json; "
+                             f"got {target.suffix or 'no suffix'!r}.")
         db = self.store.db
         ranks: dict[int, tuple[int, str, str]] = {}
         if items == "requested":
