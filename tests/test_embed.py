@@ -72,5 +72,7 @@ def test_a_local_sentence_transformers_folder_works_by_path():
     e = get_embedder("text", path)
     X, _ = e.embed(["hello world"])
     assert e.name.startswith("st:") and X.shape == (1, 384)
-    with pytest.raises(FileNotFoundError, match="neither"):
-        get_embedder("text", "/no/such/model").embed(["x"])
+    from labelseed import InputError
+
+    with pytest.raises(InputError, match="not a text model"):  # refused before any work, not at the first batch
+        get_embedder("text", "/no/such/model")

@@ -81,21 +81,40 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
     raise InputError(f"--embeddings must be a .npy or .parquet file; got {str(p)!r}.")
 
 
+def read_label_csv(path: str | Path, what: str = "labels file") -> list[dict[str, str]]:
+    """Rows of a CSV with (at least) the columns ``id`` and ``label``, as dicts.
+
+    Every way a user's file can be unreadable ends in one :class:`InputError` that names
+    the file and the fix: missing, a folder, not UTF-8 text, not CSV, missing columns.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"The {what} {str(p)!r} does not exist.")
+    if p.is_dir():
+        raise InputError(f"The {what} {str(p)!r} is a folder; pass the CSV file (columns id,label) inside it.")
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            missing = [c for c in ("id", "label") if c not in fields]
+            if missing:
+                raise InputError(
+                    f"The {what} {str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
+                    "the header must include id,label."
+                )
+            return [{"id": r["id"] or "", "label": r["label"] or "", "_line": str(i + 2)} for i, r in enumerate(reader)]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"The {what} {str(p)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
+                         f"{exc.start}); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and run again.") from None
+    except csv.Error as exc:
+        raise InputError(f"The {what} {str(p)!r} is not a readable CSV ({exc}); save it as CSV with columns id,label.") \
+            from None
+
+
 def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
     """Read a CSV with columns ``id`` and ``label``; return labels aligned to `pool_ids` (None = unlabeled)."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"--labels file {str(p)!r} does not exist.")
-    with open(p, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        missing = [c for c in ("id", "label") if c not in fields]
-        if missing:
-            raise InputError(
-                f"--labels {str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
-                "the header must be 'id,label'."
-            )
-        rows = [(r["id"], r["label"], i + 2) for i, r in enumerate(reader)]
+    rows = [(r["id"], r["label"], int(r["_line"])) for r in read_label_csv(p, "--labels file")]
     lookup = {str(v): i for i, v in enumerate(pool_ids.tolist())}
     if len(lookup) != len(pool_ids):
         raise InputError("The pool has duplicate ids; every row needs a unique id.")
@@ -143,6 +162,15 @@ def check_output_free(out: str | Path, force: bool, *, inputs: tuple[str | Path 
     """
     out = Path(out)
     target = out.resolve()
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {str(out)!r} cannot be written: {str(parent)!r} is a file, not a folder; "
+                         "choose another path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--out {str(out)!r} cannot be written: the folder {str(parent)!r} is not writable; "
+                         "choose another path or fix its permissions.")
     for inp in inputs:
         if inp is None:
             continue

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import __version__
 from ._io import (
-    atomic_dir, check_output_free, read_embeddings, read_seed_labels, write_items, write_json, write_json_atomic,
+    atomic_dir, check_output_free, read_embeddings, read_label_csv, read_seed_labels, write_items, write_json, write_json_atomic,
 )
 from ._validation import check_embeddings
 from .autolabeler import ABSTAIN, AutoLabeler, query_next, run_summary
@@ -438,13 +438,8 @@ def audit_cmd(args: argparse.Namespace) -> int:
     with open(labels_csv, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["source"] == "auto"]
     if args.verified:
-        if not Path(args.verified).exists():
-            raise InputError(f"--verified file {args.verified!r} does not exist.")
-        with open(args.verified, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if not {"id", "label"} <= set(reader.fieldnames or []):
-                raise InputError(f"--verified {args.verified!r} needs the columns id,label (the person's labels).")
-            checked = {r["id"].strip(): r["label"].strip() for r in reader if r["label"].strip()}
+        checked = {r["id"].strip(): r["label"].strip() for r in read_label_csv(args.verified, "--verified file")
+                   if r["label"].strip()}
         predicted = {r["id"]: r["label"] for r in rows}
         unknown = [i for i in checked if i not in predicted]
         if unknown:
@@ -719,6 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.showwarning = show_warning  # type: ignore[assignment]
     try:
+        seed = getattr(args, "seed", 0)
+        if not 0 <= seed < 2**32:
+            raise InputError(f"--seed must be an integer in [0, {2**32 - 1}]; got {seed}.")
         if args.command == "autolabel":
             return autolabel(args)
         if args.command == "select":
@@ -732,6 +730,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # a path the user gave cannot be read or written (permissions, a file as folder, disk full)
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}:{where}; check that path, its permissions and the free disk space, then "
+              "run again (nothing was half-written).", file=sys.stderr)
         return EXIT_INPUT
     except LabelseedError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -424,5 +424,9 @@ def cached_knn_graph(
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged: rebuild
             log.warning("ignoring unreadable graph cache %s: %s", path, exc)
     graph = build_knn_graph(X, n_neighbors, progress=progress, **params)  # type: ignore[arg-type]
-    graph.save(path)
+    try:
+        graph.save(path)
+    except OSError as exc:  # the cache is an optimisation: a run never fails for it
+        log.warning("could not cache the kNN graph in %s (%s); the next run will build it again", cache_dir,
+                    exc.strerror or exc)
     return graph, False

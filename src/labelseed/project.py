@@ -8,7 +8,6 @@ stopped, a run's auto-labels are replaced in one transaction, files are renamed 
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -26,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import check_output_free, write_items, write_json_atomic
+from ._io import check_output_free, read_label_csv, write_items, write_json_atomic
 from .exceptions import InputError, UntrustedEstimateWarning
 from .store import DB_NAME, ImportReport, Store, now
 
@@ -432,7 +431,14 @@ class Project:
         if missing:
             raise InputError(f"{missing} of {n} items are not embedded yet (an interrupted embed?); "
                              f"run `labelseed embed {self.folder}` to finish.")
-        mm = np.load(path, mmap_mode="r")
+        try:
+            mm = np.load(path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"{str(path)!r} is damaged ({exc}); rebuild it with `labelseed embed {self.folder} --force`."
+                             ) from None
+        if mm.ndim != 2 or mm.shape[0] != n:
+            raise InputError(f"{str(path)!r} has shape {mm.shape} but the project has {n} items; it does not belong to "
+                             f"this store: rebuild it with `labelseed embed {self.folder} --force`.")
         return ok, np.ascontiguousarray(mm[ok], dtype=np.float32)
 
     # ---------------------------------------------------------------- labels
@@ -884,42 +890,85 @@ def _content_hash(kind: str, content: str | None) -> str | None:
 
 
 def _read_label_file(p: Path) -> list[tuple[str, str, int]]:
-    """(id, label, row in file) from a CSV id,label or a Label Studio JSON export."""
+    """(id, label, row in file) from a CSV id,label or a Label Studio JSON export.
+
+    A Label Studio task gives its label through its annotations (not cancelled) or, in the
+    JSON-MIN export, a ``label`` field. Annotations that disagree within one task are an
+    error (naming the task), not a silent choice of the last one.
+    """
     if p.suffix.lower() == ".json":
-        try:
-            tasks = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{str(p)!r} is not readable JSON: {exc}") from exc
-        if not isinstance(tasks, list):
-            raise InputError(f"{str(p)!r}: expected a Label Studio export (a JSON list of tasks).")
-        out = []
-        for k, t in enumerate(tasks):
-            data = t.get("data", {}) if isinstance(t, dict) else {}
-            item = data.get("item_id", t.get("item_id") if isinstance(t, dict) else None)
-            if item is None:
-                raise InputError(f"{str(p)!r} task {k + 1} has no data.item_id; export the tasks labelseed wrote.")
-            label = None
-            for ann in (t.get("annotations") or []):
-                if ann.get("was_cancelled"):
+        return _read_label_studio(p)
+    return _read_label_csv_rows(p)
+
+
+def _read_label_studio(p: Path) -> list[tuple[str, str, int]]:
+    if p.is_dir():
+        raise InputError(f"{str(p)!r} is a folder; pass the Label Studio export (.json) inside it.")
+    try:
+        tasks = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{str(p)!r} is not UTF-8 text; export it from Label Studio again as JSON.") from None
+    except RecursionError:
+        raise InputError(f"{str(p)!r} is nested too deeply to be a Label Studio export; export the tasks as JSON "
+                         "from Label Studio.") from None
+    except ValueError as exc:
+        raise InputError(f"{str(p)!r} is not readable JSON ({exc}); export the tasks as JSON from Label Studio.") \
+            from None
+    if not isinstance(tasks, list):
+        raise InputError(f"{str(p)!r}: expected a Label Studio export (a JSON list of tasks).")
+
+    def bad(k: int, what: str) -> InputError:
+        return InputError(f"{str(p)!r} task {k + 1}: {what}; export the tasks labelseed wrote, labeled in Label Studio.")
+
+    out = []
+    for k, t in enumerate(tasks):
+        if not isinstance(t, dict):
+            raise bad(k, f"expected an object, got {type(t).__name__}")
+        data = t.get("data", {})
+        if not isinstance(data, dict):
+            raise bad(k, "`data` is not an object")
+        item = data.get("item_id", t.get("item_id"))
+        if item is None:
+            raise bad(k, "no data.item_id")
+        if not isinstance(item, (str, int)) or isinstance(item, bool):
+            raise bad(k, f"data.item_id must be a string or a number, got {type(item).__name__}")
+        anns = t.get("annotations") or []
+        if not isinstance(anns, list):
+            raise bad(k, "`annotations` is not a list")
+        given: list[str] = []
+        for ann in anns:
+            if not isinstance(ann, dict):
+                raise bad(k, "an annotation is not an object")
+            if ann.get("was_cancelled"):
+                continue
+            results = ann.get("result") or []
+            if not isinstance(results, list):
+                raise bad(k, "an annotation's `result` is not a list")
+            for res in results:
+                value = res.get("value") if isinstance(res, dict) else None
+                choices = value.get("choices") if isinstance(value, dict) else None
+                if choices is None:
                     continue
-                for res in ann.get("result") or []:
-                    choices = (res.get("value") or {}).get("choices")
-                    if choices:
-                        label = choices[0]
-            if label is None and isinstance(t.get("label"), str):  # Label Studio's JSON-MIN export
-                label = t["label"]
-            if label is not None and str(label).strip():
-                out.append((str(item).strip(), str(label).strip(), k + 1))
-        return out
-    with open(p, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        missing = [c for c in ("id", "label") if c not in fields]
-        if missing:
-            raise InputError(f"{str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
-                             "the header must include id,label.")
-        return [((r["id"] or "").strip(), (r["label"] or "").strip(), k + 1) for k, r in enumerate(reader)
-                if (r["label"] or "").strip()]
+                if not isinstance(choices, list) or not all(isinstance(c, (str, int)) for c in choices):
+                    raise bad(k, f"`choices` must be a list of labels, got {choices!r:.40}")
+                if len(choices) > 1:
+                    raise bad(k, f"{len(choices)} choices in one result; labelseed takes one label per item")
+                if choices:
+                    given.append(str(choices[0]).strip())
+        if len(set(given)) > 1:
+            raise bad(k, f"its annotations disagree ({', '.join(sorted(set(given)))}); resolve them in Label Studio "
+                         "first")
+        label = given[0] if given else None
+        if label is None and isinstance(t.get("label"), str):  # Label Studio's JSON-MIN export
+            label = t["label"]
+        if label is not None and str(label).strip():
+            out.append((str(item).strip(), str(label).strip(), k + 1))
+    return out
+
+
+def _read_label_csv_rows(p: Path) -> list[tuple[str, str, int]]:
+    return [(r["id"].strip(), r["label"].strip(), k + 1) for k, r in enumerate(read_label_csv(p))
+            if r["label"].strip()]
 
 
 def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> None:

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -99,8 +100,7 @@ def inputs_from_run(run: Path) -> ReportInputs:
     if not summary_path.exists() or not data_path.exists():
         raise InputError(f"--run {str(run)!r} lacks summary.json or report_data.npz; pass a folder written by "
                          "`labelseed autolabel` (runs made before reports existed: run autolabel again).")
-    summary = json.loads(summary_path.read_text())
-    data = dict(np.load(data_path, allow_pickle=False))
+    summary, data = _load_run_files(summary_path, data_path)
     emb_path = Path(summary.get("inputs", {}).get("embeddings", ""))
 
     def embeddings() -> NDArray[np.floating] | None:
@@ -118,6 +118,24 @@ def inputs_from_run(run: Path) -> ReportInputs:
     return ReportInputs(summary, data, embeddings, None, audit, title=f"labelseed report: {run.name}", source=str(run))
 
 
+def _load_run_files(summary_path: Path, data_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's summary.json and report_data.npz, or one line saying which is damaged and what to do."""
+    from .exceptions import InputError
+
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{str(summary_path)!r} is damaged ({exc}); run `labelseed autolabel` (or `fit`) again to "
+                         "rewrite the run.") from None
+    try:
+        with np.load(data_path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{str(data_path)!r} is damaged ({exc}); run `labelseed autolabel` (or `fit`) again to "
+                         "rewrite the run.") from None
+    return summary, data
+
+
 def inputs_from_project(folder: Path, run_id: str | None = None) -> tuple[ReportInputs, Path]:
     """Inputs from a project's run (default: the latest); returns them and the run folder."""
     from .exceptions import InputError
@@ -130,7 +148,7 @@ def inputs_from_project(folder: Path, run_id: str | None = None) -> tuple[Report
         data_path = run_dir / "report_data.npz"
         if not data_path.exists():
             raise InputError(f"Run {run['run_id']!r} has no report_data.npz; fit again to report on it.")
-        data = dict(np.load(data_path, allow_pickle=False))
+        _, data = _load_run_files(run_dir / "summary.json", data_path)
         rows = np.load(run_dir / "decisions.npz")["rows"]
         audit = p.audit_result(run["run_id"])
         store_rows = rows.tolist()
@@ -237,7 +255,7 @@ def project_2d(X: NDArray[np.floating], rows: NDArray[np.int64], random_state: i
     if len(rows) < 3:
         return np.zeros((len(rows), 2), dtype=np.float32), "none"
     try:
-        if len(rows) < 50:  # too few rows for a neighbour graph of 15: PCA says as much
+        if len(rows) < 50 or X.shape[1] < 3:  # too few rows for a 15-neighbour graph, or nothing to reduce
             raise ImportError
         import warnings
 

@@ -97,8 +97,29 @@ class Store:
         if not path.exists():
             raise InputError(f"{str(self.folder)!r} is not a labelseed project (no {DB_NAME}); "
                              f"create one with `labelseed init {self.folder} --data FILE ...`.")
+        self._check_is_project(path)
         self.db = self._connect(path)
         self.db.executescript(SCHEMA)  # idempotent: brings a project made by an older version up to date
+
+    @staticmethod
+    def _check_is_project(path: Path) -> None:
+        """Refuse a damaged, empty or foreign database before anything writes to it."""
+        empty = InputError(f"{str(path)!r} holds no project (an empty or foreign database); restore it from a backup, "
+                           "or create the project with `labelseed init`.")
+        if path.stat().st_size == 0:
+            raise empty
+        try:
+            probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                has_meta = probe.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+                kind = probe.execute("SELECT value FROM meta WHERE key = 'kind'").fetchone() if has_meta else None
+            finally:
+                probe.close()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{str(path)!r} is damaged ({exc}); restore it from a backup, or start a new project "
+                             "with `labelseed init` and import your labels again (labelseed never deletes it).") from None
+        if kind is None:
+            raise empty
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:

@@ -34,6 +34,11 @@ def get_embedder(kind: str, model: str | None = None, *, image_size: int = 224, 
             return SentenceTransformerEmbedder(MINILM, batch_size=batch_size)
         if model == "hashing":
             return HashingEmbedder()
+        from pathlib import Path
+
+        if not Path(model).expanduser().is_dir():  # checked before any work, not at the first batch
+            raise InputError(f"--model {model!r} is not a text model here: use 'all-MiniLM-L6-v2' (the default), "
+                             "'hashing', or the path of a local sentence-transformers folder.")
         return SentenceTransformerEmbedder(model, batch_size=batch_size)
     if kind == "image":
         if model not in (None, "efficientnet-lite0"):

@@ -1,0 +1,123 @@
+"""Bad input through the real CLI: one line naming the problem and the fix, exit code 2, and the
+user's files and the project's store exactly as they were (the issue-12 cases fixed so far)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and "cache" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """Vectors, labels and a small embedded project with one labeled row, made once."""
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    np.save(d / "X.npy", (y[:, None] * 3 + rng.normal(size=(90, 8))).astype(np.float32))
+    np.save(d / "X1.npy", (y[:, None] * 3 + rng.normal(size=(90, 1))).astype(np.float32))
+    (d / "seed.csv").write_text("id,label\n" + "".join(f"{i},c{y[i]}\n" for i in range(0, 90, 5)))
+    (d / "latin.csv").write_bytes(("id,label\n" + "".join(f"{i},caf\xe9{y[i]}\n" for i in range(0, 90, 5)))
+                                  .encode("latin-1"))
+    (d / "adir").mkdir()
+    (d / "afile").write_text("a user's file\n")
+    (d / "pool.csv").write_text("id,text\n" + "".join(f"t{i},word{i % 3} thing {i}\n" for i in range(40)))
+    assert run_cli("init", str(d / "proj"), "--data", str(d / "pool.csv"), "--text-column", "text").returncode == 0
+    assert run_cli("embed", str(d / "proj"), "--model", "hashing", "--quiet").returncode == 0
+    (d / "t0.csv").write_text("id,label\nt0,a\nt1,b\nt2,a\nt3,b\n")
+    assert run_cli("import", str(d / "proj"), str(d / "t0.csv")).returncode == 0
+    ls = {
+        "ls_types.json": [{"data": {"item_id": 5}, "annotations": "x"}],
+        "ls_string_choice.json": [{"data": {"item_id": "t5"}, "annotations": [{"result": [{"value": {"choices": "dog"}}]}]}],
+        "ls_disagree.json": [{"data": {"item_id": "t6"}, "annotations": [
+            {"result": [{"value": {"choices": ["a"]}}]}, {"result": [{"value": {"choices": ["b"]}}]}]}],
+        "ls_item.json": [{"data": {"item_id": {"x": 1}}}],
+    }
+    for name, body in ls.items():
+        (d / name).write_text(json.dumps(body))
+    (d / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert run_cli("autolabel", "--embeddings", str(d / "X.npy"), "--labels", str(d / "seed.csv"), "--out",
+                   str(d / "run"), "--quiet", "--target-precision", "0.8", "--cache-dir", str(d / "cache")).returncode == 0
+    return d
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"" if how == "empty" else b"garbage" * 700)
+
+
+# (case, args with {d} for the folder, a phrase the message must contain, damage to make first)
+CASES = [
+    ("latin-1 labels, autolabel", ("autolabel", "--embeddings", "{d}/X.npy", "--labels", "{d}/latin.csv", "--out",
+                                   "{d}/o"), "not UTF-8", None),
+    ("latin-1 labels, query", ("query", "--embeddings", "{d}/X.npy", "--labels", "{d}/latin.csv", "--budget", "3",
+                               "--out", "{d}/q.csv"), "not UTF-8", None),
+    ("latin-1 labels, import", ("import", "{d}/proj", "{d}/latin.csv"), "not UTF-8", None),
+    ("labels is a folder", ("autolabel", "--embeddings", "{d}/X.npy", "--labels", "{d}/adir", "--out", "{d}/o"),
+     "is a folder", None),
+    ("negative seed", ("autolabel", "--embeddings", "{d}/X.npy", "--labels", "{d}/seed.csv", "--out", "{d}/o",
+                       "--seed", "-1"), "--seed must be", None),
+    ("out under a file, autolabel", ("autolabel", "--embeddings", "{d}/X.npy", "--labels", "{d}/seed.csv", "--out",
+                                     "{d}/afile/o"), "is a file, not a folder", None),
+    ("out under a file, select", ("select", "--embeddings", "{d}/X.npy", "--budget", "3", "--out",
+                                  "{d}/afile/s.csv"), "is a file, not a folder", None),
+    ("out under a file, apply", ("apply", "{d}/proj", "--out", "{d}/afile/l.csv"), "is a file, not a folder", None),
+    ("out under a file, report", ("report", "--run", "{d}/run", "--out", "{d}/afile/r"), "is a file, not a folder",
+     None),
+    ("embed model typo", ("embed", "{d}/proj", "--model", "hashng"), "not a text model", None),
+    ("Label Studio fields of the wrong type", ("import", "{d}/proj", "{d}/ls_types.json"), "is not a list", None),
+    ("Label Studio choices as a string", ("import", "{d}/proj", "{d}/ls_string_choice.json"),
+     "must be a list of labels", None),
+    ("Label Studio annotations that disagree", ("import", "{d}/proj", "{d}/ls_disagree.json"), "disagree", None),
+    ("Label Studio item id of the wrong type", ("import", "{d}/proj", "{d}/ls_item.json"), "item_id must be", None),
+    ("Label Studio nested 100k deep", ("import", "{d}/proj", "{d}/deep.json"), "nested too deeply", None),
+    ("garbage database", ("status", "{d}/proj"), "is damaged", ("proj/labelseed.db", "garbage")),
+    ("empty database", ("status", "{d}/proj"), "holds no project", ("proj/labelseed.db", "empty")),
+    ("truncated embeddings", ("select", "{d}/proj", "--budget", "2"), "embed", ("proj/embeddings.npy", "truncate")),
+    ("truncated report data", ("report", "--run", "{d}/run"), "is damaged", ("run/report_data.npz", "truncate")),
+]
+
+
+@pytest.mark.parametrize("case,args,phrase,damage", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(base, tmp_path, case, args, phrase, damage):
+    d = tmp_path / "w"
+    shutil.copytree(base, d, ignore=shutil.ignore_patterns("cache"))
+    if damage is not None:
+        _damage(d / damage[0], damage[1])
+        for side in ("-wal", "-shm"):  # a damaged database has no journal of its own
+            Path(str(d / damage[0]) + side).unlink(missing_ok=True)
+    before = _digest(d)
+    r = run_cli(*[a.format(d=d) for a in args])
+    assert r.returncode == 2, (case, r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], (case, r.stderr)
+    assert "Traceback" not in r.stderr
+    after = _digest(d)
+    assert after == before, (case, set(after.items()) ^ set(before.items()))
+
+
+def test_an_unwritable_cache_is_not_fatal(base, tmp_path):
+    r = run_cli("autolabel", "--embeddings", str(base / "X.npy"), "--labels", str(base / "seed.csv"), "--out",
+                str(tmp_path / "o"), "--quiet", "--target-precision", "0.8", "--cache-dir", str(base / "afile" / "c"))
+    assert r.returncode == 0, r.stderr
+    assert "could not cache" in r.stderr and (tmp_path / "o" / "summary.json").exists()
+
+
+def test_one_column_vectors_report(base, tmp_path):
+    out = tmp_path / "run1"
+    r = run_cli("autolabel", "--embeddings", str(base / "X1.npy"), "--labels", str(base / "seed.csv"), "--out",
+                str(out), "--quiet", "--target-precision", "0.8", "--cache-dir", str(tmp_path / "c"))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("report", "--run", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "report" / "report.html").exists()
