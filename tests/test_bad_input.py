@@ -121,3 +121,47 @@ def test_one_column_vectors_report(base, tmp_path):
     r = run_cli("report", "--run", str(out))
     assert r.returncode == 0, r.stderr
     assert (out / "report" / "report.html").exists()
+
+
+@pytest.mark.parametrize("blank", [None, "", "  "])
+def test_a_vector_without_id_is_refused(tmp_path, blank):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    ids = [f"i{k}" for k in range(20)]
+    ids[3] = blank
+    pq.write_table(pa.table({"id": ids, "vector": [x.tolist() for x in X]}), tmp_path / "V.parquet")
+    (tmp_path / "s.csv").write_text("id,label\n" + "".join(f"i{k},c{k % 2}\n" for k in range(4, 20)))
+    r = run_cli("autolabel", "--embeddings", str(tmp_path / "V.parquet"), "--labels", str(tmp_path / "s.csv"),
+                "--out", str(tmp_path / "o"), "--quiet")
+    assert r.returncode == 2 and "no id" in r.stderr and "rows 4" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_init_pairs_parquet_vectors_by_id_not_by_row_order(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 5)).astype(np.float32)
+    ids = [f"i{k}" for k in range(30)]
+    (tmp_path / "pool.csv").write_text("id,text\n" + "".join(f"{i},x\n" for i in ids))
+    perm = rng.permutation(30)
+    pq.write_table(pa.table({"id": [ids[k] for k in perm], "vector": [X[k].tolist() for k in perm]}),
+                   tmp_path / "V.parquet")
+    r = run_cli("init", str(tmp_path / "p"), "--data", str(tmp_path / "pool.csv"), "--vectors", str(tmp_path / "V.parquet"))
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "p" / "embeddings.npy"), X)  # item i0 has i0's vector
+
+
+def test_huge_vectors_label_like_their_scaled_down_selves(base, tmp_path):
+    X = np.load(base / "X.npy")
+    np.save(tmp_path / "big.npy", (X.astype(np.float64) * 1e20).astype(np.float32))  # float32 squares overflow
+    got = []
+    for name, path in (("small", base / "X.npy"), ("big", tmp_path / "big.npy")):
+        r = run_cli("autolabel", "--embeddings", str(path), "--labels", str(base / "seed.csv"), "--out",
+                    str(tmp_path / name), "--quiet", "--target-precision", "0.8", "--cache-dir", str(tmp_path / "c"))
+        assert r.returncode == 0, r.stderr
+        got.append(json.loads((tmp_path / name / "summary.json").read_text())["n_auto"])
+    assert got[0] > 0 and got[0] == got[1]

@@ -48,6 +48,11 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
                 "pass --id-column."
             )
         ids = np.asarray(table.column(id_column).to_pylist(), dtype=object)
+        blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
+        if blank:
+            shown = ", ".join(str(k + 1) for k in blank[:5])
+            raise InputError(f"--embeddings {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
+                             f"(rows {shown}); give every vector an id.")
         others = [c for c in table.column_names if c != id_column]
         list_cols = [c for c in others if pa.types.is_list(table.schema.field(c).type)
                      or pa.types.is_fixed_size_list(table.schema.field(c).type)

@@ -123,6 +123,9 @@ class KnnGraph:
 def _inverse_norms(X: NDArray[np.float32], name: str = "X") -> NDArray[np.float32]:
     """1 / (L2 norm) of each row (float32); a zero row is an input error."""
     norms = np.sqrt(np.einsum("ij,ij->i", X, X))  # no n x d temporary
+    big = np.flatnonzero(~np.isfinite(norms))
+    if len(big):  # values near 1e19 and above overflow a float32 sum of squares: those rows in float64
+        norms[big] = np.linalg.norm(np.asarray(X[big], dtype=np.float64), axis=1)
     zero = np.flatnonzero(norms == 0)
     if len(zero):
         shown = ", ".join(str(r) for r in zero[:5])

@@ -247,10 +247,11 @@ class Project:
                     if vector_column is not None:
                         _, vec = read_embeddings(path, id_column, vector_column)
                     else:
-                        _, vec = read_embeddings(vectors, id_column)  # type: ignore[arg-type]
+                        vid, vec = read_embeddings(vectors, id_column)  # type: ignore[arg-type]
                         if len(vec) != len(ids):
                             raise InputError(f"--vectors {str(vectors)!r} has {len(vec)} rows but --data {str(path)!r} "
-                                             f"has {len(ids)}; they must describe the same items in the same order.")
+                                             f"has {len(ids)}; they must describe the same items.")
+                        vec = _align_vectors(vid, vec, {i: k for k, i in enumerate(ids)}, vectors)  # type: ignore[arg-type]
                     contents = [None] * len(ids)
                     meta.update(kind="vectors")
         if vec is not None:
@@ -302,13 +303,7 @@ class Project:
         if len(X) != n:
             raise InputError(f"--vectors {str(path)!r} has {len(X)} rows but the project has {n} items; "
                              "give one vector per item, in the order of the data (or a .parquet with their ids).")
-        if str(path).lower().endswith((".parquet", ".pq")):
-            lookup = self.store.row_lookup()
-            order = [lookup.get(str(i)) for i in vid.tolist()]
-            if any(o is None for o in order):
-                bad = next(str(i) for i, o in zip(vid.tolist(), order) if o is None)
-                raise InputError(f"--vectors {str(path)!r} has id {bad!r}, which is not an item of this project.")
-            X = np.asarray(X)[np.argsort(np.asarray(order))]
+        X = _align_vectors(vid, X, self.store.row_lookup(), path)
         dim = self.meta.get("dim")
         if dim is not None and int(dim) != X.shape[1] and not force:
             raise InputError(f"--vectors {str(path)!r} has {X.shape[1]} dimensions but the project's vectors have {dim}; "
@@ -887,6 +882,25 @@ def _content_hash(kind: str, content: str | None) -> str | None:
         except OSError:
             return None
     return hashlib.sha256(content.encode("utf-8")).hexdigest() if content.strip() else None
+
+
+def _align_vectors(vid: np.ndarray, X: NDArray[np.float32], rows_by_id: dict[str, int], path: str | Path) -> NDArray[np.float32]:
+    """Vectors in item order: a ``.parquet`` file's rows are matched by their ids (never by their
+    position), a ``.npy`` file's rows are the items in order. Every item needs exactly one vector."""
+    if not str(path).lower().endswith((".parquet", ".pq")):
+        return X
+    order = [rows_by_id.get(str(i)) for i in vid.tolist()]
+    missing = [str(i) for i, o in zip(vid.tolist(), order) if o is None]
+    if missing:
+        raise InputError(f"--vectors {str(path)!r} has id {missing[0]!r}"
+                         f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}, which is not an item of "
+                         "this project; give one vector per item id.")
+    pos = np.asarray(order)
+    if len(np.unique(pos)) != len(pos):
+        raise InputError(f"--vectors {str(path)!r} gives some item more than one vector; keep one row per id.")
+    out = np.empty_like(np.asarray(X))
+    out[pos] = X
+    return out
 
 
 def _read_label_file(p: Path) -> list[tuple[str, str, int]]:
