@@ -165,3 +165,30 @@ def test_huge_vectors_label_like_their_scaled_down_selves(base, tmp_path):
         assert r.returncode == 0, r.stderr
         got.append(json.loads((tmp_path / name / "summary.json").read_text())["n_auto"])
     assert got[0] > 0 and got[0] == got[1]
+
+
+def test_apply_refuses_a_stale_run_and_refit_applies_a_fresh_one(tmp_path):
+    from test_project import write_data, write_labels
+
+    truth = write_data(tmp_path / "pool.csv", n_per=30)
+    d = tmp_path / "proj"
+    assert run_cli("init", str(d), "--data", str(tmp_path / "pool.csv"), "--text-column", "text").returncode == 0
+    assert run_cli("embed", str(d), "--model", "hashing", "--quiet").returncode == 0
+    write_labels(tmp_path / "a.csv", [(f"t{i}", truth[i]) for i in range(30)])
+    write_labels(tmp_path / "b.csv", [(f"t{i}", truth[i]) for i in range(30, 45)])
+    assert run_cli("import", str(d), str(tmp_path / "a.csv")).returncode == 0
+    assert run_cli("fit", str(d), "--target-precision", "0.8", "--quiet").returncode == 0
+    assert run_cli("import", str(d), str(tmp_path / "b.csv")).returncode == 0  # new labels: the run is stale
+    before = _digest(d)
+    r = run_cli("apply", str(d))
+    assert r.returncode == 2 and "before the human labels changed" in r.stderr and "--refit" in r.stderr
+    assert _digest(d) == before and not (d / "labels.csv").exists()
+    r = run_cli("apply", str(d), "--refit", "--quiet")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(run_cli("status", str(d), "--json").stdout)
+    assert st["last_run"]["status"] == "applied"
+    import csv
+
+    rows = list(csv.DictReader(open(d / "labels.csv")))
+    seed = {r["id"] for r in rows if r["source"] == "seed"}
+    assert seed == {f"t{i}" for i in range(45)}  # the refit saw every human label

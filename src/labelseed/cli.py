@@ -141,6 +141,9 @@ def _project_parsers(sub: Any) -> None:
     ap.add_argument("--run", dest="run_id", default=None, help="a run id (default: the last run)")
     ap.add_argument("--out", default=None, help=".csv or .parquet (default: PROJECT/labels.csv)")
     ap.add_argument("--force", action="store_true", help="replace --out if it exists")
+    ap.add_argument("--refit", action="store_true",
+                    help="if the human labels changed since the run, fit again with its settings and apply that")
+    ap.add_argument("--quiet", action="store_true")
     ex = sub.add_parser("export", help="items with their text or image reference, as CSV or Label Studio JSON")
     ex.add_argument("project")
     ex.add_argument("--out", required=True, help=".csv, or .json for Label Studio tasks")
@@ -595,8 +598,8 @@ def fit_cmd(args: argparse.Namespace) -> int:
 
 
 def apply_cmd(args: argparse.Namespace) -> int:
-    with _open(args) as proj:
-        out = proj.apply(run_id=args.run_id, out=args.out, force=args.force)
+    with _open(args) as proj, _Progress(not args.quiet) as progress:
+        out = proj.apply(run_id=args.run_id, out=args.out, force=args.force, refit=args.refit, progress=progress)
     print(f"written to {out}")
     return 0
 

@@ -572,6 +572,7 @@ class Project:
             raise InputError(f"`certify` must be 'cv' or 'audit'; got {certify!r}.")
         t0 = time.perf_counter()
         rows, X = self.vectors()
+        labels_digest = self.store.labels_digest()
         y = self._labels_for(rows)
         origins = self.store.label_origins()
         origin = self._origins_for(rows, origins)
@@ -594,7 +595,7 @@ class Project:
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         config = {"target_precision": target_precision, "metric": metric, "per_class": per_class,
                   "n_neighbors": n_neighbors, "seed": seed, "certify": certify, **{k: v for k, v in params.items()},
-                  "embed_model": self.meta.get("embed_model")}
+                  "embed_model": self.meta.get("embed_model"), "labels_digest": labels_digest}
         summary = run_summary(model, X.shape, {"project": str(self.folder.resolve())}, time.perf_counter() - t0)
         labeled = y != None  # noqa: E711
         summary["estimate"]["labels"] = {
@@ -649,15 +650,28 @@ class Project:
             return {"run": run, **{k: z[k] for k in z.files}}
 
     # ----------------------------------------------------------------- apply
-    def apply(self, *, run_id: str | None = None, out: str | Path | None = None, force: bool = False) -> Path:
+    def apply(self, *, run_id: str | None = None, out: str | Path | None = None, force: bool = False,
+              refit: bool = False, progress: Progress | None = None) -> Path:
         """Record a run's auto-labels in the store (one transaction, replacing any earlier
         attempt) and write seed + auto labels (id, label, confidence, source) to `out`
-        (default ``DIR/labels.csv``; ``.parquet`` works too), renamed into place."""
+        (default ``DIR/labels.csv``; ``.parquet`` works too), renamed into place.
+
+        A run fitted before the human labels changed is stale (its auto-labels may contradict
+        the new labels): it is refused, or with `refit` fitted again with the same settings
+        and that new run applied."""
         target = Path(out) if out is not None else self.folder / "labels.csv"
         if out is not None:
             check_output_free(target, force)
-        d = self.decisions(run_id)
-        run = d["run"]
+        run = self._run(run_id)
+        fitted_on = (run["config"] or {}).get("labels_digest")
+        if fitted_on is not None and fitted_on != self.store.labels_digest():
+            if not refit:
+                raise InputError(f"Run {run['run_id']!r} was fitted before the human labels changed, so its auto-labels "
+                                 f"may contradict them; fit again (`labelseed fit {self.folder}`) or pass --refit to "
+                                 "refit with the run's settings and apply that.")
+            keep = ("target_precision", "metric", "per_class", "n_neighbors", "seed", "certify", "label_sampling")
+            run = self.fit(progress=progress, **{k: v for k, v in run["config"].items() if k in keep})
+        d = self.decisions(run["run_id"])
         if target.suffix.lower() not in (".csv", ".parquet"):
             raise InputError(f"--out {str(target)!r}: write a .csv or .parquet file.")
         classes = d["classes"]

@@ -188,6 +188,15 @@ class Store:
         q = "SELECT label, source, who, at FROM labels WHERE row = ? ORDER BY seq"
         return [tuple(r) for r in self.db.execute(q, (row,))]  # type: ignore[misc]
 
+    def labels_digest(self) -> str:
+        """A fingerprint of the current human labels (which row has which label)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for row, label in sorted(self.current_labels().items()):
+            h.update(f"{row}\t{label}\n".encode())
+        return h.hexdigest()[:16]
+
     def label_origins(self) -> dict[int, str]:
         """How each labeled row came to be labeled: ``audit``, ``validation``, ``picked`` (by
         select/query, or imported as picked) or ``random`` (the default for imports)."""
