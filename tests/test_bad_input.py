@@ -52,6 +52,13 @@ def base(tmp_path_factory):
 
 
 def _damage(path: Path, how: str) -> None:
+    if how == "delete":
+        path.unlink()
+        return
+    if how == "other-dim":
+        n = np.load(path, mmap_mode="r").shape[0]
+        np.save(path, np.ones((n, 7), dtype=np.float32))
+        return
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"" if how == "empty" else b"garbage" * 700)
 
@@ -85,6 +92,9 @@ CASES = [
     ("empty database", ("status", "{d}/proj"), "holds no project", ("proj/labelseed.db", "empty")),
     ("truncated embeddings", ("select", "{d}/proj", "--budget", "2"), "embed", ("proj/embeddings.npy", "truncate")),
     ("truncated report data", ("report", "--run", "{d}/run"), "is damaged", ("run/report_data.npz", "truncate")),
+    ("embeddings of another dimension", ("select", "{d}/proj", "--budget", "2"), "does not belong",
+     ("proj/embeddings.npy", "other-dim")),
+    ("deleted embeddings", ("select", "{d}/proj", "--budget", "2"), "embed", ("proj/embeddings.npy", "delete")),
 ]
 
 
@@ -192,3 +202,14 @@ def test_apply_refuses_a_stale_run_and_refit_applies_a_fresh_one(tmp_path):
     rows = list(csv.DictReader(open(d / "labels.csv")))
     seed = {r["id"] for r in rows if r["source"] == "seed"}
     assert seed == {f"t{i}" for i in range(45)}  # the refit saw every human label
+
+
+def test_embed_rebuilds_a_deleted_embeddings_file(base, tmp_path):
+    d = tmp_path / "w"
+    shutil.copytree(base / "proj", d)
+    X = np.load(d / "embeddings.npy")
+    (d / "embeddings.npy").unlink()
+    r = run_cli("embed", str(d), "--model", "hashing", "--quiet")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(d / "embeddings.npy"), X)
+    assert run_cli("select", str(d), "--budget", "2").returncode == 0

@@ -343,7 +343,10 @@ class Project:
             with self.store.transaction() as db:
                 db.execute("DELETE FROM embedded")
             path.unlink(missing_ok=True)
-        if force and previous == embedder.name:
+        lost = previous is not None and not path.exists()  # deleted by hand: the marks no longer hold
+        if (force and previous == embedder.name) or lost:
+            if lost:
+                log.warning("%s is missing: embedding every item again", path)
             with self.store.transaction() as db:
                 db.execute("DELETE FROM embedded")
         n = self.store.n_items()
@@ -420,7 +423,10 @@ class Project:
         ok, _ = self.store.embedded_rows()
         n = self.store.n_items()
         path = self.store.embeddings_path()
-        if len(ok) == 0 or not path.exists():
+        if len(ok) and not path.exists():
+            raise InputError(f"{str(path)!r} is missing although {len(ok)} items are marked embedded; rebuild it with "
+                             f"`labelseed embed {self.folder} --force`.")
+        if len(ok) == 0:
             raise InputError(f"No item of {str(self.folder)!r} is embedded yet; run `labelseed embed {self.folder}`.")
         missing = n - len(ok) - len(self.store.embedded_rows()[1])
         if missing:
@@ -431,9 +437,10 @@ class Project:
         except (ValueError, OSError, EOFError) as exc:
             raise InputError(f"{str(path)!r} is damaged ({exc}); rebuild it with `labelseed embed {self.folder} --force`."
                              ) from None
-        if mm.ndim != 2 or mm.shape[0] != n:
-            raise InputError(f"{str(path)!r} has shape {mm.shape} but the project has {n} items; it does not belong to "
-                             f"this store: rebuild it with `labelseed embed {self.folder} --force`.")
+        dim = self.meta.get("dim")
+        if mm.ndim != 2 or mm.shape[0] != n or (dim is not None and mm.shape[1] != int(dim)):
+            raise InputError(f"{str(path)!r} has shape {mm.shape} but the project has {n} items of {dim} dimensions; "
+                             f"it does not belong to this store: rebuild it with `labelseed embed {self.folder} --force`.")
         return ok, np.ascontiguousarray(mm[ok], dtype=np.float32)
 
     # ---------------------------------------------------------------- labels
