@@ -213,3 +213,13 @@ def test_embed_rebuilds_a_deleted_embeddings_file(base, tmp_path):
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(np.load(d / "embeddings.npy"), X)
     assert run_cli("select", str(d), "--budget", "2").returncode == 0
+
+
+def test_run_with_other_data_on_an_existing_project_is_refused(base, tmp_path):
+    d = tmp_path / "w"
+    shutil.copytree(base, d, ignore=shutil.ignore_patterns("cache"))
+    (d / "other.csv").write_text("id,text\nz1,hello\nz2,world\n")
+    before = _digest(d)
+    r = run_cli("run", str(d / "proj"), "--data", str(d / "other.csv"), "--text-column", "text", "--model", "hashing")
+    assert r.returncode == 2 and "was made from" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert _digest(d) == before

@@ -681,6 +681,12 @@ def run_cmd(args: argparse.Namespace) -> int:
     if not (folder / DB_NAME).exists():
         _init_project(args).close()
         print(f"created {folder}")
+    elif args.data is not None:
+        with Project.open(folder) as proj:
+            source = proj.meta.get("source")
+        if source is not None and Path(source) != Path(args.data).resolve():
+            raise InputError(f"{str(folder)!r} was made from {source!r}, not {args.data!r}; `run` never changes a "
+                             "project's items: drop --data to continue this project, or give a new project folder.")
     with Project.open(folder) as proj:
         with _Progress(not args.quiet, rate=True) as progress:
             rep = proj.embed(args.model, image_size=args.image_size, progress=progress)
