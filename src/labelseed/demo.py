@@ -18,6 +18,7 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,37 +102,27 @@ def loop(name: str, folder: Path, init_args: list[str], embed_args: list[str], t
     # every label so far was picked by labelseed, so the estimate above cannot be trusted:
     # a verified random sample of the auto-labels measures it and certifies the thresholds
     n_classes = len(set(truth.values()))
-    _cli("audit", str(proj), "--budget", str(audit_per_class * n_classes), "--out", str(folder / "audit.csv"))
-    print(f"(the person verifies the {_reveal(folder / 'audit.csv', truth, folder / 'audit_answers.csv')} auto-labels)")
-    _cli("import", str(proj), str(folder / "audit_answers.csv"), "--who", "demo")
+    _audit(proj, folder, truth, audit_per_class * n_classes, "audit")
     _cli("fit", str(proj), "--target-precision", str(target), "--certify", "audit", "--quiet")
     _cli("apply", str(proj), "--out", str(folder / "labels.csv"))
     with Project.open(proj) as p:
         first_audit = p.status().get("audit") or {}
         certified = p.status()["last_run"]
     # a fresh audit of the certified run checks what it reports, as a user would
-    _cli("audit", str(proj), "--budget", str(check_per_class * n_classes), "--out", str(folder / "check.csv"))
-    print(f"(the person verifies the {_reveal(folder / 'check.csv', truth, folder / 'check_answers.csv')} auto-labels)")
-    _cli("import", str(proj), str(folder / "check_answers.csv"), "--who", "demo")
+    _audit(proj, folder, truth, check_per_class * n_classes, "check")
     _cli("status", str(proj))
     _cli("report", "--project", str(proj), "--out", str(folder / "report"))
     with Project.open(proj) as p:
         st = p.status()
     if first_audit:
-        lo, hi = first_audit["interval_95"]
-        exp0 = before["expected_precision"]
-        inside = exp0 is not None and lo <= exp0 <= hi
-        print(f"the run from picked labels only reported {_r(exp0)} and was marked untrusted; the audit of "
-              f"{first_audit['n_verified']} of its auto-labels measured {first_audit['realized_precision']:.3f} "
-              f"[{lo:.3f}, {hi:.3f}] (95%): {'inside' if inside else 'outside'} that interval")
+        measured, inside = _against(before["expected_precision"], first_audit)
+        print(f"the run from picked labels only reported {_r(before['expected_precision'])} and was marked untrusted; "
+              f"the {measured}: {'inside' if inside else 'outside'} that interval")
     check = st.get("audit") or {}
     if check and check.get("run_id") == certified["run_id"]:
-        lo, hi = check["interval_95"]
-        exp1 = certified["expected_precision"]
-        inside = exp1 is not None and lo <= exp1 <= hi
-        print(f"the audit-certified run reports {_r(exp1)}; a fresh audit of {check['n_verified']} of its auto-labels "
-              f"measured {check['realized_precision']:.3f} [{lo:.3f}, {hi:.3f}] (95%, without the hidden truth): "
-              f"{'they agree' if inside else 'they DISAGREE'}")
+        measured, inside = _against(certified["expected_precision"], check)
+        print(f"the audit-certified run reports {_r(certified['expected_precision'])}; a fresh {measured}, without "
+              f"the hidden truth: {'they agree' if inside else 'they DISAGREE'}")
     rows = list(csv.DictReader(open(folder / "labels.csv")))
     auto = [(r["id"], r["label"]) for r in rows if r["source"] == "auto"]
     print("hidden-truth check of the audit-certified run (expected -> realized precision, per class):")
@@ -149,6 +140,21 @@ def loop(name: str, folder: Path, init_args: list[str], embed_args: list[str], t
     print(f"overall: {len(auto)} auto-labels from {len(rows) - len(auto)} human labels; realized precision "
           f"{realized:.3f} vs expected {_r(lr['expected_precision'])} [{_r(lo)}, {_r(hi)}] (target {target}, "
           f"certified by the audit); coverage {lr['coverage']:.3f}")
+
+
+def _audit(proj: Path, folder: Path, truth: dict[str, str], budget: int, name: str) -> None:
+    """Draw an audit of the last run, the demo verifying it as a person would, and import it."""
+    _cli("audit", str(proj), "--budget", str(budget), "--out", str(folder / f"{name}.csv"))
+    print(f"(the person verifies the {_reveal(folder / f'{name}.csv', truth, folder / f'{name}_answers.csv')} "
+          "auto-labels)")
+    _cli("import", str(proj), str(folder / f"{name}_answers.csv"), "--who", "demo")
+
+
+def _against(reported: float | None, audit: dict[str, Any]) -> tuple[str, bool]:
+    """What an audit measured, and whether a reported precision lies inside its interval."""
+    lo, hi = audit["interval_95"]
+    return (f"audit of {audit['n_verified']} of its auto-labels measured {audit['realized_precision']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}] (95%)", reported is not None and lo <= reported <= hi)
 
 
 def _r(v: float | None) -> str:
