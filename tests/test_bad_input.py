@@ -42,6 +42,8 @@ def base(tmp_path_factory):
         "ls_disagree.json": [{"data": {"item_id": "t6"}, "annotations": [
             {"result": [{"value": {"choices": ["a"]}}]}, {"result": [{"value": {"choices": ["b"]}}]}]}],
         "ls_item.json": [{"data": {"item_id": {"x": 1}}}],
+        "ls_spans.json": [{"data": {"item_id": "t7"}, "annotations": [
+            {"result": [{"type": "labels", "value": {"start": 0, "end": 4, "labels": ["a"]}}]}]}],
     }
     for name, body in ls.items():
         (d / name).write_text(json.dumps(body))
@@ -88,6 +90,8 @@ CASES = [
     ("Label Studio annotations that disagree", ("import", "{d}/proj", "{d}/ls_disagree.json"), "disagree", None),
     ("Label Studio item id of the wrong type", ("import", "{d}/proj", "{d}/ls_item.json"), "item_id must be", None),
     ("Label Studio nested 100k deep", ("import", "{d}/proj", "{d}/deep.json"), "nested too deeply", None),
+    ("Label Studio span labels, no choices", ("import", "{d}/proj", "{d}/ls_spans.json"), "no classification choice",
+     None),
     ("garbage database", ("status", "{d}/proj"), "is damaged", ("proj/labelseed.db", "garbage")),
     ("empty database", ("status", "{d}/proj"), "holds no project", ("proj/labelseed.db", "empty")),
     ("truncated embeddings", ("select", "{d}/proj", "--budget", "2"), "embed", ("proj/embeddings.npy", "truncate")),

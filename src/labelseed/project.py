@@ -956,6 +956,7 @@ def _read_label_studio(p: Path) -> list[tuple[str, str, int]]:
         return InputError(f"{str(p)!r} task {k + 1}: {what}; export the tasks labelseed wrote, labeled in Label Studio.")
 
     out = []
+    other_types: set[str] = set()  # result types that carry no classification choice
     for k, t in enumerate(tasks):
         if not isinstance(t, dict):
             raise bad(k, f"expected an object, got {type(t).__name__}")
@@ -983,6 +984,7 @@ def _read_label_studio(p: Path) -> list[tuple[str, str, int]]:
                 value = res.get("value") if isinstance(res, dict) else None
                 choices = value.get("choices") if isinstance(value, dict) else None
                 if choices is None:
+                    other_types.add(str(res.get("type", "unknown")) if isinstance(res, dict) else "unknown")
                     continue
                 if not isinstance(choices, list) or not all(isinstance(c, (str, int)) for c in choices):
                     raise bad(k, f"`choices` must be a list of labels, got {choices!r:.40}")
@@ -998,6 +1000,10 @@ def _read_label_studio(p: Path) -> list[tuple[str, str, int]]:
             label = t["label"]
         if label is not None and str(label).strip():
             out.append((str(item).strip(), str(label).strip(), k + 1))
+    if not out and other_types:
+        raise InputError(f"{str(p)!r} has annotations but no classification choice (result types: "
+                         f"{', '.join(sorted(other_types))}); labelseed reads one choice per item: label with a "
+                         "Choices control in Label Studio (the tasks labelseed exports come with one).")
     return out
 
 
