@@ -227,3 +227,33 @@ def test_run_with_other_data_on_an_existing_project_is_refused(base, tmp_path):
     r = run_cli("run", str(d / "proj"), "--data", str(d / "other.csv"), "--text-column", "text", "--model", "hashing")
     assert r.returncode == 2 and "was made from" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert _digest(d) == before
+
+
+@pytest.mark.parametrize("label", ["=cmd()", "+1+1", "-2+3", "@SUM(A1)", "=HYPERLINK(\"http://x\")"])
+def test_formula_labels_are_neutralised_in_csv_and_round_trip(tmp_path, label):
+    from test_project import write_data
+
+    truth = write_data(tmp_path / "pool.csv", n_per=20)
+    d = tmp_path / "proj"
+    assert run_cli("init", str(d), "--data", str(tmp_path / "pool.csv"), "--text-column", "text").returncode == 0
+    assert run_cli("embed", str(d), "--model", "hashing", "--quiet").returncode == 0
+    import csv
+
+    names = {"animal": label, "food": "food", "tool": "-1.5"}  # a plain negative number stays as it is
+    with open(tmp_path / "seed.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label"])
+        w.writerows((f"t{i}", names[truth[i]]) for i in range(30))
+    assert run_cli("import", str(d), str(tmp_path / "seed.csv")).returncode == 0
+    assert run_cli("fit", str(d), "--target-precision", "0.8", "--quiet").returncode == 0
+    assert run_cli("apply", str(d), "--out", str(tmp_path / "labels.csv")).returncode == 0
+    raw = [row for row in csv.reader(open(tmp_path / "labels.csv"))][1:]
+    cells = {row[1] for row in raw}
+    assert "'" + label in cells and label not in cells  # what a spreadsheet opens is text, not a formula
+    assert "-1.5" in cells
+    # and labelseed reads its own CSV back to the same labels
+    assert run_cli("import", str(d), str(tmp_path / "labels.csv")).returncode == 0
+    from labelseed.project import Project
+
+    with Project.open(d) as p:
+        assert set(p.labels().values()) <= {label, "food", "-1.5"}

@@ -107,7 +107,8 @@ def read_label_csv(path: str | Path, what: str = "labels file") -> list[dict[str
                     f"The {what} {str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
                     "the header must include id,label."
                 )
-            return [{"id": r["id"] or "", "label": r["label"] or "", "_line": str(i + 2)} for i, r in enumerate(reader)]
+            return [{"id": csv_unsafe(r["id"] or ""), "label": csv_unsafe(r["label"] or ""), "_line": str(i + 2)}
+                    for i, r in enumerate(reader)]
     except UnicodeDecodeError as exc:
         raise InputError(f"The {what} {str(p)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
                          f"{exc.start}); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and run again.") from None
@@ -243,11 +244,49 @@ def _atomic_file(path: Path) -> Iterator[Any]:
             os.unlink(tmp)
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection, OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text == text.strip()
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell for a CSV file a spreadsheet may open: one starting with =, +, -, @, tab or
+    CR gets a leading apostrophe (a plain number such as -1.5 stays as it is). Read back by
+    :func:`csv_unsafe`, so a label round-trips through labelseed's CSVs unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def csv_unsafe(value: str) -> str:
+    """The text a :func:`csv_safe` cell stands for."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_START) and not _is_number(value[1:]):
+        return value[1:]
+    return value
+
+
+def write_table_csv(table: Any, path: str | Path) -> None:
+    """A pyarrow table as CSV, its text columns made :func:`csv_safe` (Parquet needs no such care)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    cols = [pa.array([csv_safe(v) for v in col.to_pylist()], pa.string()) if pa.types.is_string(col.type) else col
+            for col in table.columns]
+    pacsv.write_csv(pa.table(cols, names=table.column_names), path)
+
+
 def write_csv_atomic(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     with _atomic_file(Path(path)) as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: csv_safe(v) for k, v in r.items()} for r in rows)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -16,7 +16,15 @@ import numpy as np
 
 from . import __version__
 from ._io import (
-    atomic_dir, check_output_free, read_embeddings, read_label_csv, read_seed_labels, write_items, write_json, write_json_atomic,
+    atomic_dir,
+    check_output_free,
+    read_embeddings,
+    read_label_csv,
+    read_seed_labels,
+    write_items,
+    write_json,
+    write_json_atomic,
+    write_table_csv,
 )
 from ._validation import check_embeddings
 from .autolabeler import ABSTAIN, AutoLabeler, query_next, run_summary
@@ -288,12 +296,11 @@ def autolabel(args: argparse.Namespace) -> int:
         _write_labels(tmp, [id_list[i] for i in keep], [str(r.labels[i]) for i in keep],
                       r.confidence[keep], r.source[keep])
         import pyarrow as pa
-        import pyarrow.csv as pacsv
 
         ab = r.abstained
         pred = model.label_distributions_[ab].argmax(axis=1) if len(ab) else np.empty(0, dtype=int)
         reached = model.label_distributions_[ab].sum(axis=1) > 0 if len(ab) else np.empty(0, dtype=bool)
-        pacsv.write_csv(pa.table({
+        write_table_csv(pa.table({
             "id": pa.array([str(id_list[i]) for i in ab], pa.string()),
             "best_guess": pa.array([str(model.classes_[p]) if ok else None for p, ok in zip(pred, reached)], pa.string()),
             "confidence": pa.array(r.confidence[ab].astype(np.float64)),
@@ -325,14 +332,13 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 def _write_labels(folder: Path, ids: list[Any], labels: list[str], conf: np.ndarray, source: np.ndarray) -> None:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     id_arr = pa.array(ids) if all(isinstance(i, int) for i in ids) else pa.array([str(i) for i in ids], pa.string())
     table = pa.table({"id": id_arr, "label": pa.array(labels, pa.string()),
                       "confidence": pa.array(conf.astype(np.float64)), "source": pa.array(source.tolist(), pa.string())})
     pq.write_table(table, folder / "auto_labels.parquet")
-    pacsv.write_csv(table, folder / "auto_labels.csv")
+    write_table_csv(table, folder / "auto_labels.csv")
 
 
 def _summary(args: argparse.Namespace, model: AutoLabeler, shape: tuple[int, ...], seconds: float) -> dict[str, Any]:

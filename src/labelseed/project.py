@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import check_output_free, read_label_csv, write_items, write_json_atomic
+from ._io import check_output_free, read_label_csv, write_items, write_json_atomic, write_table_csv
 from .exceptions import InputError, UntrustedEstimateWarning
 from .store import DB_NAME, ImportReport, Store, now
 
@@ -1014,7 +1014,6 @@ def _read_label_csv_rows(p: Path) -> list[tuple[str, str, int]]:
 
 def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> None:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     table = pa.table({"id": pa.array([r[0] for r in records], pa.string()),
@@ -1030,7 +1029,7 @@ def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> No
         if target.suffix.lower() == ".parquet":
             pq.write_table(table, tmp)
         else:
-            pacsv.write_csv(table, tmp)
+            write_table_csv(table, tmp)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
