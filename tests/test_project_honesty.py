@@ -178,3 +178,20 @@ def test_status_still_shows_an_audit_drawn_before_audits_were_recorded(picked_pr
         mine = [r for r in sel.rows.tolist() if given[r] == c]
         assert per[c]["verified"] == len(mine) and per[c]["right"] == sum(truth[r] == c for r in mine)
     assert sum(v["verified"] for v in per.values()) == 20
+
+
+def test_label_history_export_has_every_label_ever_given(picked_project):
+    p, truth, tmp = picked_project
+    first = sorted(p.labels())[0]
+    write_labels(tmp / "fix.csv", [(f"t{first}", "tool" if truth[first] != "tool" else "food")])
+    p.import_labels(tmp / "fix.csv", replace=True)  # the old label stays in the history
+    n = p.store.db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    r = run_cli("export", str(p.folder), "--labels-history", "--out", str(tmp / "history.csv"))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp / "history.csv")))
+    assert len(rows) == n == 46
+    mine = [row for row in rows if row["id"] == f"t{first}"]
+    assert [row["label"] for row in mine] == [truth[first], "tool" if truth[first] != "tool" else "food"]
+    assert {row["origin"] for row in rows} == {"picked"} and all(row["who"] and row["at"] for row in rows)
+    r = run_cli("export", str(p.folder), "--labels-history", "--out", str(tmp / "history.xml"))
+    assert r.returncode == 2 and ".csv or .parquet" in r.stderr

@@ -158,6 +158,9 @@ def _project_parsers(sub: Any) -> None:
     ex.add_argument("--items", default="requested", choices=["requested", "unlabeled", "labeled", "all"],
                     help="requested (the last select/query/audit batch, default), unlabeled, labeled, all")
     ex.add_argument("--batch", default=None, help="a request batch id instead of the last one")
+    ex.add_argument("--labels-history", action="store_true",
+                    help="write every human label ever given (id, label, origin, source, source_row, who, at), "
+                         "oldest first, instead of items (.csv or .parquet)")
     ex.add_argument("--force", action="store_true")
     st = sub.add_parser("status", help="counts per class (seed, auto, abstained) and the last run's estimates")
     st.add_argument("project")
@@ -612,7 +615,10 @@ def apply_cmd(args: argparse.Namespace) -> int:
 
 def export_cmd(args: argparse.Namespace) -> int:
     with _open(args) as proj:
-        out = proj.export(args.out, items=args.items, batch=args.batch, force=args.force)
+        if args.labels_history:
+            out = proj.export_label_history(args.out, force=args.force)
+        else:
+            out = proj.export(args.out, items=args.items, batch=args.batch, force=args.force)
     print(f"written to {out}")
     return 0
 

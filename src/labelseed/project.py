@@ -840,6 +840,33 @@ class Project:
         write_items(target, self.store.ids(), rows, ranks, self.store.contents(rows), self.reference)
         return target
 
+    def export_label_history(self, out: str | Path, *, force: bool = False) -> Path:
+        """Every human label ever stored, oldest first (the append-only history, replaced and
+        conflicting ones included as they were recorded), as .csv or .parquet: a user can
+        always get their labels out of a project."""
+        import pyarrow as pa
+
+        target = Path(out)
+        check_output_free(target, force)
+        if target.suffix.lower() not in (".csv", ".parquet"):
+            raise InputError(f"--out {str(target)!r}: the label history is written as .csv or .parquet; "
+                             f"got {target.suffix or 'no suffix'!r}.")
+        origins = self.store.label_origins()
+        q = ("SELECT items.id, labels.label, labels.source, labels.source_row, labels.who, labels.at, labels.row "
+             "FROM labels JOIN items USING(row) ORDER BY labels.seq")
+        rec = self.store.db.execute(q).fetchall()
+        table = pa.table({
+            "id": pa.array([r[0] for r in rec], pa.string()),
+            "label": pa.array([r[1] for r in rec], pa.string()),
+            "origin": pa.array([origins.get(r[6], "random") for r in rec], pa.string()),
+            "source": pa.array([r[2] for r in rec], pa.string()),
+            "source_row": pa.array([r[3] for r in rec], pa.int64()),
+            "who": pa.array([r[4] for r in rec], pa.string()),
+            "at": pa.array([r[5] for r in rec], pa.string()),
+        })
+        _write_table_file(target, table)
+        return target
+
     # ---------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
         """Counts per class (seed, auto, abstained), embedding progress and the last run's estimates."""
@@ -1014,12 +1041,19 @@ def _read_label_csv_rows(p: Path) -> list[tuple[str, str, int]]:
 
 def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> None:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     table = pa.table({"id": pa.array([r[0] for r in records], pa.string()),
                       "label": pa.array([r[1] for r in records], pa.string()),
                       "confidence": pa.array([float(r[2]) for r in records], pa.float64()),
                       "source": pa.array([r[3] for r in records], pa.string())})
+    _write_table_file(target, table)
+
+
+def _write_table_file(target: Path, table: Any) -> None:
+    """A table as .parquet or CSV (formula cells neutralised), written to a temporary file and
+    renamed into place; temporary files a killed earlier attempt left are removed first."""
+    import pyarrow.parquet as pq
+
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed earlier attempt
         stale.unlink(missing_ok=True)
