@@ -107,8 +107,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         What the precision estimates assume of the labeled rows that calibrate them:
         random *within each class*, in any numbers per class (pool class shares are
         then estimated from the pool), or a uniformly random sample of the pool.
-        ``"auto"`` takes ``"random"`` unless the seed's class counts are implausible as
-        a uniform sample of the pool (then ``"per_class"``); the choice is reported
+        ``"auto"`` takes ``"random"`` unless the seed's predicted-class mix is implausible
+        for a uniform sample of the pool (then ``"per_class"``); the choice is reported
         (``result_.thresholds.label_sampling``).
     random_state : int, default=0
 
@@ -356,16 +356,14 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             raise InputError(f"{len(seeded)} audited row(s) (e.g. row {int(seeded[0])}) are labeled seed rows, not "
                              "auto-labels; audit rows must be left unlabeled in the fit they certify.")
         final = self.cv_scores_.final
-        pred = final.predicted[r]
-        names = np.array([str(v) for v in self.classes_], dtype=object)
-        right = (pred >= 0) & (names[np.maximum(pred, 0)] == np.array([str(v) for v in lab], dtype=object))
+        known = {str(v): i for i, v in enumerate(self.classes_)}
+        said = np.array([known.get(str(v), -1) for v in lab], dtype=np.int64)  # -1: a class the seed lacks
+        right = (said >= 0) & (said == final.predicted[r])
         inc = None if inclusion is None else np.asarray(inclusion, dtype=np.float64)
         if inc is not None and (inc.shape != r.shape or not ((inc > 0) & (inc <= 1)).all()):
             raise InputError("`inclusion` must hold one probability in (0, 1] per audited row.")
         # the audited rows now carry a person's label: they are seed rows from here on, not pool rows
         codes = self._codes.copy()
-        known = {str(v): i for i, v in enumerate(self.classes_)}
-        said = np.array([known.get(str(v), -1) for v in lab], dtype=np.int64)
         codes[r[said >= 0]] = said[said >= 0]
         pool = np.setdiff1d(self.cv_scores_.unlabeled, r)
         th = audit_thresholds(

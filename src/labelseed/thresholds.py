@@ -345,8 +345,9 @@ class ThresholdResult:
         The sampling the estimates assume of the calibration rows (``"per_class"``:
         random within each class; ``"random"``: uniformly random rows of the pool).
     sampling_p_value : float
-        With ``label_sampling="auto"``: the chi-square p-value of the seed's class counts
-        as a uniform sample of the pool (below 0.05: ``"per_class"`` was assumed).
+        With ``label_sampling="auto"``: the chi-square p-value of the seed's out-of-fold
+        predicted classes as a sample of the pool's predicted-class mix (below 0.05:
+        ``"per_class"`` was assumed).
     class_priors : ndarray of shape (n_classes,)
         The pool class shares the estimates used.
     n_calibration : int
@@ -404,15 +405,11 @@ class _Group:
     pool_pred: NDArray[np.int64]
     pool_logit: NDArray[np.float64]
     cuts: NDArray[np.int64]  # prefix lengths where the confidence changes
-    seed_conf: NDArray[np.float32]
-    seed_fold: NDArray[np.int64]
     floor: float  # lowest out-of-fold confidence of any calibration row: the evidence ends there
-    evidence: "_Evidence"
+    evidence: "_Evidence"  # the seed side: the group's out-of-fold rows
 
     def without_fold(self, fold: int) -> "_Group":
-        keep = self.seed_fold != fold
-        return replace(self, seed_conf=self.seed_conf[keep], seed_fold=self.seed_fold[keep],
-                       evidence=self.evidence.without_fold(fold))
+        return replace(self, evidence=self.evidence.without_fold(fold))
 
 
 @dataclass
@@ -548,8 +545,6 @@ def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int 
         pool_pred=final.predicted[sel],
         pool_logit=_logit(conf),
         cuts=_ends_of_ties(conf),
-        seed_conf=cv.oof.confidence[smask],
-        seed_fold=cv.fold[smask],
         floor=float(cv.oof.confidence[sp >= 0].min()) if (sp >= 0).any() else math.inf,
         evidence=_Evidence(
             conf=cv.oof.confidence[smask], true=cv.y_true[smask], right=(sp == cv.y_true)[smask],
@@ -571,7 +566,7 @@ def _target_cut(
     P = _predict_all(calib_samples, g.pool_logit, g.pool_pred)
     ep = np.cumsum(P, axis=1)[:, cuts - 1] / cuts  # expected precision of each prefix
     meets = _quantile_at_least(ep, quantile, target) if len(calib_samples) > 1 else ep[0] >= target
-    seed_sorted = np.sort(g.seed_conf)[::-1]
+    seed_sorted = np.sort(g.evidence.conf)[::-1]
     cap = seed_sorted[min_support - 1] if len(seed_sorted) >= min_support else -math.inf
     # below the lowest out-of-fold confidence the calibration has seen no evidence at all:
     # the model would extrapolate there, so no threshold goes below it (the slope is shared
@@ -678,17 +673,27 @@ def class_prior_weights(
     share = counts / max(m, 1)
     if sampling == "random" or m == 0:
         return np.ones(m), share, "random", math.nan
-    priors = estimate_class_priors(cv, n_classes)
-    present = counts > 0
     p_value = math.nan
     if sampling == "auto":
         p_value = _same_mix_p_value(cv, n_classes)
         if p_value >= 0.05:
             return np.ones(m), share, "random", p_value
+    priors = estimate_class_priors(cv, n_classes)
+    present = counts > 0
     ratio = np.zeros(n_classes)
     ratio[present] = priors[present] / share[present]
     w = ratio[y]
     return w * (m / max(w.sum(), 1e-300)), priors, "per_class", p_value
+
+
+def _outcome_counts(predicted: NDArray[np.int64], n_classes: int) -> NDArray[np.float64]:
+    """How many rows were predicted as each class, then how many got no prediction: shape (K + 1,)."""
+    return np.bincount(np.where(predicted >= 0, predicted, n_classes), minlength=n_classes + 1).astype(np.float64)
+
+
+def _pool_outcome_shares(cv: CrossValScores, n_classes: int) -> NDArray[np.float64]:
+    """The pool's predicted-class mix (with "no prediction"), from the final run."""
+    return _outcome_counts(cv.final.predicted[cv.unlabeled], n_classes) / max(len(cv.unlabeled), 1)
 
 
 def _same_mix_p_value(cv: CrossValScores, n_classes: int) -> float:
@@ -696,11 +701,8 @@ def _same_mix_p_value(cv: CrossValScores, n_classes: int) -> float:
     pool's predicted-class mix ("no prediction" is one more outcome)."""
     from scipy.stats import chi2
 
-    K = n_classes
-    seed = np.bincount(np.where(cv.oof.predicted >= 0, cv.oof.predicted, K), minlength=K + 1).astype(np.float64)
-    fp = cv.final.predicted[cv.unlabeled]
-    q = np.bincount(np.where(fp >= 0, fp, K), minlength=K + 1).astype(np.float64) / max(len(fp), 1)
-    expected = seed.sum() * q
+    seed = _outcome_counts(cv.oof.predicted, n_classes)
+    expected = seed.sum() * _pool_outcome_shares(cv, n_classes)
     seen = (expected > 0) | (seed > 0)
     stat = float((((seed - expected)[seen] ** 2) / np.maximum(expected[seen], 0.5)).sum())
     return float(chi2.sf(stat, max(int(seen.sum()) - 1, 1)))
@@ -724,8 +726,7 @@ def estimate_class_priors(cv: CrossValScores, n_classes: int) -> NDArray[np.floa
     np.add.at(C, (outcome, y), 1.0)
     present = counts > 0
     C[:, present] /= counts[present]
-    fp = cv.final.predicted[cv.unlabeled]
-    q = np.bincount(np.where(fp >= 0, fp, K), minlength=K + 1).astype(np.float64) / max(len(fp), 1)
+    q = _pool_outcome_shares(cv, n_classes)
     A = np.vstack([C[:, present], 100.0 * np.ones((1, int(present.sum())))])
     b = np.append(q, 100.0)
     sol, _ = nnls(A, b)
@@ -836,10 +837,10 @@ def choose_thresholds(
         False when the calibration rows were picked by the tool rather than drawn at
         random: the estimates are then reported but marked as not to be trusted.
 
-    Intervals are the wider of two: the bootstrap of the calibration model, and an
-    exact Beta (Jeffreys) interval on the out-of-fold evidence at or above the chosen
-    threshold (weighted, as effective counts). A class whose own evidence is thin thus
-    gets a wide interval even when the shared calibration model is sure.
+    Intervals are the wider of two: the bootstrap of the calibration model, and the
+    stratified interval on the seed's own out-of-fold evidence at the chosen thresholds
+    (:func:`stratified_interval`). A class whose own evidence is thin thus gets a wide
+    interval even when the shared calibration model is sure.
     """
     if label_sampling not in ("auto", "per_class", "random"):
         raise ValueError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {label_sampling!r}.")
@@ -1070,13 +1071,14 @@ def audit_thresholds(
         t0 = th[c]
         mine = (a_pred == c) & (a_conf >= t0)  # audited rows the run accepted as c
         conf_c, right_c, w_c = a_conf[mine], a_right[mine], a_w[mine]
+        accepted_c = (fp == c) & (fc >= t0)  # pool rows the run accepted as c
         new_t, found = math.inf, False
         k_best = n_best = 0.0
         if math.isfinite(t0) and mine.any():
             # candidate cuts fixed before looking at the answers: the run's threshold and the
             # deciles of the confidences it accepted as c (a cut placed just above each observed
             # error would make the share right above it look better than it is)
-            acc_conf = np.concatenate([fc[(fp == c) & (fc >= t0)], conf_c])
+            acc_conf = np.concatenate([fc[accepted_c], conf_c])
             grid = np.quantile(acc_conf, np.linspace(0, 1, AUDIT_CUTS + 1)[1:-1])
             for t in np.unique(np.concatenate([[t0], grid[grid > t0]])):
                 sel = conf_c >= t
@@ -1102,7 +1104,7 @@ def audit_thresholds(
             precision_high=clopper_pearson(k_best, n_best, hi_q, upper=True) if found else math.nan,
             n_accepted=n_acc, expected_coverage=n_acc / n_pool, support=int((conf_c >= new_t).sum()) if found else 0,
             meets_target=found, certified_by="audit",
-            audit_needed=None if found or not (math.isfinite(t0) and ((fp == c) & (fc >= t0)).any())
+            audit_needed=None if found or not (math.isfinite(t0) and accepted_c.any())
             else audit_rows_needed(k_best, n_best, target, confidence_level),
         ))
     total = sum(p[0] for p in parts)
