@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .exceptions import InputError, OutputExistsError
+from .store import DB_NAME, EMBEDDINGS
 
 
 def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str | None = None) -> tuple[np.ndarray, NDArray[np.float32]]:
@@ -86,8 +87,9 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
     raise InputError(f"--embeddings must be a .npy or .parquet file; got {str(p)!r}.")
 
 
-def read_label_csv(path: str | Path, what: str = "labels file") -> list[dict[str, str]]:
-    """Rows of a CSV with (at least) the columns ``id`` and ``label``, as dicts.
+def read_label_csv(path: str | Path, what: str = "labels file") -> list[tuple[str, str, int]]:
+    """``(id, label, line in the file)`` of each row of a CSV with (at least) the columns
+    ``id`` and ``label``.
 
     Every way a user's file can be unreadable ends in one :class:`InputError` that names
     the file and the fix: missing, a folder, not UTF-8 text, not CSV, missing columns.
@@ -107,8 +109,7 @@ def read_label_csv(path: str | Path, what: str = "labels file") -> list[dict[str
                     f"The {what} {str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
                     "the header must include id,label."
                 )
-            return [{"id": csv_unsafe(r["id"] or ""), "label": csv_unsafe(r["label"] or ""), "_line": str(i + 2)}
-                    for i, r in enumerate(reader)]
+            return [(csv_unsafe(r["id"] or ""), csv_unsafe(r["label"] or ""), i + 2) for i, r in enumerate(reader)]
     except UnicodeDecodeError as exc:
         raise InputError(f"The {what} {str(p)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
                          f"{exc.start}); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and run again.") from None
@@ -120,7 +121,7 @@ def read_label_csv(path: str | Path, what: str = "labels file") -> list[dict[str
 def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
     """Read a CSV with columns ``id`` and ``label``; return labels aligned to `pool_ids` (None = unlabeled)."""
     p = Path(path)
-    rows = [(r["id"], r["label"], int(r["_line"])) for r in read_label_csv(p, "--labels file")]
+    rows = read_label_csv(p, "--labels file")
     lookup = {str(v): i for i, v in enumerate(pool_ids.tolist())}
     if len(lookup) != len(pool_ids):
         raise InputError("The pool has duplicate ids; every row needs a unique id.")
@@ -150,7 +151,7 @@ def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
 #: A file labelseed leaves in every folder it writes, so that --force knows the folder is its own.
 OUTPUT_MARKER = ".labelseed-output"
 #: A project's store: never an output, --force or not.
-_STORE_FILES = ("labelseed.db", "labelseed.db-wal", "labelseed.db-shm", "embeddings.npy")
+_STORE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", EMBEDDINGS)
 
 
 def _written_by_labelseed(folder: Path) -> bool:
@@ -185,7 +186,7 @@ def check_output_free(out: str | Path, force: bool, *, inputs: tuple[str | Path 
             how = "is" if source == target else "contains"
             raise InputError(f"--out {str(out)!r} {how} the input {str(inp)!r}; labelseed never writes over its "
                              "inputs: choose another --out.")
-    if (target.name in _STORE_FILES and (target.parent / "labelseed.db").exists()) or (target / "labelseed.db").exists():
+    if (target.name in _STORE_FILES and (target.parent / DB_NAME).exists()) or (target / DB_NAME).exists():
         raise InputError(f"--out {str(out)!r} is a labelseed project's {'folder' if target.is_dir() else 'store'}; "
                          "outputs never replace it: choose another path (e.g. a file inside the project folder).")
     if out.exists() or out.is_symlink():

@@ -450,8 +450,8 @@ def audit_cmd(args: argparse.Namespace) -> int:
     with open(labels_csv, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["source"] == "auto"]
     if args.verified:
-        checked = {r["id"].strip(): r["label"].strip() for r in read_label_csv(args.verified, "--verified file")
-                   if r["label"].strip()}
+        checked = {i.strip(): label.strip() for i, label, _ in read_label_csv(args.verified, "--verified file")
+                   if label.strip()}
         predicted = {r["id"]: r["label"] for r in rows}
         unknown = [i for i in checked if i not in predicted]
         if unknown:

@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -874,6 +875,7 @@ class Project:
         n = self.store.n_items()
         ok, bad = self.store.embedded_rows()
         human = self.store.current_labels()
+        origins = Counter(self.store.label_origins().values())
         per: dict[str, dict[str, int]] = {}
         for label in human.values():
             per.setdefault(label, {"seed": 0, "auto": 0, "abstained": 0})["seed"] += 1
@@ -881,8 +883,8 @@ class Project:
             "project": str(self.folder.resolve()), "kind": meta.get("kind"), "items": n,
             "embedded": int(len(ok)), "failed_to_embed": int(len(bad)), "embed_model": meta.get("embed_model"),
             "labeled": len(human),
-            "label_origins": {o: n for o in ("random", "validation", "picked", "audit")
-                              if (n := sum(v == o for v in self.store.label_origins().values()))},
+            "label_origins": {o: k for o in ("random", "validation", "picked", "audit")
+                              if (k := origins[o])},
             "conflicts": int(self.store.db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]),
             "last_run": None,
         }
@@ -1035,8 +1037,7 @@ def _read_label_studio(p: Path) -> list[tuple[str, str, int]]:
 
 
 def _read_label_csv_rows(p: Path) -> list[tuple[str, str, int]]:
-    return [(r["id"].strip(), r["label"].strip(), k + 1) for k, r in enumerate(read_label_csv(p))
-            if r["label"].strip()]
+    return [(i.strip(), label.strip(), line - 1) for i, label, line in read_label_csv(p) if label.strip()]
 
 
 def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> None:
