@@ -585,17 +585,15 @@ def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
 def _print_basis(summary: dict[str, Any]) -> None:
     """One line on what the printed precision rests on (and what to do when it cannot be trusted)."""
     e = summary.get("estimate") or {}
-    used = e.get("calibrated_by")
-    what = (f"{sum(used.values())} random labels" if used else f"{e.get('n_calibration')} labels")
     if e.get("certified_by") == "audit":
         print(f"estimate: {e['assumes']} ({e.get('audit_rows', '?')} audited rows)")
         short = [c for c in summary.get("classes", []) if not c.get("meets_target") and c.get("audit_needed")]
         for c in short:
             print(f"  {c['label']}: not certified; about {c['audit_needed']} more audited rows would certify it "
                   "if they are right as often as these")
-    elif not e.get("trusted", True):
-        pass  # the library's warning said it, with the way out
-    else:
+    elif e.get("trusted", True):  # an untrusted one was said by the library's warning, with the way out
+        used = e.get("calibrated_by")
+        what = f"{sum(used.values())} random labels" if used else f"{e.get('n_calibration')} labels"
         print(f"estimate: calibrated on {what}; assumes {e.get('assumes')}")
 
 
