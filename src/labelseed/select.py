@@ -499,30 +499,20 @@ def audit_estimate(
     strata-weighted share, its interval from the classes' Jeffreys posteriors (Monte Carlo);
     a class audited in full is known exactly.
     """
-    from .thresholds import clopper_pearson
+    from .thresholds import clopper_pearson, stratified_share
 
     predicted = np.asarray([str(v) for v in predicted])
     verified = np.asarray([str(v) for v in verified])
-    total = sum(class_counts.values())
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    rng = np.random.default_rng(random_state)
     per: dict[str, tuple[int, int, float, float, float]] = {}
-    est = 0.0
-    draws = np.zeros(4000)
+    parts: list[tuple[float, float, float, bool]] = []
     for c, count in class_counts.items():
         m = predicted == c
         n = int(m.sum())
         right = int((verified[m] == c).sum())
         if n == 0:
             continue
-        p = right / n
-        per[c] = (n, right, p, clopper_pearson(right, n, lo_q), clopper_pearson(right, n, hi_q, upper=True))
-        w = count / total
-        est += w * p
-        draws += w * (p if n >= count else rng.beta(right + 0.5, n - right + 0.5, len(draws)))
-    covered = sum(class_counts[c] for c in per) / total if total else 0.0
-    if not covered:
-        return AuditEstimate(float("nan"), float("nan"), float("nan"), int(len(predicted)), per)
-    est, draws = est / covered, draws / covered
-    lo, hi = (float(v) for v in np.quantile(draws, [lo_q, hi_q]))
-    return AuditEstimate(est, min(lo, est), max(hi, est), int(len(predicted)), per)
+        per[c] = (n, right, right / n, clopper_pearson(right, n, lo_q), clopper_pearson(right, n, hi_q, upper=True))
+        parts.append((count, right, n, n >= count))
+    est, lo, hi = stratified_share(parts, lo_q, hi_q, np.random.default_rng(random_state))
+    return AuditEstimate(est, min(lo, est), max(hi, est), int(len(predicted)), per)  # NaNs stay NaN

@@ -997,6 +997,22 @@ def clopper_pearson(k: float, n: float, q: float, upper: bool = False) -> float:
     return 0.0 if k <= 0 else float(special.betaincinv(k, n - k + 1, q))
 
 
+def stratified_share(
+    parts: list[tuple[float, float, float, bool]], lo_q: float, hi_q: float, rng: np.random.Generator,
+    draws: int = 4000,
+) -> tuple[float, float, float]:
+    """A strata-weighted share of right labels and its interval from the strata's Jeffreys
+    posteriors (Monte Carlo). `parts`: ``(stratum size, right, checked, exact)`` per stratum,
+    `exact` when the stratum was checked in full (its share is then known). NaNs without parts."""
+    total = sum(size for size, *_ in parts)
+    if not total:
+        return math.nan, math.nan, math.nan
+    point = sum(size / total * k / n for size, k, n, _ in parts)
+    mix = sum(size / total * (k / n if exact else rng.beta(k + 0.5, n - k + 0.5, draws)) for size, k, n, exact in parts)
+    lo, hi = np.quantile(np.broadcast_to(mix, (draws,)), [lo_q, hi_q])
+    return float(point), float(lo), float(hi)
+
+
 def audit_rows_needed(k: float, n: float, target: float, confidence_level: float, limit: int = 100_000) -> int | None:
     """More audited rows (right at the observed rate ``k / n``, or all right when none was
     wrong) that would lift the exact lower bound to `target`; None when no number would."""
@@ -1107,13 +1123,7 @@ def audit_thresholds(
             audit_needed=None if found or not (math.isfinite(t0) and accepted_c.any())
             else audit_rows_needed(k_best, n_best, target, confidence_level),
         ))
-    total = sum(p[0] for p in parts)
-    if total:
-        rng = np.random.default_rng(random_state)
-        draws = sum(n / total * rng.beta(k + 0.5, m - k + 0.5, 4000) for n, k, m in parts)
-        point = sum(n / total * k / m for n, k, m in parts)
-        lo, hi = (float(v) for v in np.quantile(draws, [lo_q, hi_q]))
-    else:
-        point = lo = hi = math.nan
-    return replace(base, thresholds=th, per_class=per, expected_precision=float(point), precision_low=lo,
-                   precision_high=hi, coverage=total / n_pool, certified_by="audit", trusted=True)
+    point, lo, hi = stratified_share([(n, k, m, False) for n, k, m in parts], lo_q, hi_q,
+                                     np.random.default_rng(random_state))
+    return replace(base, thresholds=th, per_class=per, expected_precision=point, precision_low=lo,
+                   precision_high=hi, coverage=sum(p[0] for p in parts) / n_pool, certified_by="audit", trusted=True)
