@@ -39,6 +39,7 @@ SCHEMES = ["random", "per_class", "loop", "random+audit", "per_class+audit", "lo
 DATASETS = ["digits", "gaussians", "fashion", "imbalanced", "wordnet"]
 PER_CLASS = 10
 AUDIT_PER_CLASS = 50
+METHOD = "ensemble"  # --method
 IMBALANCED_SHARES = [0.40, 0.20, 0.10, 0.10, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01]
 
 
@@ -107,7 +108,7 @@ def fit(X, y, graph, calibrate, rep) -> AutoLabeler | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return AutoLabeler(random_state=rep).fit(X, y, graph=graph, calibrate=calibrate)
+            return AutoLabeler(method=METHOD, random_state=rep).fit(X, y, graph=graph, calibrate=calibrate)
         except ValueError as e:  # e.g. too few labels of a class for any fold
             print(f"    fit refused: {e}", file=sys.stderr)
             return None
@@ -177,8 +178,12 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     p.add_argument("--schemes", nargs="+", default=SCHEMES, choices=SCHEMES)
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--method", default="ensemble", choices=["ensemble", "spreading"],
+                   help="the engine's scores (spreading = the previous default)")
     p.add_argument("--out", default=str(RESULTS / "honesty.json"))
     a = p.parse_args()
+    global METHOD
+    METHOD = a.method
     out_path = Path(a.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name in a.datasets:

@@ -27,6 +27,8 @@ def base(tmp_path_factory):
     np.save(d / "X.npy", (y[:, None] * 3 + rng.normal(size=(90, 8))).astype(np.float32))
     np.save(d / "X1.npy", (y[:, None] * 3 + rng.normal(size=(90, 1))).astype(np.float32))
     (d / "seed.csv").write_text("id,label\n" + "".join(f"{i},c{y[i]}\n" for i in range(0, 90, 5)))
+    (d / "truth.csv").write_text("id,label\n" + "".join(f"{i},c{y[i]}\n" for i in range(90)))
+    (d / "truth_unknown.csv").write_text("id,label\n" + "".join(f"{i},c{y[i]}\n" for i in range(90)) + "777,c1\n")
     (d / "latin.csv").write_bytes(("id,label\n" + "".join(f"{i},caf\xe9{y[i]}\n" for i in range(0, 90, 5)))
                                   .encode("latin-1"))
     (d / "adir").mkdir()
@@ -99,6 +101,21 @@ CASES = [
     ("embeddings of another dimension", ("select", "{d}/proj", "--budget", "2"), "does not belong",
      ("proj/embeddings.npy", "other-dim")),
     ("deleted embeddings", ("select", "{d}/proj", "--budget", "2"), "embed", ("proj/embeddings.npy", "delete")),
+    ("simulate: truth with unknown ids", ("simulate", "--embeddings", "{d}/X.npy", "--truth", "{d}/truth_unknown.csv",
+                                          "--budget", "30", "--out", "{d}/sim"), "not in the pool", None),
+    ("simulate: truth missing rows", ("simulate", "--embeddings", "{d}/X.npy", "--truth", "{d}/seed.csv",
+                                      "--budget", "30", "--out", "{d}/sim"), "true label of every row", None),
+    ("simulate: budget below the classes", ("simulate", "--embeddings", "{d}/X.npy", "--truth", "{d}/truth.csv",
+                                            "--budget", "2", "--out", "{d}/sim"), "number of classes (3)", None),
+    ("simulate: rounds < 1", ("simulate", "--embeddings", "{d}/X.npy", "--truth", "{d}/truth.csv", "--budget", "30",
+                              "--rounds", "0", "--out", "{d}/sim"), "`rounds` must be", None),
+    ("simulate: random share > 1", ("simulate", "--embeddings", "{d}/X.npy", "--truth", "{d}/truth.csv", "--budget",
+                                    "30", "--random-share", "1.5", "--out", "{d}/sim"), "`random_share` must be", None),
+    ("simulate: audits eat the budget", ("simulate", "--embeddings", "{d}/X.npy", "--truth", "{d}/truth.csv",
+                                         "--budget", "30", "--audit", "10", "--out", "{d}/sim"), "must leave labels",
+     None),
+    ("simulate: out is an input's folder", ("simulate", "--embeddings", "{d}/X.npy", "--truth", "{d}/truth.csv",
+                                            "--budget", "30", "--out", "{d}", "--force"), "input", None),
 ]
 
 

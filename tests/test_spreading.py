@@ -106,3 +106,28 @@ def test_fold_sets_solved_by_groups_equal_separate_solves(rest):
         want = spread(S, c, 3, 0.9, tol=1e-6)
         np.testing.assert_allclose(got.distribution, want.distribution, atol=1e-4)
         np.testing.assert_array_equal(got.predicted, want.predicted)
+
+
+def test_ensemble_fold_scores_never_see_the_fold_s_own_labels():
+    """Relabel every row of fold 0: the out-of-fold scores of fold 0 must not move (spreading and the
+    linear classifier are both retrained per fold), while the final scores do."""
+    from labelseed.graph import build_knn_graph, normalize_rows
+    from labelseed.spreading import ensemble_scorer, normalized_affinity
+    from labelseed.thresholds import cross_val_scores
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 100)
+    X = (np.eye(3, 12)[y] * 2 + rng.normal(size=(300, 12))).astype(np.float32)
+    codes = np.full(300, -1)
+    lab = rng.choice(300, 60, replace=False)
+    codes[lab] = y[lab]
+    S = normalized_affinity(build_knn_graph(X, 8).affinity())
+    scorer = ensemble_scorer(S, normalize_rows(X), 3, 0.9)
+    a = cross_val_scores(scorer, codes, 3, 5, random_state=0)
+    other = codes.copy()
+    f0 = a.labeled[a.fold == 0]
+    other[f0] = (codes[f0] + 1) % 3
+    b = cross_val_scores(scorer, other, 3, 5, random_state=0, fold=a.fold)
+    np.testing.assert_allclose(a.oof.distribution[a.fold == 0], b.oof.distribution[b.fold == 0], atol=1e-6)
+    assert not np.allclose(a.oof.distribution[a.fold == 1], b.oof.distribution[b.fold == 1], atol=1e-3)
+    assert not np.allclose(a.final.distribution, b.final.distribution, atol=1e-3)

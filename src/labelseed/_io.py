@@ -118,10 +118,11 @@ def read_label_csv(path: str | Path, what: str = "labels file") -> list[tuple[st
             from None
 
 
-def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
-    """Read a CSV with columns ``id`` and ``label``; return labels aligned to `pool_ids` (None = unlabeled)."""
+def read_seed_labels(path: str | Path, pool_ids: np.ndarray, flag: str = "--labels") -> np.ndarray:
+    """Read a CSV with columns ``id`` and ``label``; return labels aligned to `pool_ids` (None = unlabeled).
+    `flag` names the option the file came from in messages."""
     p = Path(path)
-    rows = read_label_csv(p, "--labels file")
+    rows = read_label_csv(p, f"{flag} file")
     lookup = {str(v): i for i, v in enumerate(pool_ids.tolist())}
     if len(lookup) != len(pool_ids):
         raise InputError("The pool has duplicate ids; every row needs a unique id.")
@@ -132,7 +133,7 @@ def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
         rid = (rid or "").strip()
         label = (label or "").strip()
         if rid in seen:
-            raise InputError(f"--labels {str(p)!r} line {line}: id {rid!r} is labeled twice (first on line {seen[rid]}); keep one row per id.")
+            raise InputError(f"{flag} {str(p)!r} line {line}: id {rid!r} is labeled twice (first on line {seen[rid]}); keep one row per id.")
         seen[rid] = line
         if not label:
             continue
@@ -144,7 +145,7 @@ def read_seed_labels(path: str | Path, pool_ids: np.ndarray) -> np.ndarray:
         shown = ", ".join(repr(u) for u in unknown[:5])
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         hint = " (a .npy pool's ids are its row numbers 0..n-1)" if pool_ids.dtype.kind in "iu" else ""
-        raise InputError(f"--labels {str(p)!r} has {len(unknown)} id(s) not in the pool: {shown}{more}{hint}; fix or drop them.")
+        raise InputError(f"{flag} {str(p)!r} has {len(unknown)} id(s) not in the pool: {shown}{more}{hint}; fix or drop them.")
     return labels  # strings, even "3": labels are names, and ids stay as the pool wrote them
 
 

@@ -11,7 +11,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -28,7 +28,7 @@ from ._validation import (
 from .exceptions import FoldFallbackWarning, InputError, NotFittedError, UntrustedEstimateWarning
 from .graph import EXACT_MAX_ROWS, KnnGraph, Progress, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
-from .spreading import Scores, normalized_affinity, self_train, spread_many
+from .spreading import LinearModel, Scores, ensemble_scorer, mix_scores, normalized_affinity, self_train
 from .thresholds import CrossValScores, ThresholdResult, choose_thresholds, cross_val_scores
 
 log = logging.getLogger(__name__)
@@ -77,16 +77,25 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
 
     Parameters
     ----------
-    method : {"spreading", "self_training"}, default="spreading"
-        Label spreading on the kNN graph, or self-training of a logistic regression.
+    method : {"ensemble", "spreading", "self_training"}, default="ensemble"
+        ``"ensemble"``: label spreading on the kNN graph mixed with a logistic regression
+        on the embeddings, both trained on the same labels (inside each fold for the
+        out-of-fold scores); the classifier's weight (0, 0.25, 0.5 or 0.75) is the one
+        with the lowest out-of-fold log-loss (``linear_weight_``). ``"spreading"``: label
+        spreading only (faster; the CLI's ``--fast``). ``"self_training"``: self-training
+        of a logistic regression.
     target_precision : float in (0, 1], default=0.95
         Precision to meet (per class with `per_class`, else overall).
     metric : str or callable, default="target_precision"
         ``"target_precision"`` meets the target with the largest coverage;
         ``"precision"``, ``"recall"``, ``"f1"``, ``"f<beta>"``, ``"accuracy"`` or any
         ``metric(y_true, y_pred) -> float`` (y_pred -1 = abstained) is maximised instead.
-    per_class : bool, default=True
-        One threshold per class, or one global threshold.
+    per_class : bool or "auto", default="auto"
+        True: one threshold per class, each class meeting the target; False: one global
+        threshold, the accepted rows meeting it together. ``"auto"`` (with the target
+        metric) chooses both ways and keeps the one that certifies more of the pool
+        (``result_.thresholds.mode`` says which; ties go to per class). Either way the
+        accepted rows together meet the target; only True promises it for every class.
     n_neighbors : int, default=10
         Neighbours per row in the kNN graph.
     alpha : float in (0, 1), default=0.9
@@ -123,6 +132,10 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
     result_ : AutoLabelResult
     label_distributions_ : ndarray of shape (n_rows, n_classes)
     graph_ : KnnGraph or None
+    linear_ : LinearModel or None
+        The ensemble's logistic regression trained on every label.
+    linear_weight_ : float
+        Its weight in the scores (0 for spreading alone).
     n_splits_ : int
         Folds actually used.
     timings_ : dict of str to float
@@ -131,10 +144,10 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
 
     def __init__(
         self,
-        method: Literal["spreading", "self_training"] = "spreading",
+        method: Literal["ensemble", "spreading", "self_training"] = "ensemble",
         target_precision: float = 0.95,
         metric: MetricSpec = "target_precision",
-        per_class: bool = True,
+        per_class: bool | Literal["auto"] = "auto",
         n_neighbors: int = 10,
         alpha: float = 0.9,
         n_splits: int = 5,
@@ -196,8 +209,10 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         check_int(self.n_bootstrap, "n_bootstrap", 0)
         if self.label_sampling not in ("auto", "per_class", "random"):
             raise InputError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {self.label_sampling!r}.")
-        if self.method not in ("spreading", "self_training"):
-            raise InputError(f"`method` must be 'spreading' or 'self_training'; got {self.method!r}.")
+        if self.per_class not in (True, False, "auto"):
+            raise InputError(f"`per_class` must be True, False or 'auto'; got {self.per_class!r}.")
+        if self.method not in ("ensemble", "spreading", "self_training"):
+            raise InputError(f"`method` must be 'ensemble', 'spreading' or 'self_training'; got {self.method!r}.")
         if not 0 < float(self.alpha) < 1:
             raise InputError(f"`alpha` must be in (0, 1); got {self.alpha!r}.")
         if not (codes == -1).any():
@@ -262,7 +277,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             log.info("%s: %.2f s", stage, timings[stage])
 
         self.graph_ = None
-        if self.method == "spreading":
+        if self.method in ("spreading", "ensemble"):
             if graph is not None and graph.n_rows != Xa.shape[0]:
                 raise InputError(f"`graph` has {graph.n_rows} rows but `X` has {Xa.shape[0]}; build it for this X.")
             self.graph_ = graph or build_knn_graph(
@@ -273,12 +288,14 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             S = normalized_affinity(self.graph_.affinity())
             lap("affinity")
 
-            def scorer(code_sets: list[NDArray[np.int64]]) -> list[Scores]:
-                return spread_many(S, code_sets, n_classes, float(self.alpha), progress=progress)
+            graph_scorer = ensemble_scorer(S, normalize_rows(Xa) if self.method == "ensemble" else None, n_classes,
+                                           float(self.alpha), random_state=self.random_state, progress=progress)
+            scorer: Callable[[list[NDArray[np.int64]]], list[Scores]] = graph_scorer
         else:
+            graph_scorer = None
             Xn = normalize_rows(Xa)
 
-            def scorer(code_sets: list[NDArray[np.int64]]) -> list[Scores]:
+            def scorer(code_sets: list[NDArray[np.int64]]) -> list[Scores]:  # type: ignore[no-redef]
                 out = []
                 for i, c in enumerate(code_sets):
                     out.append(self_train(Xn, c, n_classes, threshold=self.self_training_threshold,
@@ -289,12 +306,13 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
 
         cv = cross_val_scores(scorer, codes, n_classes, n_splits, self.random_state, calibrate=cal_mask)
         lap("propagation")
-        th = choose_thresholds(
+        modes = [True, False] if self.per_class == "auto" and metric_fn is None else [bool(self.per_class)]
+        th = max((choose_thresholds(
             cv, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
-            per_class=bool(self.per_class), min_support=min_support, confidence_level=self.confidence_level,
+            per_class=mode, min_support=min_support, confidence_level=self.confidence_level,
             n_bootstrap=self.n_bootstrap, random_state=self.random_state, blocked=single,
             label_sampling=self.label_sampling, trusted=trusted,
-        )
+        ) for mode in modes), key=lambda t: (t.coverage, t.mode == "per_class"))
         lap("thresholds")
         self.classes_ = classes
         self.n_splits_ = n_splits
@@ -304,7 +322,14 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self._codes = codes
         self.result_ = _decide(codes, classes, cv.final, th)
         self.cv_results_ = _table(th)
-        self._X_fit = Xa if self.method == "spreading" else None
+        self._X_fit = Xa if self.method in ("spreading", "ensemble") else None
+        # the last label set scored holds every label: its linear model scores new rows, which
+        # average their neighbours' *spread* scores and then mix in the linear classifier as fit did
+        self.linear_: LinearModel | None = None if graph_scorer is None else graph_scorer.last_linear
+        self.linear_weight_ = 0.0 if graph_scorer is None else graph_scorer.weight
+        self._spread_distributions = (graph_scorer.last_spread.distribution
+                                      if graph_scorer is not None and graph_scorer.last_linear is not None
+                                      and graph_scorer.last_spread is not None else None)
         lap("decide")
         self.timings_ = timings
         return self
@@ -387,21 +412,26 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         """Class scores, shape (n_rows, n_classes); rows with no path are all 0.
 
         Without `X`, the fitted rows (transductive). With new rows, the average of
-        their `n_neighbors` nearest fitted rows' scores, weighted by similarity.
+        their `n_neighbors` nearest fitted rows' spread scores, weighted by similarity
+        (for ``method="ensemble"`` mixed with the linear classifier's probabilities).
         """
         self._check_fitted()
         if X is None:
             return self.label_distributions_
         Q = normalize_rows(check_embeddings(X))
         if self._X_fit is None:
-            raise InputError("predict_proba on new rows needs method='spreading'; pass X=None for the fitted rows.")
+            raise InputError("predict_proba on new rows needs method='ensemble' or 'spreading'; pass X=None for the "
+                             "fitted rows.")
         ref = normalize_rows(self._X_fit)
         if Q.shape[1] != ref.shape[1]:
             raise InputError(f"`X` has {Q.shape[1]} dimensions but the fitted data had {ref.shape[1]}.")
         idx, sim = exact_neighbors(Q, ref, self.n_neighbors)
         w = np.clip(sim, 0, None) * (idx >= 0)
-        P = np.einsum("ik,ikc->ic", w, self.label_distributions_[np.maximum(idx, 0)])
-        return Scores.from_unnormalized(P).distribution
+        spread = self.label_distributions_ if self._spread_distributions is None else self._spread_distributions
+        s = Scores.from_unnormalized(np.einsum("ik,ikc->ic", w, spread[np.maximum(idx, 0)]))
+        if self.linear_ is not None:
+            s = mix_scores(s, self.linear_.probabilities(Q), self.linear_weight_)
+        return s.distribution
 
     def predict(self, X: ArrayLike | None = None) -> np.ndarray:
         """Labels that pass the thresholds; -1 (int labels) or None elsewhere.
@@ -447,7 +477,7 @@ def _decide(codes: NDArray[np.int64], classes: np.ndarray, final: Scores, th: Th
 def _table(th: ThresholdResult) -> dict[str, list[Any]]:
     keys = ["threshold", "expected_precision", "precision_low", "precision_high", "n_accepted",
             "expected_coverage", "support", "n_seed", "oof_precision", "threshold_spread", "meets_target",
-            "certified_by", "audit_needed"]
+            "certified_by", "audit_needed", "labels_needed"]
     table: dict[str, list[Any]] = {"class": [r.label for r in th.per_class]}
     for k in keys:
         table[k] = [getattr(r, k) for r in th.per_class]
@@ -491,6 +521,7 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
         "cv_score": _json_num(th.cv_score),
         "n_splits": int(model.n_splits_),
         "graph": model.graph_.method if model.graph_ is not None else None,
+        "linear_weight": _json_num(getattr(model, "linear_weight_", 0.0)),
         "estimate": estimate_basis(th),
         "params": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                    for k, v in model.get_params().items()},

@@ -21,6 +21,7 @@ from ._io import (
     read_embeddings,
     read_label_csv,
     read_seed_labels,
+    write_csv_atomic,
     write_items,
     write_json,
     write_json_atomic,
@@ -44,11 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="output folder (written atomically)")
     a.add_argument("--target-precision", type=float, default=0.95)
     g = a.add_mutually_exclusive_group()
-    g.add_argument("--per-class", dest="per_class", action="store_true", default=True, help="one threshold per class (default)")
+    g.add_argument("--per-class", dest="per_class", action="store_true", default="auto",
+                   help="one threshold per class, each class meeting the target (default: per class or global, "
+                        "whichever certifies more)")
     g.add_argument("--global", dest="per_class", action="store_false", help="one threshold for all classes")
     a.add_argument("--metric", default="target_precision",
                    help="target_precision (default), precision, recall, f1, f<beta>, accuracy")
-    a.add_argument("--method", choices=["spreading", "self_training"], default="spreading")
+    a.add_argument("--method", choices=["ensemble", "spreading", "self_training"], default="ensemble",
+                   help="ensemble: label spreading mixed with a linear classifier (default); spreading: the graph "
+                        "alone (faster, less coverage); self_training")
+    a.add_argument("--fast", dest="method", action="store_const", const="spreading",
+                   help="same as --method spreading")
     a.add_argument("--n-neighbors", type=int, default=10)
     a.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
     a.add_argument("--folds", type=int, default=5)
@@ -184,6 +191,29 @@ def _project_parsers(sub: Any) -> None:
     r.add_argument("--skip-empty", action="store_true")
     r.add_argument("--truncate", action="store_true")
     _fit_options(r)
+    sm = sub.add_parser("simulate", help="play the person on labeled data: the loop vs random labels, round by "
+                                         "round (plan a labeling budget before paying for it)")
+    sm.add_argument("--embeddings", required=True, help=".npy (ids = row numbers) or .parquet (id + vector column)")
+    sm.add_argument("--truth", required=True, help="CSV id,label with the true label of every embedded row")
+    sm.add_argument("--budget", type=int, required=True, help="human labels to spend in all (audits included)")
+    sm.add_argument("--rounds", type=int, default=3, help="rounds: select, then fit -> query -> reveal (default 3)")
+    sm.add_argument("--random-share", type=float, default=0.5,
+                    help="share of each round's labels drawn at random (they calibrate the estimate; default 0.5)")
+    sm.add_argument("--audit", type=int, default=0, help="audit rows per round, certified exactly (default 0)")
+    sm.add_argument("--no-random", dest="compare_random", action="store_false",
+                    help="skip the same engine on the same number of random labels")
+    sm.add_argument("--target-precision", type=float, default=0.95)
+    sm.add_argument("--method", choices=["ensemble", "spreading"], default="ensemble")
+    sm.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
+    sm.add_argument("--strategy", default="kmeans", help="cold-start strategy (as for select)")
+    sm.add_argument("--query-strategy", default="abstained", help="query strategy (as for query)")
+    sm.add_argument("--n-neighbors", type=int, default=10)
+    sm.add_argument("--id-column", default="id")
+    sm.add_argument("--vector-column", default=None)
+    sm.add_argument("--seed", type=int, default=0, help="random seed")
+    sm.add_argument("--out", required=True, help="folder for label_efficiency.csv/.json/.png (written atomically)")
+    sm.add_argument("--force", action="store_true", help="replace --out if labelseed wrote it")
+    sm.add_argument("--quiet", action="store_true")
     rp = sub.add_parser("report", help="an HTML page (self-contained), PNG figures and report.json for a run")
     which = rp.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", default=None, help="a `labelseed autolabel` output folder")
@@ -198,10 +228,16 @@ def _project_parsers(sub: Any) -> None:
 def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-precision", type=float, default=0.95)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--per-class", dest="per_class", action="store_true", default=True)
-    g.add_argument("--global", dest="per_class", action="store_false")
+    g.add_argument("--per-class", dest="per_class", action="store_true", default="auto",
+                   help="one threshold per class, each class meeting the target (default: per class or global, "
+                        "whichever certifies more)")
+    g.add_argument("--global", dest="per_class", action="store_false", help="one threshold for all classes")
     p.add_argument("--metric", default="target_precision")
     p.add_argument("--n-neighbors", type=int, default=10)
+    p.add_argument("--method", choices=["ensemble", "spreading"], default="ensemble",
+                   help="ensemble: label spreading mixed with a linear classifier (default); spreading: the graph "
+                        "alone (faster, less coverage)")
+    p.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--allow-single-class", action="store_true",
@@ -285,7 +321,7 @@ def autolabel(args: argparse.Namespace) -> int:
     model = AutoLabeler(**params)
     with _Progress(not args.quiet) as progress:
         graph = None
-        if args.method == "spreading" and not args.no_cache:
+        if args.method in ("ensemble", "spreading") and not args.no_cache:
             X = check_embeddings(X)  # one float32 copy shared by the cache key and fit()
             graph, reused = cached_knn_graph(X, args.n_neighbors, _cache_dir(args),
                                              progress=progress, random_state=args.seed)
@@ -360,7 +396,8 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
         t.add_row(str(row.label), str(row.n_seed), str(row.n_accepted), _fmt(row.threshold),
                   f"{_fmt(row.expected_precision)} [{_fmt(row.precision_low)}, {_fmt(row.precision_high)}]",
                   _fmt(row.expected_coverage), str(row.support), _fmt(row.threshold_spread),
-                  "yes" if row.meets_target else "no")
+                  "yes" if row.meets_target else
+                  ("no" if row.labels_needed is None else f"no (~{row.labels_needed} more random labels)"))
     c = _console()
     c.print(t)
     c.print(f"expected precision {_fmt(th.expected_precision)} [{_fmt(th.precision_low)}, {_fmt(th.precision_high)}], "
@@ -573,7 +610,7 @@ def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
     with _Progress(not args.quiet) as progress:
         run = proj.fit(target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
                        n_neighbors=args.n_neighbors, seed=args.seed, progress=progress, certify=args.certify,
-                       label_sampling=args.label_sampling)
+                       label_sampling=args.label_sampling, method=args.method)
     s = run["summary"]
     lo, hi = s["expected_precision_interval"]
     print(f"run {run['run_id']}: {s['n_auto']} auto-labels, {s['n_abstained']} abstained; expected precision "
@@ -595,6 +632,10 @@ def _print_basis(summary: dict[str, Any]) -> None:
         used = e.get("calibrated_by")
         what = f"{sum(used.values())} random labels" if used else f"{e.get('n_calibration')} labels"
         print(f"estimate: calibrated on {what}; assumes {e.get('assumes')}")
+        short = [c for c in summary.get("classes", []) if not c.get("meets_target") and c.get("labels_needed")]
+        for c in short:
+            print(f"  {c['label']}: not certified; about {c['labels_needed']} more random labels (of any class) "
+                  "would certify it if the calibration holds")
 
 
 def fit_cmd(args: argparse.Namespace) -> int:
@@ -724,6 +765,46 @@ def report_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def simulate_cmd(args: argparse.Namespace) -> int:
+    from .simulate import plot_label_efficiency, simulate
+
+    out = Path(args.out)
+    inputs = (args.embeddings, args.truth)
+    check_output_free(out, args.force, inputs=inputs)
+    ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
+    truth = read_seed_labels(args.truth, ids, flag="--truth")
+    with _Progress(not args.quiet) as progress:
+        result = simulate(X, truth, args.budget, args.rounds, random_share=args.random_share, audit=args.audit,
+                          compare_random=args.compare_random, target_precision=args.target_precision,
+                          method=args.method, select_strategy=args.strategy, query_strategy=args.query_strategy,
+                          n_neighbors=args.n_neighbors, random_state=args.seed, progress=progress)
+    table = result.table()
+    columns = list(table[0])
+    with atomic_dir(out, args.force, inputs=inputs) as tmp:
+        write_csv_atomic(tmp / "label_efficiency.csv", columns, table)
+        write_json(tmp / "label_efficiency.json", {"n_rows": result.n_rows, "n_classes": result.n_classes,
+                                                   "target_precision": result.target_precision,
+                                                   "params": result.params, "rounds": table})
+        try:
+            plot_label_efficiency(result, str(tmp / "label_efficiency.png"))
+        except ImportError as exc:
+            print(f"warning: no plot ({exc})", file=sys.stderr)
+    if not args.quiet:
+        from rich.table import Table
+
+        t = Table(title=f"label efficiency at target {_fmt(result.target_precision)} ({result.n_rows} rows, "
+                        f"{result.n_classes} classes)")
+        for c in ("scheme", "round", "labels", "coverage", "classes", "expected [interval]", "realized", "trusted"):
+            t.add_column(c)
+        for r in result.records:
+            t.add_row(r.scheme, str(r.round), str(r.n_labels), _fmt(r.coverage), str(r.classes_certified),
+                      f"{_fmt(r.expected_precision)} [{_fmt(r.precision_low)}, {_fmt(r.precision_high)}]",
+                      _fmt(r.realized_precision), "yes" if r.trusted else "no")
+        _console().print(t)
+    print(f"wrote {out}/label_efficiency.csv, .json and .png")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -745,7 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return audit_cmd(args)
         commands = {"init": init_cmd, "embed": embed_cmd, "import": import_cmd, "fit": fit_cmd, "apply": apply_cmd,
-                    "export": export_cmd, "status": status_cmd, "run": run_cmd, "report": report_cmd}
+                    "export": export_cmd, "status": status_cmd, "run": run_cmd, "report": report_cmd,
+                    "simulate": simulate_cmd}
         return commands[args.command](args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

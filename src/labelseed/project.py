@@ -21,7 +21,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Literal, Any, Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -553,7 +553,7 @@ class Project:
         return np.array([pos[r] for r in keys], dtype=np.int64), np.array([inclusion[r] for r in keys])
 
     def fit(
-        self, *, target_precision: float = 0.95, metric: str = "target_precision", per_class: bool = True,
+        self, *, target_precision: float = 0.95, metric: str = "target_precision", per_class: bool | Literal["auto"] = "auto",
         n_neighbors: int = 10, seed: int = 0, progress: Progress | None = None, certify: str = "cv",
         **params: Any,
     ) -> dict[str, Any]:
@@ -737,7 +737,8 @@ class Project:
         y = self._labels_for(rows)
         k = int(cfg.get("n_neighbors", 10))
         model = AutoLabeler(target_precision=target_precision or cfg.get("target_precision", 0.95),
-                            per_class=cfg.get("per_class", True), n_neighbors=k, random_state=seed)
+                            per_class=cfg.get("per_class", "auto"), n_neighbors=k, random_state=seed,
+                            method=cfg.get("method", "ensemble"))
         graph, _ = cached_knn_graph(X, k, self.folder / "cache", random_state=seed)
         calibrate = self._calibrate_mask(y, self._origins_for(rows))
         with warnings.catch_warnings():  # the estimate is not what query reports
@@ -912,7 +913,7 @@ class Project:
                                "unreached": int((~decided & ~reach).sum()), "estimate": s.get("estimate"),
                                "per_class": {c["label"]: {k: c.get(k) for k in (
                                    "threshold", "expected_precision", "precision_low", "precision_high",
-                                   "meets_target", "certified_by", "audit_needed")} for c in s.get("classes", [])}}
+                                   "meets_target", "certified_by", "audit_needed", "labels_needed")} for c in s.get("classes", [])}}
             out["audit"] = self.audit_result(run["run_id"])
         out["classes"] = {k: per[k] for k in sorted(per)}
         return out

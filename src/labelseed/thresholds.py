@@ -290,6 +290,11 @@ class ClassThreshold:
     audit_needed : int or None
         After an audit, for a class it could not certify: how many more audited rows
         (all right at the class's audited rate) would certify it; None when none would.
+    labels_needed : int or None
+        For a class cross-validation could not certify (per-class mode): about how many
+        more uniformly random labels (of any class) would, if the calibration's precision
+        holds (:func:`_labels_needed`); None when no cut's expected precision beats the
+        target, or the class is certified.
     """
 
     label: Any
@@ -307,6 +312,7 @@ class ClassThreshold:
     meets_target: bool
     certified_by: str = "cross-validation"
     audit_needed: int | None = None
+    labels_needed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -583,6 +589,43 @@ def _target_cut(
     if len(ok) == 0:
         return math.inf, False
     return float(conf[cuts[ok[-1]] - 1]), True
+
+
+#: Beyond this many more labels a class is reported as not certifiable by labels alone.
+LABELS_NEEDED_LIMIT = 100_000
+
+
+def _labels_needed(g: _Group, calib_samples: list[Calibration], target: float, min_support: int, quantile: float,
+                   n_calibration: int, n_group: int, n_pool: int) -> int | None:
+    """About how many more uniformly random labels would let the group's threshold be certified.
+
+    For each cut whose expected precision (point calibration) beats the target, two things
+    must grow: the bootstrap spread of the calibration, which shrinks like one over the
+    square root of the calibration rows (so ``n (spread / margin)^2 - n`` more rows close the
+    gap between the lower quantile and the target), and the group's own support above the cut
+    (`min_support` rows, arriving at the rate the pool puts rows above the cut). The cheapest
+    cut counts; None when no cut's expected precision beats the target or more than
+    :data:`LABELS_NEEDED_LIMIT` labels would be needed.
+    """
+    if len(g.pool_conf) == 0 or len(calib_samples) < 2:
+        return None
+    P = _predict_all(calib_samples, g.pool_logit, g.pool_pred)
+    ep = np.cumsum(P, axis=1)[:, g.cuts - 1] / g.cuts
+    point = ep[0]
+    low = np.quantile(ep[1:], quantile, axis=0)
+    ok = np.flatnonzero(point > target)
+    if len(ok) == 0:
+        return None
+    spread = np.maximum(point[ok] - low[ok], 0.0)
+    boot = n_calibration * ((spread / (point[ok] - target)) ** 2 - 1)
+    at = g.pool_conf[g.cuts[ok] - 1]
+    have = (g.evidence.conf[:, None] >= at[None, :]).sum(axis=0)
+    # pool rows above the cut as a share of the pool (the group's rows are an even sample of its n_group)
+    share = g.cuts[ok] / len(g.pool_conf) * n_group / max(n_pool, 1)
+    support = np.maximum(min_support - have, 0) / share
+    need = np.ceil(np.maximum(np.maximum(boot, support), 1.0))
+    best = float(need.min())
+    return int(best) if best <= LABELS_NEEDED_LIMIT else None
 
 
 def _quantile_at_least(values: NDArray[np.float64], q: float, target: float) -> NDArray[np.bool_]:
@@ -948,6 +991,10 @@ def choose_thresholds(
             meets_target=bool(feasible[c] and acc_c.any()) if target_mode else bool(acc_c.any()),
         ))
         curves.append(_curve(fc[fp == c], fp[fp == c], cals[0], n_pool))
+        if target_mode and per_class and not per[-1].meets_target and not (blocked is not None and c in blocked):
+            per[-1] = replace(per[-1], labels_needed=_labels_needed(
+                groups[c], cals, target_precision, min_support, 1 - confidence_level, len(cv.y_true),
+                int((fp == c).sum()), len(pool)))
     ep, lo, hi = estimate(accepted, None)
     from .metrics import precision as _precision
 
@@ -1013,10 +1060,13 @@ def stratified_share(
     return float(point), float(lo), float(hi)
 
 
-def audit_rows_needed(k: float, n: float, target: float, confidence_level: float, limit: int = 100_000) -> int | None:
+def audit_rows_needed(k: float, n: float, target: float, confidence_level: float, limit: int = 100_000,
+                      rate: float | None = None) -> int | None:
     """More audited rows (right at the observed rate ``k / n``, or all right when none was
-    wrong) that would lift the exact lower bound to `target`; None when no number would."""
-    rate = 1.0 if n <= 0 else k / n
+    wrong, or at `rate` when given) that would lift the exact lower bound to `target`;
+    None when no number would."""
+    if rate is None:
+        rate = 1.0 if n <= 0 else k / n
     if rate <= target:
         return None
     lo, hi = int(n), limit

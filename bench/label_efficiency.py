@@ -1,0 +1,233 @@
+"""How much of the pool is certified per human label, side by side, in one run.
+
+For each data set x budget (labels per class, drawn at random within each class) x seed:
+- ``default``: labelseed's default engine (label spreading mixed with a linear classifier);
+- ``previous``: the previous default (label spreading alone, ``--fast``);
+- ``lr honest``: a logistic regression's scores through labelseed's own (honest) thresholds;
+- ``lr naive``: logistic regression + one cross-validated cut (the lowest cut whose out-of-fold
+  precision meets the target), the usual baseline; its estimate is its out-of-fold precision;
+- ``talk``: the talk's self-training SVC with both bugs fixed (digits only: it does not finish
+  in reasonable time on the larger sets);
+- ``loop`` / ``random``: :func:`labelseed.simulate.simulate` with the same total budget, 3 rounds
+  (cold-start select, then queries; half of each round's labels random), against the same
+  number of uniformly random labels.
+Columns: certified coverage of the unlabeled pool, realized precision (hidden truth), expected
+precision, seconds; and for default/previous the certification efficiency: coverage divided by
+the coverage of the best single cut on the same scores, found with the hidden truth.
+
+    python bench/label_efficiency.py                          # everything (about 30 min here)
+    python bench/label_efficiency.py --datasets digits --seeds 1
+
+Writes ``bench/results/label_efficiency.json`` and ``bench/label_efficiency.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, load, talk_method, thresholded  # noqa: E402
+
+from labelseed import AutoLabeler  # noqa: E402
+from labelseed.graph import build_knn_graph, normalize_rows  # noqa: E402
+from labelseed.simulate import simulate  # noqa: E402
+from labelseed.spreading import Scores, fit_linear  # noqa: E402
+
+TARGET = 0.95
+BUDGETS = [5, 10, 20, 40]
+DATASETS = ["digits", "fashion20k", "fashion70k", "wordnet"]
+
+
+def data(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "digits":
+        return load("digits")
+    if name == "fashion20k":
+        return load("fashion", n=20_000)
+    if name == "fashion70k":
+        return load("fashion")
+    return load("wordnet", per_class=100_000)  # all 82,115 nouns
+
+
+def per_class_labels(truth: np.ndarray, k: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    codes = np.full(len(truth), -1, dtype=np.int64)
+    for c in range(k):
+        idx = np.flatnonzero(truth == c)
+        codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
+    return codes
+
+
+def hindsight_cut(scores: Scores, truth: np.ndarray, rows: np.ndarray) -> float:
+    """Largest share of `rows` one confidence cut could label at precision >= TARGET, knowing the truth."""
+    c, p = scores.confidence[rows], scores.predicted[rows]
+    o = np.argsort(-c, kind="stable")
+    prec = np.cumsum(p[o] == truth[rows][o]) / np.arange(1, len(o) + 1)
+    ok = np.flatnonzero(prec >= TARGET)
+    return float((ok[-1] + 1) / len(rows)) if len(ok) else 0.0
+
+
+def outcome(accepted: np.ndarray, labels: np.ndarray, truth: np.ndarray, n_pool: int, expected: float,
+            seconds: float) -> dict:
+    right = labels == truth[accepted]
+    return {"coverage": len(accepted) / n_pool, "realized": float(right.mean()) if len(accepted) else None,
+            "expected": None if not np.isfinite(expected) else float(expected), "seconds": round(seconds, 2),
+            "classes": int(len(np.unique(labels))) if len(accepted) else 0}
+
+
+def lr_naive(Xn: np.ndarray, codes: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    from sklearn.model_selection import StratifiedKFold
+
+    lab = np.flatnonzero(codes >= 0)
+    n_splits = int(min(5, np.bincount(codes[lab]).min()))
+    oof = np.zeros((len(lab), k), dtype=np.float32)
+    for tr, te in StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(lab, codes[lab]):
+        c = np.full(len(codes), -1)
+        c[lab[tr]] = codes[lab[tr]]
+        oof[te] = fit_linear(Xn, c, k, random_state=seed).probabilities(Xn[lab[te]])
+    conf, pred = oof.max(1), oof.argmax(1)
+    best, best_prec = 1.0, float("nan")
+    for t in np.unique(conf)[::-1]:  # from the top: the lowest cut whose OOF precision meets the target
+        m = conf >= t
+        prec = float((pred[m] == codes[lab][m]).mean())
+        if prec >= TARGET:
+            best, best_prec = float(t), prec
+    P = fit_linear(Xn, codes, k, random_state=seed).probabilities(Xn)
+    unl = np.flatnonzero(codes < 0)
+    acc = unl[P[unl].max(1) >= best] if np.isfinite(best_prec) else unl[:0]
+    return acc, P[acc].argmax(1), best_prec
+
+
+def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: int) -> dict:
+    k = int(truth.max()) + 1
+    rng = np.random.default_rng([seed, m])
+    codes = per_class_labels(truth, k, m, rng)
+    unl = np.flatnonzero(codes < 0)
+    row: dict = {"data": name, "per_class": m, "seed": seed, "n_labels": int((codes >= 0).sum())}
+    for key, method in (("default", "ensemble"), ("previous", "spreading")):
+        t = time.perf_counter()
+        model = AutoLabeler(method=method, random_state=seed).fit(X, codes, graph=graph)
+        r = model.result_
+        o = outcome(r.accepted, r.labels[r.accepted].astype(int), truth, len(unl), r.expected_precision,
+                    time.perf_counter() - t)
+        final = model.cv_scores_.final
+        o["ceiling"] = hindsight_cut(final, truth, unl)
+        o["efficiency"] = o["coverage"] / o["ceiling"] if o["ceiling"] > 0 else None
+        row[key] = o
+    Xn = normalize_rows(X)
+
+    def lr_scorer(code_sets):
+        return [Scores.from_unnormalized(fit_linear(Xn, c, k, random_state=seed).probabilities(Xn)) for c in code_sets]
+
+    t = time.perf_counter()
+    o = thresholded(lr_scorer, codes, np.arange(k), TARGET, seed)
+    row["lr honest"] = outcome(o.accepted, o.labels.astype(int), truth, len(unl), o.expected_precision,
+                               time.perf_counter() - t)
+    t = time.perf_counter()
+    acc, lab, est = lr_naive(Xn, codes, k, seed)
+    row["lr naive"] = outcome(acc, lab, truth, len(unl), est, time.perf_counter() - t)
+    if name == "digits":
+        t = time.perf_counter()
+        o = talk_method(X, codes, np.arange(k), TARGET)
+        row["talk"] = outcome(o.accepted, o.labels.astype(int), truth, len(unl), o.expected_precision,
+                              time.perf_counter() - t)
+    t = time.perf_counter()
+    sim = simulate(X, truth, m * k, 3, random_state=seed, graph=graph)
+    last = {r.scheme: r for r in sim.records if r.round == 3}
+    for scheme in ("loop", "random"):
+        r = last[scheme]
+        row[scheme] = {"coverage": r.coverage, "realized": None if not np.isfinite(r.realized_precision)
+                       else r.realized_precision, "expected": None if not np.isfinite(r.expected_precision)
+                       else r.expected_precision, "classes": r.classes_certified, "n_labels": r.n_labels,
+                       "seconds": round((time.perf_counter() - t) / 2, 2)}
+    return row
+
+
+METHODS = ["default", "previous", "lr honest", "lr naive", "talk", "loop", "random"]
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| data | labels/class | " + " | ".join(METHODS) + " | efficiency default / previous (ceiling) |",
+           "|---|---|" + "---|" * len(METHODS) + "---|"]
+    keys = sorted({(r["data"], r["per_class"]) for r in rows}, key=lambda x: (DATASETS.index(x[0]), x[1]))
+    for name, m in keys:
+        rs = [r for r in rows if r["data"] == name and r["per_class"] == m]
+        cells = []
+        for meth in METHODS:
+            got = [r[meth] for r in rs if meth in r]
+            if not got:
+                cells.append("")
+                continue
+            cov = np.mean([g["coverage"] for g in got])
+            real = [g["realized"] for g in got if g["realized"] is not None]
+            exp = [g["expected"] for g in got if g["expected"] is not None]
+            cells.append(f"{cov:.3f} ({np.mean(real):.3f} / {np.mean(exp):.3f}) {np.mean([g['seconds'] for g in got]):.1f}s"
+                         if real else f"{cov:.3f} (- / -)")
+        eff = []
+        for meth in ("default", "previous"):
+            ce = np.mean([r[meth]["ceiling"] for r in rs])
+            ef = [r[meth]["efficiency"] for r in rs if r[meth]["efficiency"] is not None]
+            eff.append(f"{np.mean(ef):.2f} ({ce:.3f})" if ef else f"- ({ce:.3f})")
+        out.append(f"| {name} | {m} | " + " | ".join(cells) + " | " + " / ".join(eff) + " |")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [d for d in DATASETS if any(r["data"] == d for r in rows)]
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for meth in ("default", "previous", "lr honest", "loop", "random"):
+            xs = sorted({r["per_class"] for r in rows if r["data"] == name})
+            ys = [np.mean([r[meth]["coverage"] for r in rows if r["data"] == name and r["per_class"] == m]) for m in xs]
+            ax.plot(xs, ys, marker="o", label=meth)
+        ax.set_title(name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("human labels per class")
+        ax.set_ylabel(f"certified coverage at {TARGET}")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    p.add_argument("--budgets", nargs="+", type=int, default=BUDGETS)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", default=str(RESULTS / "label_efficiency.json"))
+    a = p.parse_args()
+    out = Path(a.out)
+    rows = [r for r in (json.loads(out.read_text()) if out.exists() else []) if r["data"] not in a.datasets]
+    for name in a.datasets:
+        X, y = data(name)
+        classes, truth = np.unique(y.astype(str), return_inverse=True)
+        t = time.perf_counter()
+        graph = build_knn_graph(X, 10, random_state=0)
+        print(f"{name}: {X.shape}, {len(classes)} classes, graph {time.perf_counter() - t:.1f} s", flush=True)
+        for m in a.budgets:
+            for seed in range(a.seeds):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    rows.append(run_one(name, X, truth, graph, m, seed))
+                r = rows[-1]
+                print(f"  {m}/class seed {seed}: " + ", ".join(
+                    f"{k} {r[k]['coverage']:.3f}/{r[k]['realized'] or float('nan'):.3f}" for k in METHODS if k in r),
+                    flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+    plot(rows, Path(__file__).parent / "label_efficiency.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`labelseed simulate`: the loop played on labeled data, against random labels, through the real CLI."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from labelseed import datasets
+from labelseed.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datasets.digits()
+
+
+def test_budgets_and_origins_add_up_and_precision_is_measured_against_the_truth(digits):
+    X, y = digits
+    r = simulate(X, y, 90, 3, audit=5, random_state=1)
+    loop = [x for x in r.records if x.scheme == "loop"]
+    rand = [x for x in r.records if x.scheme == "random"]
+    audited = [x for x in r.records if x.scheme == "loop+audit"]
+    assert [x.round for x in loop] == [1, 2, 3] and len(rand) == 3
+    assert audited and audited[-1].round == 3
+    # all 90 labels were spent (a round that could not audit gave its audit labels to the next round's
+    # loop), each one counted once, and the random scheme got as many
+    last = r.records[-1]
+    assert last.scheme == "random" and last.n_labels == 90
+    fin = [x for x in r.records if x.round == 3 and x.scheme != "random"][-1]
+    assert fin.n_random + fin.n_picked + fin.n_audit == fin.n_labels == 90
+    assert all(x.certified_by == "audit" for x in audited)
+    # the realized precision is the truth's verdict on the accepted rows: recompute it for the random scheme
+    from labelseed import AutoLabeler
+
+    codes = np.unique(y.astype(str), return_inverse=True)[1]
+    order = np.random.default_rng(1).permutation(len(y))
+    labels = np.full(len(y), -1)
+    labels[order[:90]] = codes[order[:90]]
+    m = AutoLabeler(random_state=1).fit(X, labels)
+    acc = m.result_.accepted
+    assert last.coverage == pytest.approx(len(acc) / (len(y) - 90))
+    assert last.realized_precision == pytest.approx(float((m.result_.labels[acc] == codes[acc]).mean()))
+
+
+def test_no_random_share_marks_the_loop_untrusted(digits):
+    X, y = digits
+    r = simulate(X, y, 60, 2, random_share=0.0, compare_random=False)
+    assert [x.scheme for x in r.records] == ["loop", "loop"]
+    assert not any(x.trusted for x in r.records if x.coverage > 0)
+    assert all(x.n_random == 0 for x in r.records)
+
+
+def test_cli_writes_table_json_and_plot(digits, tmp_path):
+    X, y = digits
+    np.save(tmp_path / "X.npy", X)
+    with open(tmp_path / "truth.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label"])
+        w.writerows(enumerate(y.tolist()))
+    out = tmp_path / "sim"
+    p = run_cli("simulate", "--embeddings", str(tmp_path / "X.npy"), "--truth", str(tmp_path / "truth.csv"),
+                "--budget", "60", "--rounds", "2", "--out", str(out), "--quiet")
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(open(out / "label_efficiency.csv")))
+    assert [(r["scheme"], r["round"]) for r in rows] == [("loop", "1"), ("random", "1"), ("loop", "2"), ("random", "2")]
+    meta = json.loads((out / "label_efficiency.json").read_text())
+    assert meta["params"]["budget"] == 60 and len(meta["rounds"]) == 4
+    assert (out / "label_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+    # a second run refuses to replace it without --force, and replaces it with --force
+    again = ("simulate", "--embeddings", str(tmp_path / "X.npy"), "--truth", str(tmp_path / "truth.csv"),
+             "--budget", "60", "--rounds", "2", "--out", str(out), "--quiet")
+    assert run_cli(*again).returncode == 2
+    assert run_cli(*again, "--force").returncode == 0
