@@ -805,6 +805,12 @@ def simulate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(message: str) -> str:
+    """The message on one line: a control character from a user's file (a vertical tab in a CSV
+    header, a newline in a label) is shown escaped, never as a line break."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -830,15 +836,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "simulate": simulate_cmd}
         return commands[args.command](args)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # a path the user gave cannot be read or written (permissions, a file as folder, disk full)
         where = f" {exc.filename!r}" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}:{where}; check that path, its permissions and the free disk space, then "
+        print(f"error: {_one_line(str(exc.strerror or exc))}:{_one_line(where)}; check that path, its permissions and the free disk space, then "
               "run again (nothing was half-written).", file=sys.stderr)
         return EXIT_INPUT
     except LabelseedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     return 1
 
