@@ -2,7 +2,7 @@
 
 For each data set x budget (labels per class, drawn at random within each class) x seed:
 - ``default``: labelseed's default engine (label spreading mixed with a linear classifier);
-- ``previous``: the previous default (label spreading alone, ``--fast``);
+- ``previous``: the previous default (label spreading alone, per-class thresholds);
 - ``lr honest``: a logistic regression's scores through labelseed's own (honest) thresholds;
 - ``lr naive``: logistic regression + one cross-validated cut (the lowest cut whose out-of-fold
   precision meets the target), the usual baseline; its estimate is its out-of-fold precision;
@@ -108,15 +108,17 @@ def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: in
     codes = per_class_labels(truth, k, m, rng)
     unl = np.flatnonzero(codes < 0)
     row: dict = {"data": name, "per_class": m, "seed": seed, "n_labels": int((codes >= 0).sum())}
-    for key, method in (("default", "ensemble"), ("previous", "spreading")):
+    for key, params in (("default", {}), ("previous", {"method": "spreading", "per_class": True})):
         t = time.perf_counter()
-        model = AutoLabeler(method=method, random_state=seed).fit(X, codes, graph=graph)
+        model = AutoLabeler(random_state=seed, **params).fit(X, codes, graph=graph)
         r = model.result_
         o = outcome(r.accepted, r.labels[r.accepted].astype(int), truth, len(unl), r.expected_precision,
                     time.perf_counter() - t)
         final = model.cv_scores_.final
         o["ceiling"] = hindsight_cut(final, truth, unl)
         o["efficiency"] = o["coverage"] / o["ceiling"] if o["ceiling"] > 0 else None
+        o["mode"] = r.thresholds.mode
+        o["linear_weight"] = float(getattr(model, "linear_weight_", 0.0))
         row[key] = o
     Xn = normalize_rows(X)
 

@@ -213,7 +213,8 @@ def simulate(
                                n_random > 0, "cross-validation", round(seconds, 3), note)
         th = result.thresholds
         acc = result.accepted
-        realized = float((result.labels[acc].astype(str) == classes[codes_true[acc]]).mean()) if len(acc) else math.nan
+        # the engine was fitted on class codes, so its labels are codes
+        realized = float((result.labels[acc].astype(np.int64) == codes_true[acc]).mean()) if len(acc) else math.nan
         n_pool = int((result.source != "seed").sum())
         return RoundRecord(
             scheme, rnd, sum(counts), n_random, n_picked, n_audit,
@@ -261,7 +262,7 @@ def simulate(
                                   min(audit, len(model.result_.accepted)), random_state=random_state + rnd)
             rows = sample.rows
             t = time.perf_counter()
-            certified = model.certify_with_audit(rows, classes[codes_true[rows]], inclusion=sample.extra["inclusion"])
+            certified = model.certify_with_audit(rows, codes_true[rows], inclusion=sample.extra["inclusion"])
             n_audit += len(rows)
             carry = audit - len(rows)
             records.append(record("loop+audit", rnd, (int(is_random.sum()), n_picked, n_audit), model, certified,
