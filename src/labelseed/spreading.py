@@ -482,6 +482,8 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
     ----------
     weight : float
         The linear classifier's weight in the last call (0 without `Xn`).
+    spread_runs : list of Scores or None
+        The scores of spreading alone for every label vector (when a weight was learned).
     last_spread : Scores or None
         Spread scores (before mixing) of the last label vector scored.
     last_linear : LinearModel or None
@@ -495,8 +497,10 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         self.weight = 0.0
         self.last_spread: Scores | None = None
         self.last_linear: LinearModel | None = None
+        self.spread_runs: list[Scores] | None = None
 
     def __call__(self, code_sets: list[NDArray[np.int64]]) -> list[Scores]:
+        self.spread_runs = None
         groups = None if self.Xn is None else spread_groups(self.S, code_sets, self.n_classes, self.alpha,
                                                             progress=self.progress)
         if groups is None:  # spreading alone, or sets that are not folds: no weight can be learned out of fold
@@ -567,6 +571,10 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
             out.append(mix_scores(spread_f, single[f].probabilities(Xn), w))
         self.weight = choose([(g, g) for g in range(n_folds)])
         self.last_spread = Scores.from_unnormalized(spread_without(groups, ()))
+        # the caller may still prefer spreading alone (AutoLabeler: what certifies more); even with a
+        # final weight of 0 the folds' weights, chosen on other rows, may differ
+        self.spread_runs = [Scores.from_unnormalized(spread_without(groups, (f,))) for f in range(n_folds)]
+        self.spread_runs.append(self.last_spread)
         self.last_linear = linear(())
         out.append(mix_scores(self.last_spread, self.last_linear.probabilities(Xn), self.weight))
         return out
