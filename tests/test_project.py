@@ -369,3 +369,17 @@ def test_run_chains_everything(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(tmp_path / "proj" / "labels.csv")))
     assert sum(r["source"] == "seed" for r in rows) == 60 and any(r["source"] == "auto" for r in rows)
+
+
+def test_fit_takes_every_engine_knob_autolabel_has(project):
+    """`fit` reaches the engine with the knobs `autolabel` offers, and the run records them."""
+    p, truth, tmp = project
+    p.close()
+    assert run_cli("import", str(tmp / "proj"), str(tmp / "seed.csv")).returncode == 0
+    r = run_cli("fit", str(tmp / "proj"), "--quiet", "--folds", "3", "--min-support", "2", "--confidence-level",
+                "0.7", "--alpha", "0.8", "--fast", "--global")
+    assert r.returncode == 0, r.stderr
+    run_dir = sorted((tmp / "proj" / "runs").iterdir())[-1]
+    params = json.loads((run_dir / "summary.json").read_text())["params"]
+    assert (params["n_splits"], params["min_support"], params["confidence_level"], params["alpha"], params["method"],
+            params["per_class"]) == (3, 2, 0.7, 0.8, "spreading", False)

@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
     a.add_argument("--folds", type=int, default=5)
     a.add_argument("--min-support", type=int, default=3)
+    a.add_argument("--confidence-level", type=float, default=0.8,
+                   help="a threshold must meet the target at this lower bootstrap quantile (default 0.8)")
     a.add_argument("--id-column", default="id")
     a.add_argument("--vector-column", default=None)
     a.add_argument("--seed", type=int, default=0, help="random seed (folds, bootstrap, index)")
@@ -238,6 +240,11 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
                    help="ensemble: label spreading mixed with a linear classifier (default); spreading: the graph "
                         "alone (faster, less coverage)")
     p.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
+    p.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--min-support", type=int, default=3)
+    p.add_argument("--confidence-level", type=float, default=0.8,
+                   help="a threshold must meet the target at this lower bootstrap quantile (default 0.8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--allow-single-class", action="store_true",
@@ -314,6 +321,7 @@ def autolabel(args: argparse.Namespace) -> int:
     params: dict[str, Any] = dict(
         method=args.method, target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
         n_neighbors=args.n_neighbors, n_splits=args.folds, min_support=args.min_support, random_state=args.seed,
+        confidence_level=args.confidence_level,
         label_sampling=args.label_sampling,
     )
     if args.alpha is not None:
@@ -610,7 +618,9 @@ def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
     with _Progress(not args.quiet) as progress:
         run = proj.fit(target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
                        n_neighbors=args.n_neighbors, seed=args.seed, progress=progress, certify=args.certify,
-                       label_sampling=args.label_sampling, method=args.method)
+                       label_sampling=args.label_sampling, method=args.method, n_splits=args.folds,
+                       min_support=args.min_support, confidence_level=args.confidence_level,
+                       **({} if args.alpha is None else {"alpha": args.alpha}))
     s = run["summary"]
     lo, hi = s["expected_precision_interval"]
     print(f"run {run['run_id']}: {s['n_auto']} auto-labels, {s['n_abstained']} abstained; expected precision "

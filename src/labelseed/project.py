@@ -677,7 +677,8 @@ class Project:
                 raise InputError(f"Run {run['run_id']!r} was fitted before the human labels changed, so its auto-labels "
                                  f"may contradict them; fit again (`labelseed fit {self.folder}`) or pass --refit to "
                                  "refit with the run's settings and apply that.")
-            keep = ("target_precision", "metric", "per_class", "n_neighbors", "seed", "certify", "label_sampling")
+            keep = ("target_precision", "metric", "per_class", "n_neighbors", "seed", "certify", "label_sampling",
+                    "method", "alpha", "n_splits", "min_support", "confidence_level")
             run = self.fit(progress=progress, **{k: v for k, v in run["config"].items() if k in keep})
         d = self.decisions(run["run_id"])
         if target.suffix.lower() not in (".csv", ".parquet"):
@@ -736,9 +737,11 @@ class Project:
         rows, X = self.vectors()
         y = self._labels_for(rows)
         k = int(cfg.get("n_neighbors", 10))
+        # the last run's own settings, so that the query asks about that model's gaps
+        own = {key: cfg[key] for key in ("method", "alpha", "n_splits", "min_support", "confidence_level",
+                                          "label_sampling") if key in cfg}
         model = AutoLabeler(target_precision=target_precision or cfg.get("target_precision", 0.95),
-                            per_class=cfg.get("per_class", "auto"), n_neighbors=k, random_state=seed,
-                            method=cfg.get("method", "ensemble"))
+                            per_class=cfg.get("per_class", "auto"), n_neighbors=k, random_state=seed, **own)
         graph, _ = cached_knn_graph(X, k, self.folder / "cache", random_state=seed)
         calibrate = self._calibrate_mask(y, self._origins_for(rows))
         with warnings.catch_warnings():  # the estimate is not what query reports
