@@ -1,7 +1,8 @@
 """Speed and memory of the whole run (graph + 5-fold calibration + final labeling).
 
 A: n = 20,000 x 384 real vectors (Fashion-MNIST, PCA-384), 10 labels per class:
-   labelseed vs a single scikit-learn LabelSpreading(kernel='knn') fit +
+   labelseed (default, and --fast: spreading alone with per-class thresholds, the
+   previous default) vs a single scikit-learn LabelSpreading(kernel='knn') fit +
    predict_proba on the same data; median of --repeats runs each, every run in
    a fresh process, in one benchmark run.
 B: n = 1,000,000 x 384 float32 (synthetic clustered data: no real labeled set
@@ -36,11 +37,13 @@ z = np.load({data!r})
 X, y = z["X"], z["y"]
 seed = hide_labels(y, 10, 0)
 base = reset_peak_rss()
-if {which!r} == "labelseed":
+if {which!r}.startswith("labelseed"):
     import faiss, sklearn.model_selection  # imported before timing, as LabelSpreading is below
     from labelseed import AutoLabeler
+    # labelseed_fast: --fast, spreading alone with per-class thresholds (the previous default)
+    params = dict(method="spreading", per_class=True) if {which!r} == "labelseed_fast" else {{}}
     t = time.perf_counter()
-    m = AutoLabeler(random_state=0).fit(X, seed)
+    m = AutoLabeler(random_state=0, **params).fit(X, seed)
     dt = time.perf_counter() - t
     extra = dict(stages=m.timings_, nprobe=m.graph_.nprobe, recall=m.graph_.recall_estimate)
 else:
@@ -68,10 +71,10 @@ def part_a(repeats: int) -> dict:
     data = CACHE / "speed_fashion_20000.npz"
     CACHE.mkdir(exist_ok=True)
     np.savez(data, X=X, y=y.astype(str))
-    res: dict[str, list] = {"labelseed": [], "sklearn_knn": []}
+    res: dict[str, list] = {"labelseed": [], "labelseed_fast": [], "sklearn_knn": []}
     details = []
     for _ in range(repeats):
-        for which in ("labelseed", "sklearn_knn"):
+        for which in ("labelseed", "labelseed_fast", "sklearn_knn"):
             code = ONE_RUN.format(bench=str(Path(__file__).parent), which=which, data=str(data))
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if out.returncode != 0:
@@ -83,6 +86,7 @@ def part_a(repeats: int) -> dict:
     med = {k: float(np.median([r["seconds"] for r in v])) for k, v in res.items()}
     med.update({f"{k}_peak_mib": float(np.median([r["peak_mib"] for r in v])) for k, v in res.items()})
     med["speedup"] = med["sklearn_knn"] / med["labelseed"]
+    med["speedup_fast"] = med["sklearn_knn"] / med["labelseed_fast"]
     med["repeats"] = repeats
     med["runs"] = details
     return med

@@ -26,7 +26,7 @@ from ._validation import (
     encode_labels,
 )
 from .exceptions import FoldFallbackWarning, InputError, NotFittedError, UntrustedEstimateWarning
-from .graph import EXACT_MAX_ROWS, KnnGraph, Progress, build_knn_graph, exact_neighbors, normalize_rows
+from .graph import EXACT_MAX_ROWS, KnnGraph, Progress, _inverse_norms, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
 from .spreading import LinearModel, Scores, ensemble_scorer, mix_scores, normalized_affinity, self_train
 from .thresholds import CrossValScores, ThresholdResult, choose_thresholds, cross_val_scores
@@ -288,8 +288,10 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             S = normalized_affinity(self.graph_.affinity())
             lap("affinity")
 
-            graph_scorer = ensemble_scorer(S, normalize_rows(Xa) if self.method == "ensemble" else None, n_classes,
-                                           float(self.alpha), random_state=self.random_state, progress=progress)
+            # the classifier scales its products by the rows' inverse norms: no normalised copy of X
+            graph_scorer = ensemble_scorer(S, Xa if self.method == "ensemble" else None, n_classes, float(self.alpha),
+                                           random_state=self.random_state, progress=progress,
+                                           scale=_inverse_norms(Xa) if self.method == "ensemble" else None)
             scorer: Callable[[list[NDArray[np.int64]]], list[Scores]] = graph_scorer
         else:
             graph_scorer = None
@@ -326,6 +328,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                                          fold=cv.fold, calibrate=cal_mask)
             options += [(cv_spread, th, 0.0) for th in thresholds_for(cv_spread)]
         cv, th, weight = max(options, key=lambda o: o[1].coverage)  # the first of equals
+        th = th.with_labels_needed()
         lap("thresholds")
         self.classes_ = classes
         self.n_splits_ = n_splits

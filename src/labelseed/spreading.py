@@ -393,11 +393,17 @@ class LinearModel:
     coef: NDArray[np.float32]
     intercept: NDArray[np.float32]
 
-    def probabilities(self, Xn: NDArray[np.float32]) -> NDArray[np.float32]:
-        """Class probabilities, shape (n_rows, n_classes), computed in chunks in float32."""
+    def probabilities(self, Xn: NDArray[np.float32], scale: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+        """Class probabilities, shape (n_rows, n_classes), computed in chunks in float32.
+
+        `Xn` holds unit-length rows, or any rows with `scale` their inverse norms (scaled a
+        chunk at a time, so no normalised copy of a large pool is made)."""
         out = np.empty((Xn.shape[0], self.coef.shape[0]), dtype=np.float32)
         for s in range(0, Xn.shape[0], _LINEAR_CHUNK):
-            z = Xn[s:s + _LINEAR_CHUNK] @ self.coef.T
+            block = Xn[s:s + _LINEAR_CHUNK]
+            if scale is not None:  # unit rows before the product: a row near 1e20 must not overflow it
+                block = block * scale[s:s + _LINEAR_CHUNK, None]
+            z = block @ self.coef.T
             z += self.intercept
             z -= z.max(axis=1, keepdims=True)
             np.exp(z, out=z)
@@ -407,15 +413,16 @@ class LinearModel:
 
 
 def fit_linear(Xn: NDArray[np.float32], codes: NDArray[np.int64], n_classes: int, *, C: float = LINEAR_C,
-               random_state: int = 0) -> LinearModel:
+               random_state: int = 0, scale: NDArray[np.float32] | None = None) -> LinearModel:
     """Fit a multinomial logistic regression on the labeled rows of `codes` (-1 = unlabeled).
 
     Parameters
     ----------
     Xn : ndarray of shape (n_rows, n_dims), float32
-        L2-normalised rows.
+        L2-normalised rows (or any rows, with `scale` their inverse norms).
     codes : ndarray of shape (n_rows,), int64
     n_classes : int
+    scale : ndarray of shape (n_rows,), float32, optional
 
     Returns
     -------
@@ -437,7 +444,8 @@ def fit_linear(Xn: NDArray[np.float32], codes: NDArray[np.int64], n_classes: int
         return LinearModel(coef, intercept)
     # A few hundred rows: BLAS threads only fight each other here (10x slower on 2 cores).
     with threadpool_limits(1):
-        clf = LogisticRegression(C=C, max_iter=300, random_state=random_state).fit(Xn[lab], codes[lab])
+        Xl = Xn[lab] if scale is None else Xn[lab] * scale[lab, None]
+        clf = LogisticRegression(C=C, max_iter=300, random_state=random_state).fit(Xl, codes[lab])
     if len(present) == 2:  # scikit-learn keeps one weight vector for two classes: w for class 1, none for 0
         coef[present[1]] = clf.coef_[0]
         intercept[present] = [0.0, clf.intercept_[0]]
@@ -474,7 +482,8 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
     S : sparse matrix of shape (n_rows, n_rows)
         Normalised affinity (:func:`normalized_affinity`).
     Xn : ndarray of shape (n_rows, n_dims), float32, or None
-        L2-normalised rows for the linear classifier; None for spreading alone.
+        L2-normalised rows for the linear classifier (or any rows, with `scale` their inverse
+        norms); None for spreading alone.
     n_classes : int
     alpha : float
 
@@ -491,8 +500,9 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
     """
 
     def __init__(self, S: sparse.csr_matrix, Xn: NDArray[np.float32] | None, n_classes: int, alpha: float, *,
-                 random_state: int = 0, progress: Progress | None = None) -> None:
-        self.S, self.Xn, self.n_classes, self.alpha = S, Xn, n_classes, alpha
+                 random_state: int = 0, progress: Progress | None = None,
+                 scale: NDArray[np.float32] | None = None) -> None:
+        self.S, self.Xn, self.n_classes, self.alpha, self.scale = S, Xn, n_classes, alpha, scale
         self.random_state, self.progress = random_state, progress
         self.weight = 0.0
         self.last_spread: Scores | None = None
@@ -512,8 +522,9 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
             self.weight = LINEAR_WEIGHTS[0]
             out = []
             for codes, r in zip(code_sets, runs):
-                self.last_linear = fit_linear(self.Xn, codes, self.n_classes, random_state=self.random_state)
-                out.append(mix_scores(r, self.last_linear.probabilities(self.Xn), self.weight))
+                self.last_linear = fit_linear(self.Xn, codes, self.n_classes, random_state=self.random_state,
+                                              scale=self.scale)
+                out.append(mix_scores(r, self.last_linear.probabilities(self.Xn, self.scale), self.weight))
             return out
         return self._nested(code_sets, groups)
 
@@ -523,7 +534,12 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         one fit per pair of folds), so no fold's scores depend on its own labels in any way.
         The final set's weight is chosen on every fold's out-of-fold rows."""
         assert self.Xn is not None
-        Xn, k, final = self.Xn, self.n_classes, code_sets[-1]
+        Xn, k, final, scale = self.Xn, self.n_classes, code_sets[-1], self.scale
+
+        def proba(model: LinearModel, rows: NDArray[np.int64] | None = None) -> NDArray[np.float32]:
+            if rows is None:
+                return model.probabilities(Xn, scale)
+            return model.probabilities(Xn[rows], None if scale is None else scale[rows])
         n_folds = len(code_sets) - 1
         hidden = [np.flatnonzero((final >= 0) & (c < 0)) for c in code_sets[:-1]]
         fits = 0
@@ -534,7 +550,7 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
             codes = final.copy()
             for f in drop:
                 codes[hidden[f]] = -1
-            model = fit_linear(Xn, codes, k, random_state=self.random_state)
+            model = fit_linear(Xn, codes, k, random_state=self.random_state, scale=scale)
             fits += 1
             if self.progress:
                 self.progress("linear classifier", fits, total)
@@ -546,14 +562,14 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         for g in range(n_folds):
             rows = hidden[g]
             pieces[g, g] = (spread_without(groups, (g,))[rows].astype(np.float64),
-                            single[g].probabilities(Xn[rows]).astype(np.float64))
+                            proba(single[g], rows).astype(np.float64))
         for f in range(n_folds):
             for g in range(f + 1, n_folds):
                 both = spread_without(groups, (f, g))
                 model = linear((f, g))
                 for a, b in ((f, g), (g, f)):  # fold b's rows, for fold a's weight
                     rows = hidden[b]
-                    pieces[a, b] = (both[rows].astype(np.float64), model.probabilities(Xn[rows]).astype(np.float64))
+                    pieces[a, b] = (both[rows].astype(np.float64), proba(model, rows).astype(np.float64))
 
         def choose(keys: list[tuple[int, int]]) -> float:
             keys = [key for key in keys if len(hidden[key[1]])]
@@ -568,7 +584,7 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         for f in range(n_folds):
             w = choose([(f, g) for g in range(n_folds) if g != f])
             spread_f = Scores.from_unnormalized(spread_without(groups, (f,)))
-            out.append(mix_scores(spread_f, single[f].probabilities(Xn), w))
+            out.append(mix_scores(spread_f, proba(single[f]), w))
         self.weight = choose([(g, g) for g in range(n_folds)])
         self.last_spread = Scores.from_unnormalized(spread_without(groups, ()))
         # the caller may still prefer spreading alone (AutoLabeler: what certifies more); even with a
@@ -576,7 +592,7 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         self.spread_runs = [Scores.from_unnormalized(spread_without(groups, (f,))) for f in range(n_folds)]
         self.spread_runs.append(self.last_spread)
         self.last_linear = linear(())
-        out.append(mix_scores(self.last_spread, self.last_linear.probabilities(Xn), self.weight))
+        out.append(mix_scores(self.last_spread, proba(self.last_linear), self.weight))
         return out
 
 

@@ -381,6 +381,12 @@ class ThresholdResult:
     n_calibration: int = 0
     trusted: bool = True
     certified_by: str = "cross-validation"
+    _explain: Callable[["ThresholdResult"], "ThresholdResult"] | None = field(default=None, repr=False, compare=False)
+
+    def with_labels_needed(self) -> "ThresholdResult":
+        """This result with ``labels_needed`` filled in for the classes it does not certify
+        (computed on request: a caller comparing several results pays for one)."""
+        return self if self._explain is None else self._explain(self)
 
 
 # ------------------------------------------------------------ threshold search
@@ -991,10 +997,16 @@ def choose_thresholds(
             meets_target=bool(feasible[c] and acc_c.any()) if target_mode else bool(acc_c.any()),
         ))
         curves.append(_curve(fc[fp == c], fp[fp == c], cals[0], n_pool))
-        if target_mode and per_class and not per[-1].meets_target and not (blocked is not None and c in blocked):
-            per[-1] = replace(per[-1], labels_needed=_labels_needed(
-                groups[c], cals, target_precision, min_support, 1 - confidence_level, len(cv.y_true),
-                int((fp == c).sum()), len(pool)))
+
+    def explain(result: ThresholdResult) -> ThresholdResult:
+        rows = list(result.per_class)
+        for c, row in enumerate(rows):
+            if not row.meets_target and not (blocked is not None and c in blocked):
+                rows[c] = replace(row, labels_needed=_labels_needed(
+                    groups[c], cals, target_precision, min_support, 1 - confidence_level, len(cv.y_true),
+                    int((fp == c).sum()), len(pool)))
+        return replace(result, per_class=rows, _explain=None)
+
     ep, lo, hi = estimate(accepted, None)
     from .metrics import precision as _precision
 
@@ -1016,6 +1028,7 @@ def choose_thresholds(
         class_priors=priors,
         n_calibration=int(len(cv.y_true)),
         trusted=bool(trusted),
+        _explain=explain if target_mode and per_class else None,
     )
 
 
