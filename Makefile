@@ -42,7 +42,10 @@ bench: $(STAMP) data
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/matched.py
 	$(BIN)/python bench/speed.py
-	$(BIN)/python bench/honesty.py
+	$(BIN)/python bench/honesty.py --method spreading --out bench/results/honesty.json
+	$(BIN)/python bench/honesty.py --out bench/results/honesty_ensemble.json
+	$(BIN)/python bench/label_efficiency.py
+	$(BIN)/python bench/fuzz.py
 	$(BIN)/python bench/select_coverage.py
 	$(BIN)/python bench/select_certify.py
 	$(BIN)/python bench/select_big.py --strategies kmeans stratified facility

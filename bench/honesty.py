@@ -108,7 +108,9 @@ def fit(X, y, graph, calibrate, rep) -> AutoLabeler | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return AutoLabeler(method=METHOD, random_state=rep).fit(X, y, graph=graph, calibrate=calibrate)
+            # spreading = the previous default: spreading alone with per-class thresholds
+            params = {"method": "spreading", "per_class": True} if METHOD == "spreading" else {}
+            return AutoLabeler(random_state=rep, **params).fit(X, y, graph=graph, calibrate=calibrate)
         except ValueError as e:  # e.g. too few labels of a class for any fold
             print(f"    fit refused: {e}", file=sys.stderr)
             return None
@@ -179,7 +181,8 @@ def main() -> None:
     p.add_argument("--schemes", nargs="+", default=SCHEMES, choices=SCHEMES)
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--method", default="ensemble", choices=["ensemble", "spreading"],
-                   help="the engine's scores (spreading = the previous default)")
+                   help="ensemble: the default engine; spreading: the previous default (spreading alone, "
+                        "per-class thresholds)")
     p.add_argument("--out", default=str(RESULTS / "honesty.json"))
     a = p.parse_args()
     global METHOD
