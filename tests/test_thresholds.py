@@ -206,3 +206,22 @@ def test_quantile_test_by_counting_equals_numpy_quantile(b, m, q, target, seed):
     values[rng.random((b, m)) < 0.3] = target  # values equal to the target too
     want = np.quantile(values, q, axis=0) >= target
     np.testing.assert_array_equal(_quantile_at_least(values, q, target), want)
+
+
+def test_labels_needed_predicts_when_a_clean_class_is_certified():
+    """Digits 0 vs 1 (no path between them on the graph, every label right): with 8 labels a class
+    nothing is certified, and the labels each class is said to need are what it takes: with that
+    many more (split over the two classes) both are certified, with 4 fewer neither is."""
+    from labelseed import AutoLabeler, datasets
+
+    X, y = datasets.digits()
+    keep = (y == "0") | (y == "1")
+    X, y = X[keep], y[keep]
+    first = AutoLabeler().fit(X, datasets.hide_labels(y, 8, 0)).result_.thresholds
+    needed = {c.labels_needed for c in first.per_class}
+    assert first.coverage == 0 and len(needed) == 1 and None not in needed
+    more = needed.pop()
+    enough = AutoLabeler().fit(X, datasets.hide_labels(y, 8 + -(-more // 2), 0)).result_.thresholds
+    short = AutoLabeler().fit(X, datasets.hide_labels(y, 8 + (more - 4) // 2, 0)).result_.thresholds
+    assert all(c.meets_target for c in enough.per_class)
+    assert not any(c.meets_target for c in short.per_class)

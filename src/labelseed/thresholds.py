@@ -609,8 +609,9 @@ def _labels_needed(g: _Group, calib_samples: list[Calibration], target: float, m
     must grow: the bootstrap spread of the calibration, which shrinks like one over the
     square root of the calibration rows (so ``n (spread / margin)^2 - n`` more rows close the
     gap between the lower quantile and the target), and the group's own support above the cut
-    (`min_support` rows, arriving at the rate the pool puts rows above the cut). The cheapest
-    cut counts; None when no cut's expected precision beats the target or more than
+    (`min_support` rows, arriving at the rate the pool puts rows above the cut). When every
+    calibration row was right, the estimate is a Jeffreys posterior that needs about
+    ``ln(quantile) / ln(target)`` right rows in all. The cheapest cut counts; None when no cut's expected precision beats the target or more than
     :data:`LABELS_NEEDED_LIMIT` labels would be needed.
     """
     if len(g.pool_conf) == 0 or len(calib_samples) < 2:
@@ -629,6 +630,11 @@ def _labels_needed(g: _Group, calib_samples: list[Calibration], target: float, m
     # pool rows above the cut as a share of the pool (the group's rows are an even sample of its n_group)
     share = g.cuts[ok] / len(g.pool_conf) * n_group / max(n_pool, 1)
     support = np.maximum(min_support - have, 0) / share
+    if calib_samples[0].constant is not None:
+        # every calibration row was right: the estimate is a Jeffreys posterior whose lower quantile
+        # is about quantile^(1 / (n + 1/2)), so n = ln(quantile) / ln(target) - 1/2 right rows in all
+        # suffice; the square-root rule is far off here (binary digits, 8 labels a class: 194 vs 16)
+        boot = np.full(len(ok), max(math.log(quantile) / math.log(target) - 0.5 - n_calibration, 0.0))
     need = np.ceil(np.maximum(np.maximum(boot, support), 1.0))
     best = float(need.min())
     return int(best) if best <= LABELS_NEEDED_LIMIT else None
