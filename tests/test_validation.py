@@ -105,3 +105,27 @@ def test_no_global_rng_use():
     np.random.seed(2)
     b = AutoLabeler(random_state=3).fit(X, codes).thresholds_
     np.testing.assert_array_equal(a, b)
+
+
+def test_one_default_for_each_engine_knob_everywhere():
+    """n_neighbors and alpha have one default: the estimator's, the pure functions', the project's,
+    simulate's and the CLI's (the graph once defaulted to 15 neighbours, spreading to alpha 0.99)."""
+    import inspect
+
+    from labelseed import AutoLabeler
+    from labelseed.cli import _parser
+    from labelseed.graph import build_knn_graph
+    from labelseed.project import Project
+    from labelseed.simulate import simulate
+    from labelseed.spreading import propagate, spread, spread_many
+
+    est = AutoLabeler()
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    assert {default(f, "n_neighbors") for f in (build_knn_graph, Project.fit, simulate)} == {est.n_neighbors}
+    assert {default(f, "alpha") for f in (propagate, spread, spread_many)} == {est.alpha}
+    sub = _parser()._subparsers._group_actions[0].choices
+    for command in ("autolabel", "fit", "run", "simulate"):
+        assert sub[command].get_default("n_neighbors") == est.n_neighbors, command

@@ -26,9 +26,9 @@ from ._validation import (
     encode_labels,
 )
 from .exceptions import FoldFallbackWarning, InputError, NotFittedError, UntrustedEstimateWarning
-from .graph import EXACT_MAX_ROWS, KnnGraph, Progress, _inverse_norms, build_knn_graph, exact_neighbors, normalize_rows
+from .graph import EXACT_MAX_ROWS, N_NEIGHBORS, KnnGraph, Progress, _inverse_norms, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
-from .spreading import LinearModel, Scores, ensemble_scorer, mix_scores, normalized_affinity, self_train
+from .spreading import ALPHA, LinearModel, Scores, ensemble_scorer, mix_scores, normalized_affinity, self_train
 from .thresholds import CrossValScores, ThresholdResult, choose_thresholds, cross_val_scores
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         target_precision: float = 0.95,
         metric: MetricSpec = "target_precision",
         per_class: bool | Literal["auto"] = "auto",
-        n_neighbors: int = 10,
-        alpha: float = 0.9,
+        n_neighbors: int = N_NEIGHBORS,
+        alpha: float = ALPHA,
         n_splits: int = 5,
         min_support: int = 3,
         confidence_level: float = 0.8,

@@ -29,7 +29,7 @@ from ._io import (
 )
 from ._validation import check_embeddings
 from .autolabeler import ABSTAIN, AutoLabeler, query_next, run_summary
-from .graph import cached_knn_graph
+from .graph import N_NEIGHBORS, cached_knn_graph
 from .exceptions import InputError, LabelseedError
 
 EXIT_INPUT = 2
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                         "alone (faster, less coverage); self_training")
     a.add_argument("--fast", dest="method", action="store_const", const="spreading",
                    help="same as --method spreading")
-    a.add_argument("--n-neighbors", type=int, default=10)
+    a.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
     a.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
     a.add_argument("--folds", type=int, default=5)
     a.add_argument("--min-support", type=int, default=3)
@@ -209,7 +209,7 @@ def _project_parsers(sub: Any) -> None:
     sm.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
     sm.add_argument("--strategy", default="kmeans", help="cold-start strategy (as for select)")
     sm.add_argument("--query-strategy", default="abstained", help="query strategy (as for query)")
-    sm.add_argument("--n-neighbors", type=int, default=10)
+    sm.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
     sm.add_argument("--id-column", default="id")
     sm.add_argument("--vector-column", default=None)
     sm.add_argument("--seed", type=int, default=0, help="random seed")
@@ -235,7 +235,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
                         "whichever certifies more)")
     g.add_argument("--global", dest="per_class", action="store_false", help="one threshold for all classes")
     p.add_argument("--metric", default="target_precision")
-    p.add_argument("--n-neighbors", type=int, default=10)
+    p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
     p.add_argument("--method", choices=["ensemble", "spreading"], default="ensemble",
                    help="ensemble: label spreading mixed with a linear classifier (default); spreading: the graph "
                         "alone (faster, less coverage)")

@@ -34,6 +34,8 @@ GRAPH_FORMAT = 1
 
 #: Up to this many rows the graph is exact; above, IVF (see bench/README.md).
 EXACT_MAX_ROWS = 5_000
+#: Neighbours per row: the one default of every entry point (10 gave the best coverage, bench/README.md).
+N_NEIGHBORS = 10
 
 GraphMethod = Literal["auto", "exact", "ivf"]
 
@@ -343,7 +345,7 @@ def _ivf(
 
 def build_knn_graph(
     X: NDArray[np.float32],
-    n_neighbors: int = 15,
+    n_neighbors: int = N_NEIGHBORS,
     *,
     method: GraphMethod = "auto",
     exact_max_rows: int = EXACT_MAX_ROWS,

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from ._io import check_output_free, read_label_csv, write_items, write_json_atomic, write_table_csv
 from .exceptions import InputError, UntrustedEstimateWarning
+from .graph import N_NEIGHBORS
 from .store import DB_NAME, ImportReport, Store, now
 
 log = logging.getLogger(__name__)
@@ -554,7 +555,7 @@ class Project:
 
     def fit(
         self, *, target_precision: float = 0.95, metric: str = "target_precision", per_class: bool | Literal["auto"] = "auto",
-        n_neighbors: int = 10, seed: int = 0, progress: Progress | None = None, certify: str = "cv",
+        n_neighbors: int = N_NEIGHBORS, seed: int = 0, progress: Progress | None = None, certify: str = "cv",
         **params: Any,
     ) -> dict[str, Any]:
         """Run the core engine on the embedded items and the current human labels.
@@ -736,7 +737,7 @@ class Project:
         cfg = dict(last["config"]) if last else {}
         rows, X = self.vectors()
         y = self._labels_for(rows)
-        k = int(cfg.get("n_neighbors", 10))
+        k = int(cfg.get("n_neighbors", N_NEIGHBORS))
         # the last run's own settings, so that the query asks about that model's gaps
         own = {key: cfg[key] for key in ("method", "alpha", "n_splits", "min_support", "confidence_level",
                                           "label_sampling") if key in cfg}

@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._validation import check_embeddings, check_fraction, check_int
 from .autolabeler import AutoLabeler, AutoLabelResult, query_next
 from .exceptions import InputError
-from .graph import KnnGraph, Progress, build_knn_graph
+from .graph import N_NEIGHBORS, KnnGraph, Progress, build_knn_graph
 from .select import QUERY_STRATEGIES, STRATEGIES, audit_sample, select
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def simulate(
     method: str = "ensemble",
     select_strategy: str = "kmeans",
     query_strategy: str = "abstained",
-    n_neighbors: int = 10,
+    n_neighbors: int = N_NEIGHBORS,
     graph: KnnGraph | None = None,
     random_state: int = 0,
     progress: Progress | None = None,

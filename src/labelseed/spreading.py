@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 
+#: Label spreading's clamping factor: the one default of every entry point (bench/README.md).
+ALPHA = 0.9
+
 #: Label columns solved together by block CG (bounds memory at about 5 * n * 64 floats).
 COLUMN_BLOCK = 64
 
@@ -171,7 +174,7 @@ def _block_cg_loop(
 def propagate(
     S: sparse.csr_matrix,
     Y: NDArray[np.float32],
-    alpha: float = 0.99,
+    alpha: float = ALPHA,
     *,
     solver: Literal["cg", "iterate"] = "cg",
     tol: float = 1e-3,
@@ -236,7 +239,7 @@ def propagate(
 
 
 def spread(
-    S: sparse.csr_matrix, codes: NDArray[np.int64], n_classes: int, alpha: float = 0.99, **kw: object
+    S: sparse.csr_matrix, codes: NDArray[np.int64], n_classes: int, alpha: float = ALPHA, **kw: object
 ) -> Scores:
     """Label spreading for one label vector: ``(graph, y) -> scores``."""
     return Scores.from_unnormalized(propagate(S, one_hot(codes, n_classes), alpha, **kw))  # type: ignore[arg-type]
@@ -246,7 +249,7 @@ def spread_many(
     S: sparse.csr_matrix,
     code_sets: list[NDArray[np.int64]],
     n_classes: int,
-    alpha: float = 0.99,
+    alpha: float = ALPHA,
     **kw: object,
 ) -> list[Scores]:
     """Label spreading for several label vectors at once (one sparse solve).
@@ -266,7 +269,7 @@ def spread_many(
 
 
 def spread_groups(
-    S: sparse.csr_matrix, code_sets: list[NDArray[np.int64]], n_classes: int, alpha: float = 0.99, **kw: object,
+    S: sparse.csr_matrix, code_sets: list[NDArray[np.int64]], n_classes: int, alpha: float = ALPHA, **kw: object,
 ) -> list[NDArray[np.float32]] | None:
     """Unnormalised spread of each fold's hidden labels (then of the never-hidden rest), or None
     when the sets are not cross-validation folds of the last one (see :func:`spread_many`)."""
