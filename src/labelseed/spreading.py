@@ -281,13 +281,15 @@ def spread_groups(
     return [G[:, i * n_classes : (i + 1) * n_classes] for i in range(len(parts))]
 
 
-def spread_without(groups: list[NDArray[np.float32]], hidden: tuple[int, ...]) -> NDArray[np.float32]:
-    """Spread scores (unnormalised, >= 0) of every label except the folds in `hidden`: spreading is
-    linear in the labels, so they are the sum of the other groups' solutions."""
-    F = np.zeros_like(groups[0])
+def spread_without(groups: list[NDArray[np.float32]], hidden: tuple[int, ...],
+                   rows: NDArray[np.int64] | None = None) -> NDArray[np.float32]:
+    """Spread scores (unnormalised, >= 0) of every label except the folds in `hidden`, for `rows`
+    (default: all): spreading is linear in the labels, so they are the sum of the other groups'
+    solutions."""
+    F = np.zeros_like(groups[0] if rows is None else groups[0][rows])
     for g, part in enumerate(groups):
         if g not in hidden:
-            F += part
+            F += part if rows is None else part[rows]
     return np.maximum(F, 0.0, out=F)
 
 
@@ -560,19 +562,21 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
             return model
 
         single = [linear((f,)) for f in range(n_folds)]
+        # each fold's spread over the whole pool, summed once: its scores, its own rows' piece and
+        # the caller's spreading-alone option all read it
+        spread_folds = [spread_without(groups, (f,)) for f in range(n_folds)]
         # scores of fold g's rows with folds f and g hidden (f == g: fold g hidden alone)
         pieces: dict[tuple[int, int], tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
         for g in range(n_folds):
             rows = hidden[g]
-            pieces[g, g] = (spread_without(groups, (g,))[rows].astype(np.float64),
-                            proba(single[g], rows).astype(np.float64))
+            pieces[g, g] = (spread_folds[g][rows].astype(np.float64), proba(single[g], rows).astype(np.float64))
         for f in range(n_folds):
             for g in range(f + 1, n_folds):
-                both = spread_without(groups, (f, g))
                 model = linear((f, g))
-                for a, b in ((f, g), (g, f)):  # fold b's rows, for fold a's weight
+                for a, b in ((f, g), (g, f)):  # fold b's rows, for fold a's weight: only those rows are summed
                     rows = hidden[b]
-                    pieces[a, b] = (both[rows].astype(np.float64), proba(model, rows).astype(np.float64))
+                    pieces[a, b] = (spread_without(groups, (f, g), rows).astype(np.float64),
+                                    proba(model, rows).astype(np.float64))
 
         def choose(keys: list[tuple[int, int]]) -> float:
             keys = [key for key in keys if len(hidden[key[1]])]
@@ -583,16 +587,14 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
             B = np.concatenate([pieces[key][1] for key in keys])
             return _best_weight(A, B, y, k)
 
-        out = []
-        for f in range(n_folds):
-            w = choose([(f, g) for g in range(n_folds) if g != f])
-            spread_f = Scores.from_unnormalized(spread_without(groups, (f,)))
-            out.append(mix_scores(spread_f, proba(single[f]), w))
-        self.weight = choose([(g, g) for g in range(n_folds)])
-        self.last_spread = Scores.from_unnormalized(spread_without(groups, ()))
         # the caller may still prefer spreading alone (AutoLabeler: what certifies more); even with a
         # final weight of 0 the folds' weights, chosen on other rows, may differ
-        self.spread_runs = [Scores.from_unnormalized(spread_without(groups, (f,))) for f in range(n_folds)]
+        self.spread_runs = [Scores.from_unnormalized(F) for F in spread_folds]
+        del spread_folds
+        out = [mix_scores(self.spread_runs[f], proba(single[f]), choose([(f, g) for g in range(n_folds) if g != f]))
+               for f in range(n_folds)]
+        self.weight = choose([(g, g) for g in range(n_folds)])
+        self.last_spread = Scores.from_unnormalized(spread_without(groups, ()))
         self.spread_runs.append(self.last_spread)
         self.last_linear = linear(())
         out.append(mix_scores(self.last_spread, proba(self.last_linear), self.weight))
