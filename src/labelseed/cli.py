@@ -43,25 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--embeddings", required=True, help=".npy (ids = row numbers) or .parquet (id + vector column)")
     a.add_argument("--labels", required=True, help="CSV with columns id,label")
     a.add_argument("--out", required=True, help="output folder (written atomically)")
-    a.add_argument("--target-precision", type=float, default=0.95)
-    g = a.add_mutually_exclusive_group()
-    g.add_argument("--per-class", dest="per_class", action="store_true", default="auto",
-                   help="one threshold per class, each class meeting the target (default: per class or global, "
-                        "whichever certifies more)")
-    g.add_argument("--global", dest="per_class", action="store_false", help="one threshold for all classes")
-    a.add_argument("--metric", default="target_precision",
-                   help="target_precision (default), precision, recall, f1, f<beta>, accuracy")
-    a.add_argument("--method", choices=["ensemble", "spreading", "self_training"], default="ensemble",
-                   help="ensemble: label spreading mixed with a linear classifier (default); spreading: the graph "
-                        "alone (faster, less coverage); self_training")
-    a.add_argument("--fast", dest="method", action="store_const", const="spreading",
-                   help="same as --method spreading")
-    a.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
-    a.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
-    a.add_argument("--folds", type=int, default=5)
-    a.add_argument("--min-support", type=int, default=3)
-    a.add_argument("--confidence-level", type=float, default=0.8,
-                   help="a threshold must meet the target at this lower bootstrap quantile (default 0.8)")
+    _engine_options(a, methods=("ensemble", "spreading", "self_training"))
     a.add_argument("--id-column", default="id")
     a.add_argument("--vector-column", default=None)
     a.add_argument("--seed", type=int, default=0, help="random seed (folds, bootstrap, index)")
@@ -72,9 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bars or table")
     a.add_argument("--allow-single-class", action="store_true",
                    help="run even when the seed has one class (every row then abstains; the report still works)")
-    a.add_argument("--label-sampling", choices=["auto", "per_class", "random"], default="auto",
-                   help="how the seed labels were drawn: at random within each class, uniformly from the pool, or "
-                        "decided from the data (default); the estimate states what it assumed")
     s = sub.add_parser("select", help="pick a small, diverse set of rows for a person to label first")
     s.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings)")
     s.add_argument("--embeddings", default=None, help=".npy (ids = row numbers) or .parquet (id + vector column)")
@@ -227,31 +206,37 @@ def _project_parsers(sub: Any) -> None:
     rp.add_argument("--force", action="store_true", help="replace --out if it exists")
 
 
-def _fit_options(p: argparse.ArgumentParser) -> None:
+def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ensemble", "spreading")) -> None:
+    """The engine's knobs, one definition for `autolabel` (files) and `fit`/`run` (projects)."""
     p.add_argument("--target-precision", type=float, default=0.95)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--per-class", dest="per_class", action="store_true", default="auto",
                    help="one threshold per class, each class meeting the target (default: per class or global, "
                         "whichever certifies more)")
     g.add_argument("--global", dest="per_class", action="store_false", help="one threshold for all classes")
-    p.add_argument("--metric", default="target_precision")
-    p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
-    p.add_argument("--method", choices=["ensemble", "spreading"], default="ensemble",
+    p.add_argument("--metric", default="target_precision",
+                   help="target_precision (default), precision, recall, f1, f<beta>, accuracy")
+    p.add_argument("--method", choices=list(methods), default="ensemble",
                    help="ensemble: label spreading mixed with a linear classifier (default); spreading: the graph "
-                        "alone (faster, less coverage)")
+                        "alone (faster, less coverage)" + ("; self_training" if "self_training" in methods else ""))
     p.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
+    p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
     p.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--min-support", type=int, default=3)
     p.add_argument("--confidence-level", type=float, default=0.8,
                    help="a threshold must meet the target at this lower bootstrap quantile (default 0.8)")
+    p.add_argument("--label-sampling", choices=["auto", "per_class", "random"], default="auto",
+                   help="how the randomly drawn labels were drawn: at random within each class, uniformly from the "
+                        "pool, or decided from the data (default); the estimate states what it assumed")
+
+
+def _fit_options(p: argparse.ArgumentParser) -> None:
+    _engine_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--allow-single-class", action="store_true",
                    help="fit even when the labels have one class (every row then abstains)")
-    p.add_argument("--label-sampling", choices=["auto", "per_class", "random"], default="auto",
-                   help="how the randomly drawn labels were drawn: within each class, uniformly from the pool, or "
-                        "decided from the data (default)")
     p.add_argument("--certify", choices=["cv", "audit"], default="cv",
                    help="cv: thresholds from cross-validated labels (default); audit: raised until the verified "
                         "audit (and --validation labels) certify them with an exact bound")
