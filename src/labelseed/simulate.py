@@ -204,10 +204,10 @@ def simulate(
                 return None, str(exc), time.perf_counter() - t
         return model, "", time.perf_counter() - t
 
-    def record(scheme: str, rnd: int, counts: tuple[int, int, int], model: AutoLabeler | None,
-               result: AutoLabelResult | None, seconds: float, note: str) -> RoundRecord:
+    def record(scheme: str, rnd: int, counts: tuple[int, int, int], result: AutoLabelResult | None,
+               seconds: float, note: str) -> RoundRecord:
         n_random, n_picked, n_audit = counts
-        if model is None or result is None:
+        if result is None:  # the engine refused to fit (`note` says why)
             nan = float("nan")
             return RoundRecord(scheme, rnd, sum(counts), n_random, n_picked, n_audit, 0.0, 0, nan, nan, nan, nan,
                                n_random > 0, "cross-validation", round(seconds, 3), note)
@@ -254,7 +254,7 @@ def simulate(
         y[rand_rows] = codes_true[rand_rows]
         is_random[rand_rows] = True
         model, note, secs = fit(y, is_random)
-        records.append(record("loop", rnd, (int(is_random.sum()), n_picked, n_audit), model,
+        records.append(record("loop", rnd, (int(is_random.sum()), n_picked, n_audit),
                               None if model is None else model.result_, secs, note))
         if audit and model is not None and len(model.result_.accepted):
             # verify a random sample of what this fit accepted, then certify its thresholds by it
@@ -265,7 +265,7 @@ def simulate(
             certified = model.certify_with_audit(rows, codes_true[rows], inclusion=sample.extra["inclusion"])
             n_audit += len(rows)
             carry = audit - len(rows)
-            records.append(record("loop+audit", rnd, (int(is_random.sum()), n_picked, n_audit), model, certified,
+            records.append(record("loop+audit", rnd, (int(is_random.sum()), n_picked, n_audit), certified,
                                   time.perf_counter() - t, ""))
             y[rows] = codes_true[rows]  # human labels from here on: they spread, never calibrate
         if compare_random:
@@ -273,8 +273,8 @@ def simulate(
             yr = np.full(n, -1, dtype=np.int64)
             yr[order[:total]] = codes_true[order[:total]]
             rmodel, rnote, rsecs = fit(yr, yr >= 0)
-            records.append(record("random", rnd, (total, 0, 0), rmodel,
-                                  None if rmodel is None else rmodel.result_, rsecs, rnote))
+            records.append(record("random", rnd, (total, 0, 0), None if rmodel is None else rmodel.result_, rsecs,
+                                  rnote))
         if progress:
             progress("simulate", rnd, rounds)
         log.info("round %d: %s", rnd, records[-1])

@@ -1079,13 +1079,10 @@ def stratified_share(
     return float(point), float(lo), float(hi)
 
 
-def audit_rows_needed(k: float, n: float, target: float, confidence_level: float, limit: int = 100_000,
-                      rate: float | None = None) -> int | None:
+def audit_rows_needed(k: float, n: float, target: float, confidence_level: float, limit: int = 100_000) -> int | None:
     """More audited rows (right at the observed rate ``k / n``, or all right when none was
-    wrong, or at `rate` when given) that would lift the exact lower bound to `target`;
-    None when no number would."""
-    if rate is None:
-        rate = 1.0 if n <= 0 else k / n
+    wrong) that would lift the exact lower bound to `target`; None when no number would."""
+    rate = 1.0 if n <= 0 else k / n
     if rate <= target:
         return None
     lo, hi = int(n), limit
