@@ -77,7 +77,7 @@ CASES = [
     ("labels is a folder", ("autolabel", "--embeddings", "{d}/X.npy", "--labels", "{d}/adir", "--out", "{d}/o"),
      "is a folder", None),
     ("negative seed", ("autolabel", "--embeddings", "{d}/X.npy", "--labels", "{d}/seed.csv", "--out", "{d}/o",
-                       "--seed", "-1"), "--seed must be", None),
+                       "--seed", "-1"), "--random-seed must be", None),
     ("out under a file, autolabel", ("autolabel", "--embeddings", "{d}/X.npy", "--labels", "{d}/seed.csv", "--out",
                                      "{d}/afile/o"), "is a file, not a folder", None),
     ("out under a file, select", ("select", "--embeddings", "{d}/X.npy", "--budget", "3", "--out",

@@ -257,3 +257,25 @@ def test_changed_vectors_do_not_reuse_a_graph(pool, tmp_path):
     r = run(*args, "--embeddings", str(d / "Y.npy"), "--out", str(d / "b"), cache=cache)
     assert r.returncode == 0 and "reusing" not in r.stderr
     assert len(list((cache / "labelseed").glob("graph-*.npz"))) == 2
+
+
+def test_file_query_refits_with_the_runs_own_settings(pool, tmp_path):
+    """`query --run DIR` refits with the settings the run recorded (here 6 neighbours, spreading
+    alone): it reuses that run's graph; without --run it uses the defaults and builds another."""
+    d, *_ = pool
+    cache = tmp_path / "cache"
+    fit = run("autolabel", "--embeddings", str(d / "X.npy"), "--labels", str(d / "seed.csv"), "--out", str(d / "a"),
+              "--n-neighbors", "6", "--method", "spreading", "--quiet", cache=cache)
+    assert fit.returncode == 0, fit.stderr
+    settings = json.loads((d / "a" / "summary.json").read_text())["settings"]
+    assert settings["n_neighbors"] == 6 and settings["method"] == "spreading"
+    graphs = lambda: sorted((cache / "labelseed").glob("graph-*.npz"))  # noqa: E731
+    assert len(graphs()) == 1
+    q = ("query", "--embeddings", str(d / "X.npy"), "--labels", str(d / "seed.csv"), "--budget", "5")
+    r = run(*q, "--run", str(d / "a"), "--out", str(d / "q1.csv"), cache=cache)
+    assert r.returncode == 0, r.stderr
+    assert len(graphs()) == 1
+    r = run(*q, "--out", str(d / "q2.csv"), cache=cache)
+    assert r.returncode == 0, r.stderr
+    assert len(graphs()) == 2
+    assert len(list(csv.DictReader(open(d / "q1.csv")))) == 5

@@ -115,7 +115,7 @@ def test_one_default_for_each_engine_knob_everywhere():
     from labelseed import AutoLabeler
     from labelseed.cli import _parser
     from labelseed.graph import build_knn_graph
-    from labelseed.project import Project
+    from labelseed.ops import FitSettings
     from labelseed.simulate import simulate
     from labelseed.spreading import propagate, spread, spread_many
 
@@ -124,8 +124,19 @@ def test_one_default_for_each_engine_knob_everywhere():
     def default(fn, name):
         return inspect.signature(fn).parameters[name].default
 
-    assert {default(f, "n_neighbors") for f in (build_knn_graph, Project.fit, simulate)} == {est.n_neighbors}
+    assert {default(f, "n_neighbors") for f in (build_knn_graph, simulate)} == {est.n_neighbors}
+    # every setting a run records (and the project, query and apply --refit take from it) is the estimator's
+    settings = FitSettings()
+    for name, value in settings.config().items():
+        assert getattr(est, name) == value, name
     assert {default(f, "alpha") for f in (propagate, spread, spread_many)} == {est.alpha}
     sub = _parser()._subparsers._group_actions[0].choices
     for command in ("autolabel", "fit", "run", "simulate"):
         assert sub[command].get_default("n_neighbors") == est.n_neighbors, command
+    cli_names = {"target_precision": "target_precision", "metric": "metric", "per_class": "per_class",
+                 "method": "method", "n_splits": "folds", "min_support": "min_support",
+                 "confidence_level": "confidence_level", "label_sampling": "label_sampling",
+                 "random_state": "random_state"}
+    for command in ("autolabel", "fit", "run"):
+        for name, option in cli_names.items():
+            assert sub[command].get_default(option) == getattr(settings, name), (command, option)

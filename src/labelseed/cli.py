@@ -27,9 +27,8 @@ from ._io import (
     write_json_atomic,
     write_table_csv,
 )
-from ._validation import check_embeddings
-from .autolabeler import ABSTAIN, AutoLabeler, query_next, run_summary
-from .graph import N_NEIGHBORS, cached_knn_graph
+from .autolabeler import SEED, AutoLabeler
+from .graph import N_NEIGHBORS
 from .exceptions import InputError, LabelseedError
 
 EXIT_INPUT = 2
@@ -46,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     _engine_options(a, methods=("ensemble", "spreading", "self_training"))
     a.add_argument("--id-column", default="id")
     a.add_argument("--vector-column", default=None)
-    a.add_argument("--seed", type=int, default=0, help="random seed (folds, bootstrap, index)")
+    _random_seed(a)
     a.add_argument("--force", action="store_true", help="replace --out if it exists")
     a.add_argument("--cache-dir", default=None,
                    help="where kNN graphs are kept for re-runs (default: $XDG_CACHE_HOME/labelseed or ~/.cache/labelseed)")
@@ -64,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                    "tasks file is written beside it with the suffix .labelstudio.json")
     s.add_argument("--id-column", default="id")
     s.add_argument("--vector-column", default=None)
-    s.add_argument("--seed", type=int, default=0)
+    _random_seed(s)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     q = sub.add_parser("query", help="the next rows a person should label, after a seed exists")
     q.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings and --labels)")
@@ -73,11 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--budget", type=int, required=True)
     q.add_argument("--strategy", default="abstained",
                    help="abstained (default), uncertainty, unreached, unsupported, disagreement")
-    q.add_argument("--target-precision", type=float, default=0.95)
+    q.add_argument("--run", default=None, help="an autolabel output folder: refit with its settings (default: the "
+                   "library's defaults; in a project, the last run's)")
+    q.add_argument("--target-precision", type=float, default=None, help="override the run's target (default 0.95)")
     q.add_argument("--out", default=None, help="CSV (id, rank, strategy, reason) + .labelstudio.json beside it")
     q.add_argument("--id-column", default="id")
     q.add_argument("--vector-column", default=None)
-    q.add_argument("--seed", type=int, default=0)
+    _random_seed(q)
     q.add_argument("--force", action="store_true")
     q.add_argument("--cache-dir", default=None)
     q.add_argument("--no-cache", action="store_true")
@@ -88,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--verified", default=None, help="CSV id,label of audited rows with the person's labels: "
                     "prints and writes the realized precision with its interval")
     au.add_argument("--out", default=None, help="where to write the sample CSV (with --budget)")
-    au.add_argument("--seed", type=int, default=0)
+    _random_seed(au)
     au.add_argument("--force", action="store_true")
     _project_parsers(sub)
     return p
@@ -191,7 +192,7 @@ def _project_parsers(sub: Any) -> None:
     sm.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
     sm.add_argument("--id-column", default="id")
     sm.add_argument("--vector-column", default=None)
-    sm.add_argument("--seed", type=int, default=0, help="random seed")
+    _random_seed(sm)
     sm.add_argument("--out", required=True, help="folder for label_efficiency.csv/.json/.png (written atomically)")
     sm.add_argument("--force", action="store_true", help="replace --out if labelseed wrote it")
     sm.add_argument("--quiet", action="store_true")
@@ -202,8 +203,25 @@ def _project_parsers(sub: Any) -> None:
     rp.add_argument("--run-id", default=None)
     rp.add_argument("--out", default=None, help="folder to write (default: RUN/report)")
     rp.add_argument("--map-sample", type=int, default=20_000, help="rows drawn for the 2-D map")
-    rp.add_argument("--seed", type=int, default=0)
+    _random_seed(rp)
     rp.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+
+def _random_seed(p: argparse.ArgumentParser) -> None:
+    # "seed" names the human labels elsewhere; --seed stays as the option's older spelling
+    p.add_argument("--random-seed", "--seed", dest="random_state", type=int, default=0,
+                   help="random seed (folds, bootstrap, index, sampling; default 0)")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """The run settings the engine options on the command line give."""
+    from .ops import FitSettings
+
+    return FitSettings(method=args.method, target_precision=args.target_precision, metric=args.metric,
+                       per_class=args.per_class, n_neighbors=args.n_neighbors, n_splits=args.folds,
+                       min_support=args.min_support, confidence_level=args.confidence_level,
+                       label_sampling=args.label_sampling, random_state=args.random_state,
+                       **({} if args.alpha is None else {"alpha": args.alpha}))
 
 
 def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ensemble", "spreading")) -> None:
@@ -233,7 +251,7 @@ def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ens
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
     _engine_options(p)
-    p.add_argument("--seed", type=int, default=0)
+    _random_seed(p)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--allow-single-class", action="store_true",
                    help="fit even when the labels have one class (every row then abstains)")
@@ -296,63 +314,35 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 
 def autolabel(args: argparse.Namespace) -> int:
-    t0 = time.perf_counter()
+    from . import ops
+    from .runs import abstained_table, label_records, write_labels, write_run
+
     out = Path(args.out)
     inputs = (args.embeddings, args.labels)
     check_output_free(out, args.force, inputs=inputs)  # before the long run, not only at the end
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labels = read_seed_labels(args.labels, ids)
-    _check_classes({str(v) for v in labels if v is not None}, args.allow_single_class)
-    params: dict[str, Any] = dict(
-        method=args.method, target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
-        n_neighbors=args.n_neighbors, n_splits=args.folds, min_support=args.min_support, random_state=args.seed,
-        confidence_level=args.confidence_level,
-        label_sampling=args.label_sampling,
-    )
-    if args.alpha is not None:
-        params["alpha"] = args.alpha
-    model = AutoLabeler(**params)
+    ops.check_classes(labels, args.allow_single_class)
     with _Progress(not args.quiet) as progress:
-        graph = None
-        if args.method in ("ensemble", "spreading") and not args.no_cache:
-            X = check_embeddings(X)  # one float32 copy shared by the cache key and fit()
-            graph, reused = cached_knn_graph(X, args.n_neighbors, _cache_dir(args),
-                                             progress=progress, random_state=args.seed)
-            if reused and not args.quiet:
-                print("reusing the kNN graph of an earlier run (--no-cache to rebuild)", file=sys.stderr)
-        model.fit(X, labels, graph=graph, progress=progress)
-    r = model.result_
-    keep = np.flatnonzero(r.source != ABSTAIN)
+        outcome = ops.fit(X, labels, _settings(args), progress=progress,
+                          cache_dir=None if args.no_cache else _cache_dir(args),
+                          inputs={"embeddings": str(Path(args.embeddings).resolve()),
+                                  "labels": str(Path(args.labels).resolve())})
+    if outcome.graph_reused and not args.quiet:
+        print("reusing the kNN graph of an earlier run (--no-cache to rebuild)", file=sys.stderr)
+    model = outcome.model
     id_list = ids.tolist()
     with atomic_dir(out, args.force, inputs=inputs) as tmp:
-        _write_labels(tmp, [id_list[i] for i in keep], [str(r.labels[i]) for i in keep],
-                      r.confidence[keep], r.source[keep])
-        import pyarrow as pa
-
-        ab = r.abstained
-        pred = model.label_distributions_[ab].argmax(axis=1) if len(ab) else np.empty(0, dtype=int)
-        reached = model.label_distributions_[ab].sum(axis=1) > 0 if len(ab) else np.empty(0, dtype=bool)
-        write_table_csv(pa.table({
-            "id": pa.array([str(id_list[i]) for i in ab], pa.string()),
-            "best_guess": pa.array([str(model.classes_[p]) if ok else None for p, ok in zip(pred, reached)], pa.string()),
-            "confidence": pa.array(r.confidence[ab].astype(np.float64)),
-        }), tmp / "abstained.csv")
-        summary = _summary(args, model, X.shape, time.perf_counter() - t0)
-        write_json(tmp / "summary.json", summary)
-        from .report import save_report_data
-
-        save_report_data(tmp / "report_data.npz", model, id_list)
+        records = label_records(model, id_list)
+        write_labels(tmp / "auto_labels.parquet", records)
+        write_labels(tmp / "auto_labels.csv", records)
+        write_table_csv(abstained_table(model, id_list), tmp / "abstained.csv")
+        write_run(tmp, model, outcome.summary, np.arange(len(id_list), dtype=np.int64), id_list,
+                  np.flatnonzero(model.result_.source == SEED))
     if not args.quiet:
-        _print_table(model, summary, out)
-        _print_basis(summary)
+        _print_table(model, outcome.summary, out)
+        _print_basis(outcome.summary)
     return 0
-
-
-def _check_classes(classes: set[str], allow_single: bool) -> None:
-    if len(classes) == 1 and not allow_single:
-        raise InputError(f"Only one class is labeled ({next(iter(classes))!r}); auto-labeling needs at least two classes "
-                         "so that thresholds can be checked against wrong labels. Label rows of another class, or pass "
-                         "--allow-single-class to run anyway (every row abstains).")
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
@@ -360,22 +350,6 @@ def _cache_dir(args: argparse.Namespace) -> Path:
         return Path(args.cache_dir)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "labelseed"
-
-
-def _write_labels(folder: Path, ids: list[Any], labels: list[str], conf: np.ndarray, source: np.ndarray) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    id_arr = pa.array(ids) if all(isinstance(i, int) for i in ids) else pa.array([str(i) for i in ids], pa.string())
-    table = pa.table({"id": id_arr, "label": pa.array(labels, pa.string()),
-                      "confidence": pa.array(conf.astype(np.float64)), "source": pa.array(source.tolist(), pa.string())})
-    pq.write_table(table, folder / "auto_labels.parquet")
-    write_table_csv(table, folder / "auto_labels.csv")
-
-
-def _summary(args: argparse.Namespace, model: AutoLabeler, shape: tuple[int, ...], seconds: float) -> dict[str, Any]:
-    inputs = {"embeddings": str(Path(args.embeddings).resolve()), "labels": str(Path(args.labels).resolve())}
-    return run_summary(model, shape, inputs, seconds)
 
 
 def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None:
@@ -424,7 +398,7 @@ def select_cmd(args: argparse.Namespace) -> int:
     if args.labels:
         labels = read_seed_labels(args.labels, ids)
         labeled = np.flatnonzero(labels != None)  # noqa: E711
-    sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.seed)
+    sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.random_state)
     _write_selection(out, ids.tolist(), sel)
     return 0
 
@@ -441,29 +415,33 @@ def _write_selection(out: Path, ids: list[Any], sel: Any, extra: dict[int, dict[
 
 
 def query_cmd(args: argparse.Namespace) -> int:
+    from . import ops
+    from .runs import read_summary
 
     if args.project:
+        if args.run:
+            raise InputError("In a project, `query` refits with the last run's settings; drop --run.")
         return _project_pick(args, "query")
     _need(args, "query", "embeddings", "labels", "out")
     out = Path(args.out)
     _check_selection_out(out, args.force, args.budget, (args.embeddings, args.labels))
+    config = read_summary(Path(args.run)).get("settings") if args.run else None
+    if args.run and config is None:
+        raise InputError(f"--run {args.run!r} was written by an older labelseed and records no settings; run "
+                         "`labelseed autolabel` again, or drop --run to query with the defaults.")
+    settings = ops.FitSettings.from_config(config, random_state=args.random_state,
+                                           target_precision=args.target_precision)
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
-    X = check_embeddings(X)
     labels = read_seed_labels(args.labels, ids)
-    model = AutoLabeler(target_precision=args.target_precision, random_state=args.seed)
-    graph = None
-    if not args.no_cache:
-        graph, _ = cached_knn_graph(X, model.n_neighbors, _cache_dir(args), random_state=args.seed)
-    model.fit(X, labels, graph=graph)
-    sel = query_next(model, X, labels, args.budget, args.strategy, random_state=args.seed)
+    sel = ops.query(X, labels, args.budget, args.strategy, settings=settings,
+                    cache_dir=None if args.no_cache else _cache_dir(args))
     _write_selection(out, ids.tolist(), sel)
     return 0
 
 
 def audit_cmd(args: argparse.Namespace) -> int:
-    import csv
-
-    from .select import audit_estimate, audit_sample
+    from . import ops
+    from .runs import AUDIT, accepted_labels, read_decisions, read_report_data, read_summary
 
     if args.project:
         if args.verified:
@@ -474,48 +452,44 @@ def audit_cmd(args: argparse.Namespace) -> int:
         return _project_pick(args, "audit")
     _need(args, "audit", "run")
     run = Path(args.run)
-    labels_csv = run / "auto_labels.csv"
-    if not labels_csv.exists():
-        raise InputError(f"--run {str(run)!r} has no auto_labels.csv; pass a folder written by `labelseed autolabel`.")
-    with open(labels_csv, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["source"] == "auto"]
+    if not run.is_dir():
+        raise InputError(f"--run {str(run)!r} is not a folder; pass a folder written by `labelseed autolabel`.")
+    d = read_decisions(run)
+    ids = [str(i) for i in read_report_data(run)["ids"]]
+    labels = accepted_labels(d)
     if args.verified:
         checked = {i.strip(): label.strip() for i, label, _ in read_label_csv(args.verified, "--verified file")
                    if label.strip()}
-        predicted = {r["id"]: r["label"] for r in rows}
-        unknown = [i for i in checked if i not in predicted]
+        row_of = {ids[r]: int(r) for r in d["accepted"]}
+        unknown = [i for i in checked if i not in row_of]
         if unknown:
             raise InputError(f"--verified has {len(unknown)} id(s) that are not auto-labels of this run, "
                              f"e.g. {unknown[0]!r}; audit only rows from its audit sample.")
         if not checked:
             raise InputError(f"--verified {args.verified!r} has no labeled rows.")
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["label"]] = counts.get(r["label"], 0) + 1
-        ids = list(checked)
-        est = audit_estimate(np.array([predicted[i] for i in ids], dtype=object),
-                             np.array([checked[i] for i in ids], dtype=object), counts)
-        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-        result = {"realized_precision": est.precision, "interval_95": [est.low, est.high], "n_verified": est.n_verified,
-                  "expected_precision": summary.get("expected_precision"),
-                  "per_class": {c: {"verified": v[0], "right": v[1], "precision": v[2], "interval_95": [v[3], v[4]]}
-                                for c, v in est.per_class.items()}}
-        out = run / "audit.json"
-        check_output_free(out, args.force)
-        write_json_atomic(out, result)
-        print(f"realized precision {est.precision:.3f} [{est.low:.3f}, {est.high:.3f}] from {est.n_verified} verified "
-              f"auto-labels (expected {result['expected_precision']}); written to {out}")
+        run_label = {int(r): str(v) for r, v in zip(d["accepted"], labels)}
+        classes, counts = np.unique(labels.astype(str), return_counts=True)
+        result = ops.measure_audit(run_label, {row_of[i]: v for i, v in checked.items()},
+                                   dict(zip(classes.tolist(), counts.tolist())),
+                                   expected_precision=read_summary(run).get("expected_precision"))
+        if result is None:  # unreachable: checked is non-empty and every id in it is an accepted row
+            raise InputError(f"--verified {args.verified!r} has no auto-labeled rows of this run.")
+        target = run / AUDIT
+        check_output_free(target, args.force)
+        write_json_atomic(target, result.to_dict())
+        lo, hi = result.interval_95
+        print(f"realized precision {result.realized_precision:.3f} [{lo:.3f}, {hi:.3f}] from {result.n_verified} "
+              f"verified auto-labels (expected {result.expected_precision}); written to {target}")
         return 0
     if args.budget is None or args.out is None:
         raise InputError("audit needs --budget N --out FILE to draw a sample, or --verified FILE to measure one.")
     out = Path(args.out)
     _check_selection_out(out, args.force, args.budget, (args.run,))
-    ids = [r["id"] for r in rows]
-    labels = np.array([r["label"] for r in rows], dtype=object)
-    sel = audit_sample(labels, np.arange(len(rows)), args.budget, random_state=args.seed)
-    pre = {i: {"predictions": [{"result": [{"type": "choices", "from_name": "label", "to_name": "item",
-                                            "value": {"choices": [str(labels[i])]}}]}]} for i in sel.rows.tolist()}
-    _write_selection(out, ids, sel, pre)
+    draw = ops.draw_audit(d, args.budget, random_state=args.random_state)
+    pre = {int(r): {"predictions": [{"result": [{"type": "choices", "from_name": "label", "to_name": "item",
+                                                 "value": {"choices": [label]}}]}]}
+           for r, label in zip(draw.selection.rows, draw.labels)}
+    _write_selection(out, ids, draw.selection, pre)
     return 0
 
 
@@ -533,11 +507,12 @@ def _project_pick(args: argparse.Namespace, kind: str) -> int:
         out = Path(args.out) if args.out else proj.folder / "exports" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
         _check_selection_out(out, args.force, args.budget)
         if kind == "select":
-            batch, sel = proj.select(args.budget, strategy=args.strategy, seed=args.seed)
+            batch, sel = proj.select(args.budget, strategy=args.strategy, random_state=args.random_state)
         elif kind == "query":
-            batch, sel = proj.query(args.budget, strategy=args.strategy, seed=args.seed)
+            batch, sel = proj.query(args.budget, strategy=args.strategy, random_state=args.random_state,
+                                    target_precision=args.target_precision)
         else:
-            batch, sel = proj.audit(args.budget, seed=args.seed)
+            batch, sel = proj.audit(args.budget, random_state=args.random_state)
         _write_selection(out, proj.store.ids(), sel, contents=proj.store.contents(sel.rows), ref=proj.reference)
     print(f"(request batch {batch})")
     return 0
@@ -599,13 +574,11 @@ def import_cmd(args: argparse.Namespace) -> int:
 
 
 def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
-    _check_classes(set(proj.labels().values()), args.allow_single_class)
+    from .ops import check_classes
+
+    check_classes(list(proj.labels().values()), args.allow_single_class)
     with _Progress(not args.quiet) as progress:
-        run = proj.fit(target_precision=args.target_precision, metric=args.metric, per_class=args.per_class,
-                       n_neighbors=args.n_neighbors, seed=args.seed, progress=progress, certify=args.certify,
-                       label_sampling=args.label_sampling, method=args.method, n_splits=args.folds,
-                       min_support=args.min_support, confidence_level=args.confidence_level,
-                       **({} if args.alpha is None else {"alpha": args.alpha}))
+        run = proj.fit(_settings(args), progress=progress, certify=args.certify)
     s = run["summary"]
     lo, hi = s["expected_precision_interval"]
     print(f"run {run['run_id']}: {s['n_auto']} auto-labels, {s['n_abstained']} abstained; expected precision "
@@ -750,12 +723,16 @@ def report_cmd(args: argparse.Namespace) -> int:
     from .report import build_report, inputs_from_project, inputs_from_run
 
     if args.project:
-        inputs, run_dir = inputs_from_project(Path(args.project), args.run_id)
-    else:
-        inputs, run_dir = inputs_from_run(Path(args.run)), Path(args.run)
+        with _open(argparse.Namespace(project=args.project)) as proj:
+            inputs, run_dir = inputs_from_project(proj, args.run_id)
+            return _write_report(args, inputs, run_dir, build_report)
+    return _write_report(args, inputs_from_run(Path(args.run)), Path(args.run), build_report)
+
+
+def _write_report(args: argparse.Namespace, inputs: Any, run_dir: Path, build_report: Any) -> int:
     out = Path(args.out) if args.out else run_dir / "report"
     with atomic_dir(out, args.force, inputs=(args.project, args.run)) as tmp:
-        rep = build_report(inputs, tmp, map_sample=args.map_sample, random_state=args.seed)
+        rep = build_report(inputs, tmp, map_sample=args.map_sample, random_state=args.random_state)
     print(f"report written to {out / rep.html.name} (+ report.json and {len(rep.figures)} PNG figures)")
     return 0
 
@@ -772,7 +749,7 @@ def simulate_cmd(args: argparse.Namespace) -> int:
         result = simulate(X, truth, args.budget, args.rounds, random_share=args.random_share, audit=args.audit,
                           compare_random=args.compare_random, target_precision=args.target_precision,
                           method=args.method, select_strategy=args.strategy, query_strategy=args.query_strategy,
-                          n_neighbors=args.n_neighbors, random_state=args.seed, progress=progress)
+                          n_neighbors=args.n_neighbors, random_state=args.random_state, progress=progress)
     table = result.table()
     columns = list(table[0])
     with atomic_dir(out, args.force, inputs=inputs) as tmp:
@@ -815,9 +792,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     warnings.showwarning = show_warning  # type: ignore[assignment]
     try:
-        seed = getattr(args, "seed", 0)
-        if not 0 <= seed < 2**32:
-            raise InputError(f"--seed must be an integer in [0, {2**32 - 1}]; got {seed}.")
+        random_state = getattr(args, "random_state", 0)
+        if not 0 <= random_state < 2**32:
+            raise InputError(f"--random-seed must be an integer in [0, {2**32 - 1}]; got {random_state}.")
         if args.command == "autolabel":
             return autolabel(args)
         if args.command == "select":

@@ -17,18 +17,21 @@ import shutil
 import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .ops import FitSettings
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import check_output_free, read_label_csv, write_items, write_json_atomic, write_table_csv
-from .exceptions import InputError, UntrustedEstimateWarning
-from .graph import N_NEIGHBORS
+from ._io import check_output_free, write_items
+from .exceptions import InputError
+from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
+from .runs import accepted_labels, read_decisions, write_labels, write_table_file
 from .store import DB_NAME, ImportReport, Store, now
 
 log = logging.getLogger(__name__)
@@ -51,61 +54,6 @@ class EmbedReport:
     already_done: int
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _rows_text(rows: list[int], limit: int = 5) -> str:
-    shown = ", ".join(str(r + 1) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
-
-
-def _read_table(path: Path, text_columns: list[str]) -> Any:
-    """A pyarrow Table from .csv / .parquet / .jsonl; in a CSV, `text_columns` stay strings."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    if not path.exists():
-        raise InputError(f"--data file {str(path)!r} does not exist.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            # ids and texts stay strings: "007" must not become 7
-            return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in text_columns}, strings_can_be_null=False))
-        if suffix in (".parquet", ".pq"):
-            return pq.read_table(path)
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            return pajson.read_json(path)
-    except Exception as exc:
-        raise InputError(f"--data {str(path)!r} could not be read as {suffix[1:]}: {exc}") from exc
-    raise InputError(f"--data {str(path)!r}: expected a .csv, .parquet or .jsonl file.")
-
-
-def _column(table: Any, name: str, path: Path, option: str) -> list[Any]:
-    if name not in table.column_names:
-        raise InputError(f"--data {str(path)!r} has no column {name!r} (columns: {', '.join(table.column_names)}); "
-                         f"pass {option} with one of them.")
-    return table.column(name).to_pylist()
-
-
-def _str_ids(values: list[Any], path: Path) -> list[str]:
-    ids = ["" if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)).strip()
-           for v in values]
-    empty = [i for i, v in enumerate(ids) if not v]
-    if empty:
-        raise InputError(f"--data {str(path)!r}: empty id on row(s) {_rows_text(empty)}; give every row an id.")
-    first: dict[str, int] = {}
-    dup: list[str] = []
-    for i, v in enumerate(ids):
-        if v in first:
-            dup.append(f"{v!r} (rows {first[v] + 1} and {i + 1})")
-        else:
-            first[v] = i
-    if dup:
-        more = f" and {len(dup) - 3} more" if len(dup) > 3 else ""
-        raise InputError(f"--data {str(path)!r}: duplicate id(s) {', '.join(dup[:3])}{more}; every id must be unique.")
-    return ids
 
 
 def _versions() -> dict[str, str]:
@@ -209,23 +157,23 @@ class Project:
                 meta.update(kind="vectors", source=str(Path(vectors).resolve()))
             else:
                 path = Path(data)
-                table = _read_table(path, [c for c in (id_column, text_column, image_column, label_column) if c])
+                table = read_table(path, [c for c in (id_column, text_column, image_column, label_column) if c])
                 if table.num_rows == 0:
                     raise InputError(f"--data {str(path)!r} has no rows.")
-                ids = _str_ids(_column(table, id_column, path, "--id-column"), path)
+                ids = str_ids(column(table, id_column, path, "--id-column"), path)
                 meta.update(source=str(path.resolve()))
                 if label_column is not None:
-                    label_values = _column(table, label_column, path, "--label-column")
+                    label_values = column(table, label_column, path, "--label-column")
                 if text_column is not None:
-                    texts = ["" if t is None else str(t) for t in _column(table, text_column, path, "--text-column")]
+                    texts = ["" if t is None else str(t) for t in column(table, text_column, path, "--text-column")]
                     empty = [i for i, t in enumerate(texts) if not t.strip()]
                     huge = [i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS]
                     problems = []  # every problem of the file in one message, not one per attempt
                     if empty and not skip_empty:
-                        problems.append(f"empty text in column {text_column!r} on row(s) {_rows_text(empty)}; fill or "
+                        problems.append(f"empty text in column {text_column!r} on row(s) {rows_text(empty)}; fill or "
                                         "remove them, or pass --skip-empty to leave them out")
                     if huge and not truncate:
-                        problems.append(f"text longer than {MAX_TEXT_CHARS:,} characters on row(s) {_rows_text(huge)}; "
+                        problems.append(f"text longer than {MAX_TEXT_CHARS:,} characters on row(s) {rows_text(huge)}; "
                                         f"shorten them, or pass --truncate to keep the first {MAX_TEXT_CHARS:,} "
                                         "(the text model reads only the first ~256 tokens)")
                     if problems:
@@ -241,7 +189,7 @@ class Project:
                 elif image_column is not None:
                     base = path.resolve().parent
                     contents = [None if v is None else str((base / str(v)).resolve())
-                                for v in _column(table, image_column, path, "--image-column")]
+                                for v in column(table, image_column, path, "--image-column")]
                     meta.update(kind="image", image_column=image_column)
                 else:
                     from ._io import read_embeddings
@@ -253,7 +201,7 @@ class Project:
                         if len(vec) != len(ids):
                             raise InputError(f"--vectors {str(vectors)!r} has {len(vec)} rows but --data {str(path)!r} "
                                              f"has {len(ids)}; they must describe the same items.")
-                        vec = _align_vectors(vid, vec, {i: k for k, i in enumerate(ids)}, vectors)  # type: ignore[arg-type]
+                        vec = align_vectors(vid, vec, {i: k for k, i in enumerate(ids)}, vectors)  # type: ignore[arg-type]
                     contents = [None] * len(ids)
                     meta.update(kind="vectors")
         if vec is not None:
@@ -305,7 +253,7 @@ class Project:
         if len(X) != n:
             raise InputError(f"--vectors {str(path)!r} has {len(X)} rows but the project has {n} items; "
                              "give one vector per item, in the order of the data (or a .parquet with their ids).")
-        X = _align_vectors(vid, X, self.store.row_lookup(), path)
+        X = align_vectors(vid, X, self.store.row_lookup(), path)
         dim = self.meta.get("dim")
         if dim is not None and int(dim) != X.shape[1] and not force:
             raise InputError(f"--vectors {str(path)!r} has {X.shape[1]} dimensions but the project's vectors have {dim}; "
@@ -466,7 +414,7 @@ class Project:
         p = Path(path)
         if not p.exists():
             raise InputError(f"Labels file {str(p)!r} does not exist.")
-        pairs = _read_label_file(p)
+        pairs = read_label_file(p)
         lookup = self.store.row_lookup()
         unknown = [(line, i) for i, _, line in pairs if i not in lookup]
         if unknown:
@@ -554,12 +502,12 @@ class Project:
         return np.array([pos[r] for r in keys], dtype=np.int64), np.array([inclusion[r] for r in keys])
 
     def fit(
-        self, *, target_precision: float = 0.95, metric: str = "target_precision", per_class: bool | Literal["auto"] = "auto",
-        n_neighbors: int = N_NEIGHBORS, seed: int = 0, progress: Progress | None = None, certify: str = "cv",
+        self, settings: "FitSettings | None" = None, *, progress: Progress | None = None, certify: str = "cv",
         **params: Any,
     ) -> dict[str, Any]:
         """Run the core engine on the embedded items and the current human labels.
 
+        `settings` (:class:`labelseed.ops.FitSettings`), or its fields as keyword arguments.
         Each label is used for what its origin supports (:meth:`Store.label_origins`): every
         label spreads; only ``random`` and ``validation`` labels calibrate the precision
         estimate (rows picked by select/query, or imported as picked, are no sample of the
@@ -574,65 +522,45 @@ class Project:
         Records a run (config, package versions, summary) and its decisions under
         ``runs/<run_id>/``; ``apply`` writes them out. Returns the run record.
         """
-        from .autolabeler import AutoLabeler, run_summary
-        from .graph import cached_knn_graph
+        from . import ops
+        from .runs import write_run
 
         if certify not in ("cv", "audit"):
             raise InputError(f"`certify` must be 'cv' or 'audit'; got {certify!r}.")
-        t0 = time.perf_counter()
+        settings = ops.FitSettings.from_config(settings.config() if settings else {}, **params)
         rows, X = self.vectors()
         labels_digest = self.store.labels_digest()
         y = self._labels_for(rows)
         origins = self.store.label_origins()
         origin = self._origins_for(rows, origins)
-        held = np.empty(0, dtype=np.int64)
         human_rows = rows[np.flatnonzero(y != None)]  # noqa: E711  (audited rows too: they keep their human label)
+        audit = None
         if certify == "audit":
             held, inclusion = self._audit_evidence(rows, origins)
-            held_labels = y[held].copy()
-            y[held] = None
-        calibrate = self._calibrate_mask(y, origin)
-        model = AutoLabeler(target_precision=target_precision, metric=metric, per_class=per_class,
-                            n_neighbors=n_neighbors, random_state=seed, **params)
-        graph, _ = cached_knn_graph(X, n_neighbors, self.folder / "cache", progress=progress, random_state=seed)
-        with warnings.catch_warnings():
-            if certify == "audit":  # the audit, not the calibration, decides what this run reports
-                warnings.simplefilter("ignore", UntrustedEstimateWarning)
-            model.fit(X, y, graph=graph, progress=progress, calibrate=calibrate)
-        if certify == "audit":
-            model.certify_with_audit(held, held_labels, inclusion=inclusion)
+            audit = ops.AuditEvidence(held, y[held].copy(), inclusion)
+            y_cal = y.copy()
+            y_cal[held] = None
+        else:
+            y_cal = y
+        calibrate = self._calibrate_mask(y_cal, origin)
+        outcome = ops.fit(X, y, settings, calibrate=calibrate, cache_dir=self.folder / "cache", progress=progress,
+                          audit=audit, inputs={"project": str(self.folder.resolve())})
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-        config = {"target_precision": target_precision, "metric": metric, "per_class": per_class,
-                  "n_neighbors": n_neighbors, "seed": seed, "certify": certify, **{k: v for k, v in params.items()},
-                  "embed_model": self.meta.get("embed_model"), "labels_digest": labels_digest}
-        summary = run_summary(model, X.shape, {"project": str(self.folder.resolve())}, time.perf_counter() - t0)
-        labeled = y != None  # noqa: E711
+        config = {**settings.config(), "certify": certify, "embed_model": self.meta.get("embed_model"),
+                  "labels_digest": labels_digest}
+        summary = outcome.summary
+        labeled = y_cal != None  # noqa: E711
         summary["estimate"]["labels"] = {
             o: int(((origin == o) & labeled).sum()) for o in ("random", "validation", "picked", "audit")}
         summary["estimate"]["calibrated_by"] = {
             o: int(((origin == o) & calibrate).sum()) for o in ("random", "validation")}
-        if certify == "audit":
-            summary["estimate"]["audit_rows"] = int(len(held))
-        r = model.result_
+        if audit is not None:
+            summary["estimate"]["audit_rows"] = int(len(audit.rows))
         run_dir = self.folder / "runs" / run_id
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.tmp-", dir=self.folder))
         try:
-            acc = r.accepted
-            th_by_class = np.asarray(model.thresholds_, dtype=np.float64)
-            codes = np.searchsorted(model.classes_, r.labels[acc].astype(model.classes_.dtype)) if len(acc) else np.empty(0, int)
-            np.savez(tmp / "decisions.npz", rows=rows, classes=np.asarray([str(c) for c in model.classes_]),
-                     accepted=rows[acc], accepted_label=codes.astype(np.int32),
-                     accepted_confidence=r.confidence[acc].astype(np.float32),
-                     accepted_threshold=th_by_class[codes] if len(acc) else np.empty(0),
-                     seed_rows=human_rows,
-                     distribution=model.label_distributions_.astype(np.float32),
-                     oof_true=model.cv_scores_.y_true, oof_pred=model.cv_scores_.oof.predicted,
-                     oof_conf=model.cv_scores_.oof.confidence)
-            write_json_atomic(tmp / "summary.json", summary)
-            from .report import save_report_data
-
             ids = self.store.ids()
-            save_report_data(tmp / "report_data.npz", model, [ids[r] for r in rows])
+            write_run(tmp, outcome.model, summary, rows, [ids[r] for r in rows], human_rows)
             (self.folder / "runs").mkdir(exist_ok=True)
             os.replace(tmp, run_dir)
         finally:
@@ -644,19 +572,15 @@ class Project:
                                                   json.dumps(_versions()), json.dumps(summary)))
         return self.store.run(run_id)
 
-    def _run(self, run_id: str | None) -> dict[str, Any]:
+    def run(self, run_id: str | None = None) -> dict[str, Any]:
         run = self.store.run(run_id) if run_id else self.store.latest_run()
         if run is None:
             raise InputError(f"{str(self.folder)!r} has no run yet; run `labelseed fit {self.folder}` first.")
         return run
 
     def decisions(self, run_id: str | None = None) -> dict[str, Any]:
-        run = self._run(run_id)
-        path = self.folder / "runs" / run["run_id"] / "decisions.npz"
-        if not path.exists():
-            raise InputError(f"Run {run['run_id']!r} has no decisions file ({path}); fit again.")
-        with np.load(path, allow_pickle=False) as z:
-            return {"run": run, **{k: z[k] for k in z.files}}
+        run = self.run(run_id)
+        return {"run": run, **read_decisions(self.folder / "runs" / run["run_id"])}
 
     # ----------------------------------------------------------------- apply
     def apply(self, *, run_id: str | None = None, out: str | Path | None = None, force: bool = False,
@@ -671,16 +595,17 @@ class Project:
         target = Path(out) if out is not None else self.folder / "labels.csv"
         if out is not None:
             check_output_free(target, force)
-        run = self._run(run_id)
+        run = self.run(run_id)
         fitted_on = (run["config"] or {}).get("labels_digest")
         if fitted_on is not None and fitted_on != self.store.labels_digest():
             if not refit:
                 raise InputError(f"Run {run['run_id']!r} was fitted before the human labels changed, so its auto-labels "
                                  f"may contradict them; fit again (`labelseed fit {self.folder}`) or pass --refit to "
                                  "refit with the run's settings and apply that.")
-            keep = ("target_precision", "metric", "per_class", "n_neighbors", "seed", "certify", "label_sampling",
-                    "method", "alpha", "n_splits", "min_support", "confidence_level")
-            run = self.fit(progress=progress, **{k: v for k, v in run["config"].items() if k in keep})
+            from .ops import FitSettings
+
+            run = self.fit(FitSettings.from_config(run["config"]), progress=progress,
+                           certify=(run["config"] or {}).get("certify", "cv"))
         d = self.decisions(run["run_id"])
         if target.suffix.lower() not in (".csv", ".parquet"):
             raise InputError(f"--out {str(target)!r}: write a .csv or .parquet file.")
@@ -697,7 +622,7 @@ class Project:
         seed_rows = [int(r) for r in d["seed_rows"]]
         records = [(ids[r], human.get(r, ""), 1.0, "seed") for r in seed_rows]
         records += [(ids[r], label, conf, "auto") for _, r, label, conf, _ in rows]
-        _write_table(target, records)
+        write_labels(target, records)
         return target
 
     # ------------------------------------------------------------- selection
@@ -715,61 +640,49 @@ class Project:
                                [(batch, *a) for a in audited])
         return batch
 
-    def select(self, budget: int, *, strategy: str = "kmeans", seed: int = 0) -> tuple[str, Any]:
+    def select(self, budget: int, *, strategy: str = "kmeans", random_state: int = 0) -> tuple[str, Any]:
         """Cold-start picks among the unlabeled, embedded items; recorded as a request batch.
         Returns (batch id, Selection with project row numbers)."""
         from .select import Selection, select
 
         rows, X = self.vectors()
         labeled = np.flatnonzero(np.isin(rows, list(self.store.current_labels())))
-        sel = select(X, budget, strategy, labeled=labeled, random_state=seed)
+        sel = select(X, budget, strategy, labeled=labeled, random_state=random_state)
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("select", sel), sel
 
-    def query(self, budget: int, *, strategy: str = "abstained", seed: int = 0,
+    def query(self, budget: int, *, strategy: str = "abstained", random_state: int = 0,
               target_precision: float | None = None) -> tuple[str, Any]:
-        """Warm queries from a fresh fit on the current labels (settings of the last run)."""
-        from .autolabeler import AutoLabeler, query_next
-        from .graph import cached_knn_graph
+        """Warm queries from a fresh fit on the current labels with the last run's settings."""
+        from .ops import FitSettings, query
         from .select import Selection
 
         last = self.store.latest_run()
-        cfg = dict(last["config"]) if last else {}
+        settings = FitSettings.from_config(last["config"] if last else None, random_state=random_state,
+                                           target_precision=target_precision)
         rows, X = self.vectors()
         y = self._labels_for(rows)
-        k = int(cfg.get("n_neighbors", N_NEIGHBORS))
-        # the last run's own settings, so that the query asks about that model's gaps
-        own = {key: cfg[key] for key in ("method", "alpha", "n_splits", "min_support", "confidence_level",
-                                          "label_sampling") if key in cfg}
-        model = AutoLabeler(target_precision=target_precision or cfg.get("target_precision", 0.95),
-                            per_class=cfg.get("per_class", "auto"), n_neighbors=k, random_state=seed, **own)
-        graph, _ = cached_knn_graph(X, k, self.folder / "cache", random_state=seed)
         calibrate = self._calibrate_mask(y, self._origins_for(rows))
-        with warnings.catch_warnings():  # the estimate is not what query reports
-            warnings.simplefilter("ignore", UntrustedEstimateWarning)
-            model.fit(X, y, graph=graph, calibrate=calibrate)
-        sel = query_next(model, X, y, budget, strategy, random_state=seed)
+        sel = query(X, y, budget, strategy, settings=settings, calibrate=calibrate, cache_dir=self.folder / "cache")
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("query", sel), sel
 
-    def audit(self, budget: int, *, seed: int = 0, run_id: str | None = None) -> tuple[str, Any]:
+    def audit(self, budget: int, *, random_state: int = 0, run_id: str | None = None) -> tuple[str, Any]:
         """A stratified sample of the run's auto-labels for a person to verify (then `import`)."""
-        from .select import Selection, audit_sample
+        from .ops import draw_audit
 
         d = self.decisions(run_id)
-        labels = d["classes"][d["accepted_label"]] if len(d["accepted"]) else np.empty(0, dtype=str)
-        sel = audit_sample(labels.astype(object), np.arange(len(labels)), budget, random_state=seed)
-        audited = [(str(d["run"]["run_id"]), int(d["accepted"][i]), str(labels[i]), float(inc))
-                   for i, inc in zip(sel.rows, sel.extra["inclusion"])]
-        sel = Selection(d["accepted"][sel.rows].astype(np.int64), sel.strategy, sel.reasons, sel.extra)
-        return self._record("audit", sel, audited), sel
+        draw = draw_audit(d, budget, run_id=str(d["run"]["run_id"]), random_state=random_state)
+        audited = [(draw.run_id, int(r), label, inc)
+                   for r, label, inc in zip(draw.selection.rows, draw.labels, draw.inclusion)]
+        return self._record("audit", draw.selection, audited), draw.selection
 
     def audit_result(self, run_id: str | None = None) -> dict[str, Any] | None:
         """Realized precision of an audited run's auto-labels, from the audited rows a person
         has labeled since: the run's label for each row (recorded when the audit was drawn)
         against the person's. `run_id`: that run's audits, else the newest audit's run.
         Strata sizes come from the recorded inclusion probabilities."""
-        from .select import audit_estimate
+        from .ops import measure_audit
 
         recs = self.store.audit_records()
         if not recs:
@@ -778,21 +691,13 @@ class Project:
             if not recs:
                 return None
             run_id = recs[-1][0]
-        human = self.store.current_labels()
         given: dict[int, tuple[str, float]] = {row: (label, inc) for r, row, label, inc in recs if r == run_id}
-        done = [row for row in given if row in human]
-        if not done:
-            return None
         per_class: dict[str, list[float]] = {}
         for label, inc in given.values():
             per_class.setdefault(label, []).append(inc)
         counts = {c: int(round(len(v) / float(np.mean(v)))) for c, v in per_class.items()}
-        est = audit_estimate(np.array([given[r][0] for r in done], dtype=object),
-                             np.array([human[r] for r in done], dtype=object), counts)
-        return {"run_id": run_id, "realized_precision": est.precision, "interval_95": [est.low, est.high],
-                "n_verified": est.n_verified,
-                "per_class": {c: {"verified": v[0], "right": v[1], "precision": v[2], "interval_95": [v[3], v[4]]}
-                              for c, v in est.per_class.items()}}
+        result = measure_audit({r: g[0] for r, g in given.items()}, self.store.current_labels(), counts, run_id=run_id)
+        return None if result is None else result.to_dict()
 
     def _unrecorded_audits(self, run_id: str | None) -> list[tuple[str, int, str, float]]:
         """Audits drawn by a labelseed that did not record them (before the audits table):
@@ -801,8 +706,7 @@ class Project:
         if not rows or (run_id is None and self.store.latest_run() is None):
             return []
         d = self.decisions(run_id)
-        labels = d["classes"][d["accepted_label"]] if len(d["accepted"]) else np.empty(0, dtype=str)
-        pred = dict(zip(d["accepted"].tolist(), labels.tolist()))
+        pred = dict(zip(d["accepted"].tolist(), accepted_labels(d).tolist()))
         per_class = {c: sum(v == c for v in pred.values()) for c in set(pred.values())}
         mine = [r for r in rows if r in pred]
         asked = {c: sum(pred[r] == c for r in mine) for c in per_class}
@@ -870,7 +774,7 @@ class Project:
             "who": pa.array([r[4] for r in rec], pa.string()),
             "at": pa.array([r[5] for r in rec], pa.string()),
         })
-        _write_table_file(target, table)
+        write_table_file(target, table)
         return target
 
     # ---------------------------------------------------------------- status
@@ -897,8 +801,7 @@ class Project:
         if run is not None:
             d = self.decisions(run["run_id"])
             classes = d["classes"]
-            acc_labels = classes[d["accepted_label"]] if len(d["accepted"]) else []
-            for label in acc_labels:
+            for label in accepted_labels(d):
                 per.setdefault(str(label), {"seed": 0, "auto": 0, "abstained": 0})["auto"] += 1
             dist = d["distribution"]
             decided = np.zeros(len(d["rows"]), dtype=bool)
@@ -937,143 +840,6 @@ def _content_hash(kind: str, content: str | None) -> str | None:
         except OSError:
             return None
     return hashlib.sha256(content.encode("utf-8")).hexdigest() if content.strip() else None
-
-
-def _align_vectors(vid: np.ndarray, X: NDArray[np.float32], rows_by_id: dict[str, int], path: str | Path) -> NDArray[np.float32]:
-    """Vectors in item order: a ``.parquet`` file's rows are matched by their ids (never by their
-    position), a ``.npy`` file's rows are the items in order. Every item needs exactly one vector."""
-    if not str(path).lower().endswith((".parquet", ".pq")):
-        return X
-    order = [rows_by_id.get(str(i)) for i in vid.tolist()]
-    missing = [str(i) for i, o in zip(vid.tolist(), order) if o is None]
-    if missing:
-        raise InputError(f"--vectors {str(path)!r} has id {missing[0]!r}"
-                         f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}, which is not an item of "
-                         "this project; give one vector per item id.")
-    pos = np.asarray(order)
-    if len(np.unique(pos)) != len(pos):
-        raise InputError(f"--vectors {str(path)!r} gives some item more than one vector; keep one row per id.")
-    out = np.empty_like(np.asarray(X))
-    out[pos] = X
-    return out
-
-
-def _read_label_file(p: Path) -> list[tuple[str, str, int]]:
-    """(id, label, row in file) from a CSV id,label or a Label Studio JSON export.
-
-    A Label Studio task gives its label through its annotations (not cancelled) or, in the
-    JSON-MIN export, a ``label`` field. Annotations that disagree within one task are an
-    error (naming the task), not a silent choice of the last one.
-    """
-    if p.suffix.lower() == ".json":
-        return _read_label_studio(p)
-    return _read_label_csv_rows(p)
-
-
-def _read_label_studio(p: Path) -> list[tuple[str, str, int]]:
-    if p.is_dir():
-        raise InputError(f"{str(p)!r} is a folder; pass the Label Studio export (.json) inside it.")
-    try:
-        tasks = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{str(p)!r} is not UTF-8 text; export it from Label Studio again as JSON.") from None
-    except RecursionError:
-        raise InputError(f"{str(p)!r} is nested too deeply to be a Label Studio export; export the tasks as JSON "
-                         "from Label Studio.") from None
-    except ValueError as exc:
-        raise InputError(f"{str(p)!r} is not readable JSON ({exc}); export the tasks as JSON from Label Studio.") \
-            from None
-    if not isinstance(tasks, list):
-        raise InputError(f"{str(p)!r}: expected a Label Studio export (a JSON list of tasks).")
-
-    def bad(k: int, what: str) -> InputError:
-        return InputError(f"{str(p)!r} task {k + 1}: {what}; export the tasks labelseed wrote, labeled in Label Studio.")
-
-    out = []
-    other_types: set[str] = set()  # result types that carry no classification choice
-    for k, t in enumerate(tasks):
-        if not isinstance(t, dict):
-            raise bad(k, f"expected an object, got {type(t).__name__}")
-        data = t.get("data", {})
-        if not isinstance(data, dict):
-            raise bad(k, "`data` is not an object")
-        item = data.get("item_id", t.get("item_id"))
-        if item is None:
-            raise bad(k, "no data.item_id")
-        if not isinstance(item, (str, int)) or isinstance(item, bool):
-            raise bad(k, f"data.item_id must be a string or a number, got {type(item).__name__}")
-        anns = t.get("annotations") or []
-        if not isinstance(anns, list):
-            raise bad(k, "`annotations` is not a list")
-        given: list[str] = []
-        for ann in anns:
-            if not isinstance(ann, dict):
-                raise bad(k, "an annotation is not an object")
-            if ann.get("was_cancelled"):
-                continue
-            results = ann.get("result") or []
-            if not isinstance(results, list):
-                raise bad(k, "an annotation's `result` is not a list")
-            for res in results:
-                value = res.get("value") if isinstance(res, dict) else None
-                choices = value.get("choices") if isinstance(value, dict) else None
-                if choices is None:
-                    other_types.add(str(res.get("type", "unknown")) if isinstance(res, dict) else "unknown")
-                    continue
-                if not isinstance(choices, list) or not all(isinstance(c, (str, int)) for c in choices):
-                    raise bad(k, f"`choices` must be a list of labels, got {choices!r:.40}")
-                if len(choices) > 1:
-                    raise bad(k, f"{len(choices)} choices in one result; labelseed takes one label per item")
-                if choices:
-                    given.append(str(choices[0]).strip())
-        if len(set(given)) > 1:
-            raise bad(k, f"its annotations disagree ({', '.join(sorted(set(given)))}); resolve them in Label Studio "
-                         "first")
-        label = given[0] if given else None
-        if label is None and isinstance(t.get("label"), str):  # Label Studio's JSON-MIN export
-            label = t["label"]
-        if label is not None and str(label).strip():
-            out.append((str(item).strip(), str(label).strip(), k + 1))
-    if not out and other_types:
-        raise InputError(f"{str(p)!r} has annotations but no classification choice (result types: "
-                         f"{', '.join(sorted(other_types))}); labelseed reads one choice per item: label with a "
-                         "Choices control in Label Studio (the tasks labelseed exports come with one).")
-    return out
-
-
-def _read_label_csv_rows(p: Path) -> list[tuple[str, str, int]]:
-    return [(i.strip(), label.strip(), line - 1) for i, label, line in read_label_csv(p) if label.strip()]
-
-
-def _write_table(target: Path, records: list[tuple[str, str, float, str]]) -> None:
-    import pyarrow as pa
-
-    table = pa.table({"id": pa.array([r[0] for r in records], pa.string()),
-                      "label": pa.array([r[1] for r in records], pa.string()),
-                      "confidence": pa.array([float(r[2]) for r in records], pa.float64()),
-                      "source": pa.array([r[3] for r in records], pa.string())})
-    _write_table_file(target, table)
-
-
-def _write_table_file(target: Path, table: Any) -> None:
-    """A table as .parquet or CSV (formula cells neutralised), written to a temporary file and
-    renamed into place; temporary files a killed earlier attempt left are removed first."""
-    import pyarrow.parquet as pq
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed earlier attempt
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        if target.suffix.lower() == ".parquet":
-            pq.write_table(table, tmp)
-        else:
-            write_table_csv(table, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 __all__ = ["Project", "EmbedReport", "MAX_TEXT_CHARS"]

@@ -15,7 +15,6 @@ import io
 import json
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,42 +23,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._optional import require
+from .runs import ABSTAINED, AUTO, AUDIT, HUMAN as SEED, STATUS_NAMES, read_decisions, read_report_data, read_summary
 
-SEED, AUTO, ABSTAINED = 0, 1, 2
-STATUS_NAMES = ("seed", "auto", "abstained")
 #: rows drawn for the 2-D map (the rest is not plotted, only counted)
 MAP_SAMPLE = 20_000
 #: UMAP is slower than PCA: it maps at most this many rows
 UMAP_MAX_ROWS = 20_000
 SECTIONS = ("summary", "classes", "curves", "confusion", "map", "gaps", "balance", "audit")
-
-
-def save_report_data(path: Path, model: Any, ids: list[Any] | NDArray[Any]) -> None:
-    """Store what a report of `model`'s fit needs (``.npz``; written by the caller's atomic folder)."""
-    from .autolabeler import ABSTAIN, SEED as SEED_NAME
-
-    r = model.result_
-    n = len(r.source)
-    status = np.full(n, AUTO, dtype=np.int8)
-    status[r.source == SEED_NAME] = SEED
-    status[r.source == ABSTAIN] = ABSTAINED
-    final = model.cv_scores_.final
-    curves = model.result_.thresholds.curves
-    offsets = np.cumsum([0] + [len(c.thresholds) for c in curves])
-    np.savez(
-        path,
-        ids=np.asarray([str(i) for i in ids]),
-        classes=np.asarray([str(c) for c in model.classes_]),
-        status=status,
-        predicted=final.predicted.astype(np.int32),
-        confidence=final.confidence.astype(np.float32),
-        oof_true=model.cv_scores_.y_true.astype(np.int32),
-        oof_pred=model.cv_scores_.oof.predicted.astype(np.int32),
-        curve_offsets=offsets.astype(np.int64),
-        curve_threshold=np.concatenate([c.thresholds for c in curves]) if curves else np.empty(0),
-        curve_precision=np.concatenate([c.expected_precision for c in curves]) if curves else np.empty(0),
-        curve_coverage=np.concatenate([c.coverage for c in curves]) if curves else np.empty(0),
-    )
 
 
 @dataclass
@@ -93,14 +63,8 @@ class Report:
 
 def inputs_from_run(run: Path) -> ReportInputs:
     """Inputs from a ``labelseed autolabel`` output folder."""
-    from .exceptions import InputError
-
     run = Path(run)
-    summary_path, data_path = run / "summary.json", run / "report_data.npz"
-    if not summary_path.exists() or not data_path.exists():
-        raise InputError(f"--run {str(run)!r} lacks summary.json or report_data.npz; pass a folder written by "
-                         "`labelseed autolabel` (runs made before reports existed: run autolabel again).")
-    summary, data = _load_run_files(summary_path, data_path)
+    summary, data = read_summary(run), read_report_data(run)
     emb_path = Path(summary.get("inputs", {}).get("embeddings", ""))
 
     def embeddings() -> NDArray[np.floating] | None:
@@ -114,47 +78,23 @@ def inputs_from_run(run: Path) -> ReportInputs:
             return X if X.shape[0] == len(data["status"]) else None
         return None
 
-    audit = json.loads((run / "audit.json").read_text()) if (run / "audit.json").exists() else None
+    audit = json.loads((run / AUDIT).read_text()) if (run / AUDIT).exists() else None
     return ReportInputs(summary, data, embeddings, None, audit, title=f"labelseed report: {run.name}", source=str(run))
 
 
-def _load_run_files(summary_path: Path, data_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run's summary.json and report_data.npz, or one line saying which is damaged and what to do."""
-    from .exceptions import InputError
+def inputs_from_project(project: Any, run_id: str | None = None) -> tuple[ReportInputs, Path]:
+    """Inputs from an open project's run (default: the latest); returns them and the run folder.
 
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{str(summary_path)!r} is damaged ({exc}); run `labelseed autolabel` (or `fit`) again to "
-                         "rewrite the run.") from None
-    try:
-        with np.load(data_path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{str(data_path)!r} is damaged ({exc}); run `labelseed autolabel` (or `fit`) again to "
-                         "rewrite the run.") from None
-    return summary, data
-
-
-def inputs_from_project(folder: Path, run_id: str | None = None) -> tuple[ReportInputs, Path]:
-    """Inputs from a project's run (default: the latest); returns them and the run folder."""
-    from .exceptions import InputError
-    from .project import Project
-
-    p = Project.open(folder)
-    try:
-        run = p._run(run_id)
-        run_dir = Path(folder) / "runs" / run["run_id"]
-        data_path = run_dir / "report_data.npz"
-        if not data_path.exists():
-            raise InputError(f"Run {run['run_id']!r} has no report_data.npz; fit again to report on it.")
-        _, data = _load_run_files(run_dir / "summary.json", data_path)
-        rows = np.load(run_dir / "decisions.npz")["rows"]
-        audit = p.audit_result(run["run_id"])
-        store_rows = rows.tolist()
-    finally:
-        p.close()
-    emb = Path(folder) / "embeddings.npy"
+    `project` is a :class:`labelseed.project.Project` (passed in, so that this module never
+    imports the project module)."""
+    run = project.run(run_id)
+    run_dir = project.folder / "runs" / run["run_id"]
+    data = read_report_data(run_dir)
+    rows = read_decisions(run_dir)["rows"]
+    audit = project.audit_result(run["run_id"])
+    store_rows = rows.tolist()
+    emb = project.folder / "embeddings.npy"
+    store = project.store
 
     def embeddings() -> NDArray[np.floating] | None:
         if not emb.exists():
@@ -163,11 +103,10 @@ def inputs_from_project(folder: Path, run_id: str | None = None) -> tuple[Report
         return X if len(rows) == X.shape[0] and np.array_equal(rows, np.arange(len(rows))) else X[rows]
 
     def contents(idx: list[int]) -> list[str | None]:
-        with Project.open(folder) as q:
-            return q.store.contents([store_rows[i] for i in idx])
+        return store.contents([store_rows[i] for i in idx])
 
     return ReportInputs(run["summary"], data, embeddings, contents, audit,
-                        title=f"labelseed report: {Path(folder).name} / {run['run_id']}", source=str(run_dir)), run_dir
+                        title=f"labelseed report: {project.folder.name} / {run['run_id']}", source=str(run_dir)), run_dir
 
 
 # ------------------------------------------------------------------ analysis
@@ -192,28 +131,13 @@ def needed_labels(classes: list[dict[str, Any]], target: float | None, confidenc
     return {c["label"]: max(ref - int(c["n_seed"]), 1) for c in classes if not c.get("meets_target")}
 
 
-def _kmeans_assign(X: NDArray[np.floating], k: int, random_state: int) -> NDArray[np.int64]:
-    import faiss
-
-    from .graph import normalize_rows
-
-    rng = np.random.default_rng(random_state)
-    n = X.shape[0]
-    sample = np.sort(rng.choice(n, min(n, 256 * k), replace=False))
-    km = faiss.Kmeans(X.shape[1], k, niter=15, seed=random_state, spherical=True, min_points_per_centroid=1)
-    km.train(normalize_rows(np.ascontiguousarray(X[sample], dtype=np.float32)))
-    out = np.empty(n, dtype=np.int64)
-    for s in range(0, n, 200_000):  # one pass over the (memory-mapped) rows, in blocks
-        block = normalize_rows(np.ascontiguousarray(X[s:s + 200_000], dtype=np.float32))
-        out[s:s + 200_000] = km.index.search(block, 1)[1][:, 0]
-    return out
-
-
 def gaps(X: NDArray[np.floating], status: NDArray[np.int8], n_clusters: int = 50, random_state: int = 0) -> list[dict[str, Any]]:
     """Clusters of the pool (k-means) with no seed label, largest first."""
     n = X.shape[0]
     k = int(max(2, min(n_clusters, n // 20)))
-    assign = _kmeans_assign(X, k, random_state)
+    from .select import kmeans_assign
+
+    assign, _ = kmeans_assign(X, k, random_state)
     size = np.bincount(assign, minlength=k)
     seeds = np.bincount(assign[status == SEED], minlength=k)
     abst = np.bincount(assign[status == ABSTAINED], minlength=k)

@@ -123,22 +123,45 @@ def _kmeans_pp(sample: NDArray[np.float32], k: int, rng: np.random.Generator) ->
 
 
 def _kmeans(Xn: NDArray[np.float32], k: int, random_state: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Spherical k-means (faiss) with k-means++ seeding on a sample of rows.
+    """Spherical k-means of unit rows; each row's cluster and its similarity to the centre."""
+    return kmeans_assign(Xn, k, random_state, normalized=True)
 
-    faiss starts from uniformly random rows, which can leave two centres in one
-    tight cluster and none in another; k-means++ spreads them. Returns each
-    row's cluster and its similarity to the centre.
+
+def kmeans_assign(X: NDArray[np.floating], k: int, random_state: int = 0, *,
+                  normalized: bool = False) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Spherical k-means (faiss) with k-means++ seeding, for select and the report's gaps.
+
+    faiss starts from uniformly random rows, which can leave two centres in one tight
+    cluster and none in another; k-means++ (on at most 20,000 rows) spreads them. Trains on
+    at most 256 rows per centre and assigns the rows in blocks, so `X` may be a memory-mapped
+    pool larger than memory. Returns each row's cluster and its cosine similarity to the
+    centre.
     """
     import faiss
 
+    from .graph import normalize_rows
+
+    def unit(block: NDArray[np.floating]) -> NDArray[np.float32]:
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        return block if normalized else normalize_rows(block)
+
     rng = np.random.default_rng(random_state)
-    sample = Xn if len(Xn) <= 20_000 else Xn[np.sort(rng.choice(len(Xn), 20_000, replace=False))]
+    n = X.shape[0]
+    train = unit(X) if n <= 256 * k else unit(X[np.sort(rng.choice(n, 256 * k, replace=False))])
+    sample = train if len(train) <= 20_000 else train[np.sort(rng.choice(len(train), 20_000, replace=False))]
     init = _kmeans_pp(sample, min(k, len(sample)), rng)
-    km = faiss.Kmeans(Xn.shape[1], k, niter=20, seed=int(random_state), spherical=True,
+    km = faiss.Kmeans(X.shape[1], k, niter=20, seed=int(random_state), spherical=True,
                       max_points_per_centroid=256, min_points_per_centroid=1)
-    km.train(Xn, init_centroids=init)
-    sim, assign = km.index.search(Xn, 1)
-    return assign[:, 0].astype(np.int64), sim[:, 0]
+    km.train(train, init_centroids=init)
+    assign = np.empty(n, dtype=np.int64)
+    sim = np.empty(n, dtype=np.float32)
+    for s in range(0, n, 200_000):
+        block = train if n <= 256 * k else unit(X[s:s + 200_000])
+        d, i = km.index.search(block, 1)
+        assign[s:s + len(block)], sim[s:s + len(block)] = i[:, 0], d[:, 0]
+        if n <= 256 * k:
+            break
+    return assign, sim
 
 
 def kmeans_medoids(

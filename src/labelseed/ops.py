@@ -1,0 +1,240 @@
+"""The steps of the loop on plain inputs, returning typed results.
+
+Fit a run, pick rows for a person (cold start, warm query), draw an audit and measure one.
+The CLI's file mode (``autolabel``, ``select``, ``query``, ``audit``), the project
+(:class:`labelseed.project.Project`), the Python API and the web page all call these, so
+each step exists once. Run folders are read and written by :mod:`labelseed.runs`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .autolabeler import AutoLabeler, query_next, run_summary
+from .exceptions import InputError, UntrustedEstimateWarning
+from .graph import EXACT_MAX_ROWS, N_NEIGHBORS, Progress, cached_knn_graph
+from .spreading import ALPHA
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Every knob of a run, with the one default each has everywhere (the CLI's, the
+    project's and :class:`AutoLabeler`'s). Stored in a run's config and summary, so that
+    ``query``, ``apply --refit`` and a re-run use the run's own settings."""
+
+    method: Literal["ensemble", "spreading", "self_training"] = "ensemble"
+    target_precision: float = 0.95
+    metric: str = "target_precision"
+    per_class: bool | Literal["auto"] = "auto"
+    n_neighbors: int = N_NEIGHBORS
+    alpha: float = ALPHA
+    n_splits: int = 5
+    min_support: int = 3
+    confidence_level: float = 0.8
+    label_sampling: Literal["auto", "per_class", "random"] = "auto"
+    graph_method: Literal["auto", "exact", "ivf"] = "auto"
+    exact_max_rows: int = EXACT_MAX_ROWS
+    random_state: int = 0
+
+    def estimator(self) -> AutoLabeler:
+        return AutoLabeler(**dataclasses.asdict(self))
+
+    def config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None, **overrides: Any) -> "FitSettings":
+        """Settings from a run's config (unknown keys ignored; ``seed`` is the older name of
+        ``random_state``), with `overrides` on top (None values ignored)."""
+        config = dict(config or {})
+        if "seed" in config and "random_state" not in config:
+            config["random_state"] = config["seed"]
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise InputError(f"{unknown[0]!r} is not a setting of a run; the settings are: {', '.join(sorted(names))}.")
+        kw = {k: v for k, v in config.items() if k in names and v is not None}
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
+
+
+@dataclass
+class AuditEvidence:
+    """Verified rows that certify a run instead of the cross-validated labels
+    (``certify="audit"``): positions in the fitted rows, the person's labels and each row's
+    probability of having been drawn."""
+
+    rows: NDArray[np.int64]
+    labels: NDArray[np.object_]
+    inclusion: NDArray[np.float64]
+
+
+@dataclass
+class FitOutcome:
+    """A fitted run: the estimator, its JSON-ready summary, and the settings it ran with."""
+
+    model: AutoLabeler
+    summary: dict[str, Any]
+    settings: FitSettings
+    graph_reused: bool = False
+
+
+def fit(
+    X: ArrayLike, y: ArrayLike, settings: FitSettings | None = None, *, calibrate: ArrayLike | None = None,
+    cache_dir: str | Path | None = None, progress: Progress | None = None, audit: AuditEvidence | None = None,
+    inputs: dict[str, str] | None = None,
+) -> FitOutcome:
+    """Fit one run.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_rows, n_dims)
+    y : array-like of shape (n_rows,)
+        Human labels, None (or NaN / "") where unlabeled.
+    settings : FitSettings, default=FitSettings()
+    calibrate : array-like of bool, shape (n_rows,), optional
+        Labeled rows that may calibrate the precision estimate (drawn at random); default all.
+    cache_dir : path, optional
+        Keep the kNN graph here for later runs on the same vectors (none for self-training,
+        which uses no graph).
+    audit : AuditEvidence, optional
+        Leave these rows out of the spread and certify the thresholds on them instead.
+    inputs : dict, optional
+        Where the data came from, recorded in the summary.
+    """
+    from ._validation import check_embeddings
+
+    settings = settings or FitSettings()
+    t0 = time.perf_counter()
+    Xa = check_embeddings(X)  # one float32 copy shared by the graph cache key and the fit
+    y_fit = np.asarray(y, dtype=object).copy()
+    if audit is not None:
+        y_fit[audit.rows] = None
+    model = settings.estimator()
+    graph, reused = None, False
+    if cache_dir is not None and settings.method != "self_training":
+        graph, reused = cached_knn_graph(Xa, settings.n_neighbors, cache_dir, progress=progress,
+                                         method=settings.graph_method, exact_max_rows=settings.exact_max_rows,
+                                         random_state=settings.random_state)
+    with warnings.catch_warnings():
+        if audit is not None:  # the audit, not the calibration, decides what this run reports
+            warnings.simplefilter("ignore", UntrustedEstimateWarning)
+        model.fit(Xa, y_fit, graph=graph, progress=progress, calibrate=calibrate)
+    if audit is not None:
+        model.certify_with_audit(audit.rows, audit.labels, inclusion=audit.inclusion)
+    summary = run_summary(model, Xa.shape, inputs or {}, time.perf_counter() - t0)
+    summary["settings"] = settings.config()
+    return FitOutcome(model, summary, settings, reused)
+
+
+def query(
+    X: ArrayLike, y: ArrayLike, budget: int, strategy: str = "abstained", *, settings: FitSettings | None = None,
+    calibrate: ArrayLike | None = None, cache_dir: str | Path | None = None,
+) -> Any:
+    """The next rows a person should label: a fresh fit on the current labels with `settings`
+    (a run's own, so the query asks about that model's gaps), then
+    :func:`labelseed.autolabeler.query_next`. Returns a Selection (positions in `X`)."""
+    settings = settings or FitSettings()
+    with warnings.catch_warnings():  # the estimate is not what a query reports
+        warnings.simplefilter("ignore", UntrustedEstimateWarning)
+        outcome = fit(X, y, settings, calibrate=calibrate, cache_dir=cache_dir)
+    return query_next(outcome.model, X, y, budget, strategy, random_state=settings.random_state)
+
+
+@dataclass
+class AuditDraw:
+    """An audit sample of one run: `selection` holds run rows (the caller's numbering);
+    `labels` the run's label and `inclusion` the probability of drawing each picked row."""
+
+    run_id: str
+    selection: Any
+    labels: list[str]
+    inclusion: list[float]
+
+
+def draw_audit(decisions: Mapping[str, NDArray[Any]], budget: int, *, run_id: str = "", random_state: int = 0) -> AuditDraw:
+    """A stratified random sample of a run's accepted auto-labels for a person to verify."""
+    from .runs import accepted_labels
+    from .select import Selection, audit_sample
+
+    labels = accepted_labels(decisions)
+    sel = audit_sample(labels, np.arange(len(labels)), budget, random_state=random_state)
+    picked = Selection(np.asarray(decisions["accepted"])[sel.rows].astype(np.int64), sel.strategy, sel.reasons,
+                       sel.extra)
+    return AuditDraw(run_id, picked, [str(labels[i]) for i in sel.rows],
+                     [float(v) for v in sel.extra["inclusion"]])
+
+
+@dataclass
+class ClassAudit:
+    verified: int
+    right: int
+    precision: float
+    interval_95: tuple[float, float]
+
+
+@dataclass
+class AuditResult:
+    """The realized precision a verified audit shows: stratified over the run's classes, each
+    class's share right with its exact interval."""
+
+    realized_precision: float
+    interval_95: tuple[float, float]
+    n_verified: int
+    per_class: dict[str, ClassAudit] = field(default_factory=dict)
+    run_id: str | None = None
+    expected_precision: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"realized_precision": self.realized_precision, "interval_95": list(self.interval_95),
+                               "n_verified": self.n_verified}
+        if self.run_id is not None:
+            out = {"run_id": self.run_id, **out}
+        if self.expected_precision is not None:
+            out["expected_precision"] = self.expected_precision
+        out["per_class"] = {c: {"verified": v.verified, "right": v.right, "precision": v.precision,
+                                "interval_95": list(v.interval_95)} for c, v in self.per_class.items()}
+        return out
+
+
+def measure_audit(run_label: Mapping[Any, str], verified: Mapping[Any, str], class_counts: Mapping[str, int], *,
+                  run_id: str | None = None, expected_precision: float | None = None) -> AuditResult | None:
+    """Realized precision of a run from verified rows.
+
+    Parameters
+    ----------
+    run_label : mapping row -> label
+        The run's label of each audited row.
+    verified : mapping row -> label
+        The person's label of the rows verified so far (others are ignored).
+    class_counts : mapping label -> int
+        Each class's number of accepted auto-labels (the strata weights).
+
+    Returns None when no audited row has been verified yet.
+    """
+    from .select import audit_estimate
+
+    done = [r for r in run_label if r in verified]
+    if not done:
+        return None
+    est = audit_estimate(np.array([run_label[r] for r in done], dtype=object),
+                         np.array([verified[r] for r in done], dtype=object), dict(class_counts))
+    return AuditResult(est.precision, (est.low, est.high), est.n_verified,
+                       {c: ClassAudit(v[0], v[1], v[2], (v[3], v[4])) for c, v in est.per_class.items()},
+                       run_id, expected_precision)
+
+
+def check_classes(labels: ArrayLike, allow_single_class: bool) -> None:
+    """Refuse a seed with one class unless asked: no wrong label could ever test a threshold."""
+    classes = {str(v) for v in np.asarray(labels, dtype=object) if v is not None and v == v and v != ""}
+    if len(classes) == 1 and not allow_single_class:
+        raise InputError(f"Only one class is labeled ({next(iter(classes))!r}); auto-labeling needs at least two classes "
+                         "so that thresholds can be checked against wrong labels. Label rows of another class, or pass "
+                         "--allow-single-class to run anyway (every row abstains).")

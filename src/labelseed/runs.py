@@ -1,0 +1,217 @@
+"""Run artifacts, read and written in one place.
+
+A fitted run is a folder: ``summary.json`` (estimates and settings), ``decisions.npz`` (which
+rows were accepted, with which label, confidence and threshold; the human-labeled rows; the
+score distribution; the out-of-fold predictions) and ``report_data.npz`` (what a report
+draws). ``labelseed autolabel`` writes them into its ``--out`` folder beside the label files;
+a project writes them under ``runs/<run_id>/``. Both read them back through this module, and
+so do ``audit``, ``query --run``, ``status`` and ``report``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._io import write_json_atomic, write_table_csv
+from .exceptions import InputError
+
+SUMMARY = "summary.json"
+DECISIONS = "decisions.npz"
+REPORT_DATA = "report_data.npz"
+AUDIT = "audit.json"
+
+#: each row's status in report data
+HUMAN, AUTO, ABSTAINED = 0, 1, 2
+STATUS_NAMES = ("seed", "auto", "abstained")
+
+
+def write_run(folder: Path, model: Any, summary: dict[str, Any], rows: NDArray[np.int64], ids: list[Any],
+              human_rows: NDArray[np.int64]) -> None:
+    """Write a fitted `model`'s summary, decisions and report data into `folder` (a temporary
+    folder the caller renames into place).
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n_rows,)
+        The row number (in the caller's numbering: pool row or project row) of each row `model`
+        was fitted on.
+    ids : list of length n_rows
+        Each fitted row's id.
+    human_rows : ndarray of shape (n_human,)
+        Rows (same numbering) with a human label, audited rows included.
+    """
+    r = model.result_
+    acc = r.accepted
+    th_by_class = np.asarray(model.thresholds_, dtype=np.float64)
+    codes = (np.searchsorted(model.classes_, r.labels[acc].astype(model.classes_.dtype)) if len(acc)
+             else np.empty(0, dtype=np.int64))
+    np.savez(folder / DECISIONS, rows=rows, classes=np.asarray([str(c) for c in model.classes_]),
+             accepted=rows[acc], accepted_label=codes.astype(np.int32),
+             accepted_confidence=r.confidence[acc].astype(np.float32),
+             accepted_threshold=th_by_class[codes] if len(acc) else np.empty(0),
+             seed_rows=human_rows,
+             distribution=model.label_distributions_.astype(np.float32),
+             oof_true=model.cv_scores_.y_true, oof_pred=model.cv_scores_.oof.predicted,
+             oof_conf=model.cv_scores_.oof.confidence)
+    write_json_atomic(folder / SUMMARY, summary)
+    save_report_data(folder / REPORT_DATA, model, ids)
+
+
+def save_report_data(path: Path, model: Any, ids: list[Any] | NDArray[Any]) -> None:
+    """Store what a report of `model`'s fit needs (``.npz``)."""
+    from .autolabeler import ABSTAIN, SEED as HUMAN_SOURCE
+
+    r = model.result_
+    status = np.full(len(r.source), AUTO, dtype=np.int8)
+    status[r.source == HUMAN_SOURCE] = HUMAN
+    status[r.source == ABSTAIN] = ABSTAINED
+    final = model.cv_scores_.final
+    curves = model.result_.thresholds.curves
+    offsets = np.cumsum([0] + [len(c.thresholds) for c in curves])
+    np.savez(
+        path,
+        ids=np.asarray([str(i) for i in ids]),
+        classes=np.asarray([str(c) for c in model.classes_]),
+        status=status,
+        predicted=final.predicted.astype(np.int32),
+        confidence=final.confidence.astype(np.float32),
+        oof_true=model.cv_scores_.y_true.astype(np.int32),
+        oof_pred=model.cv_scores_.oof.predicted.astype(np.int32),
+        curve_offsets=offsets.astype(np.int64),
+        curve_threshold=np.concatenate([c.thresholds for c in curves]) if curves else np.empty(0),
+        curve_precision=np.concatenate([c.expected_precision for c in curves]) if curves else np.empty(0),
+        curve_coverage=np.concatenate([c.coverage for c in curves]) if curves else np.empty(0),
+    )
+
+
+def _damaged(path: Path, exc: BaseException) -> InputError:
+    return InputError(f"{str(path)!r} is damaged ({exc}); run `labelseed autolabel` (or `fit`) again to rewrite the "
+                      "run.")
+
+
+def read_summary(folder: Path) -> dict[str, Any]:
+    """A run's summary.json, or one line saying it is missing or damaged."""
+    path = Path(folder) / SUMMARY
+    if not path.exists():
+        raise InputError(f"{str(folder)!r} has no {SUMMARY}; pass a folder written by `labelseed autolabel`.")
+    try:
+        out = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise _damaged(path, exc) from None
+    if not isinstance(out, dict):
+        raise _damaged(path, ValueError("not a JSON object"))
+    return out
+
+
+def _read_npz(path: Path) -> dict[str, NDArray[Any]]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise _damaged(path, exc) from None
+
+
+def read_report_data(folder: Path) -> dict[str, NDArray[Any]]:
+    path = Path(folder) / REPORT_DATA
+    if not path.exists():
+        raise InputError(f"{str(folder)!r} has no {REPORT_DATA}; fit again (or run `labelseed autolabel` again) to "
+                         "report on it.")
+    return _read_npz(path)
+
+
+def read_decisions(folder: Path) -> dict[str, NDArray[Any]]:
+    """A run's decisions: rows, classes, accepted rows with label code, confidence and threshold,
+    human-labeled rows, distributions and out-of-fold predictions."""
+    path = Path(folder) / DECISIONS
+    if not path.exists():
+        raise InputError(f"{str(folder)!r} has no {DECISIONS} (made by an older labelseed, or not a run); fit again "
+                         "(or run `labelseed autolabel` again).")
+    d = _read_npz(path)
+    need = ("rows", "classes", "accepted", "accepted_label", "accepted_confidence", "accepted_threshold",
+            "seed_rows", "distribution")
+    missing = [k for k in need if k not in d]
+    if missing:
+        raise _damaged(path, KeyError(f"no {missing[0]!r}"))
+    return d
+
+
+def accepted_labels(decisions: Mapping[str, NDArray[Any]]) -> NDArray[np.object_]:
+    """The label of each accepted row of a run's decisions."""
+    if not len(decisions["accepted"]):
+        return np.empty(0, dtype=object)
+    return decisions["classes"][decisions["accepted_label"]].astype(object)
+
+
+# ------------------------------------------------------------------ label tables
+
+
+def label_table(records: list[tuple[Any, str, float, str]]) -> Any:
+    """(id, label, confidence, source) records as a pyarrow table: the one layout of every labels
+    file labelseed writes (ids that are all ints stay ints)."""
+    import pyarrow as pa
+
+    ids = [r[0] for r in records]
+    id_arr = (pa.array(ids, pa.int64()) if ids and all(isinstance(i, (int, np.integer)) for i in ids)
+              else pa.array([str(i) for i in ids], pa.string()))
+    return pa.table({"id": id_arr,
+                     "label": pa.array([r[1] for r in records], pa.string()),
+                     "confidence": pa.array([float(r[2]) for r in records], pa.float64()),
+                     "source": pa.array([r[3] for r in records], pa.string())})
+
+
+def write_table_file(target: Path, table: Any) -> None:
+    """A table as .parquet or CSV (formula cells neutralised), written to a temporary file and
+    renamed into place; temporary files a killed earlier attempt left are removed first."""
+    import pyarrow.parquet as pq
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed earlier attempt
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        if target.suffix.lower() == ".parquet":
+            pq.write_table(table, tmp)
+        else:
+            write_table_csv(table, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_labels(target: Path, records: list[tuple[Any, str, float, str]]) -> None:
+    """Human + auto labels (id, label, confidence, source) as .csv or .parquet, atomically."""
+    write_table_file(target, label_table(records))
+
+
+def label_records(model: Any, ids: list[Any]) -> list[tuple[Any, str, float, str]]:
+    """The human and accepted rows of a fitted model as (id, label, confidence, source)."""
+    from .autolabeler import ABSTAIN
+
+    r = model.result_
+    keep = np.flatnonzero(r.source != ABSTAIN)
+    return [(ids[i], str(r.labels[i]), float(r.confidence[i]), str(r.source[i])) for i in keep]
+
+
+def abstained_table(model: Any, ids: list[Any]) -> Any:
+    """Abstained rows with the class they lean to (None when no label reached them)."""
+    import pyarrow as pa
+
+    r = model.result_
+    ab = r.abstained
+    dist = model.label_distributions_[ab] if len(ab) else np.empty((0, len(model.classes_)))
+    pred, reached = dist.argmax(axis=1), dist.sum(axis=1) > 0
+    return pa.table({
+        "id": pa.array([str(ids[i]) for i in ab], pa.string()),
+        "best_guess": pa.array([str(model.classes_[p]) if ok else None for p, ok in zip(pred, reached)], pa.string()),
+        "confidence": pa.array(r.confidence[ab].astype(np.float64)),
+    })
