@@ -32,7 +32,7 @@ from ._io import check_output_free, write_items
 from .exceptions import InputError
 from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
 from .runs import accepted_labels, read_decisions, write_labels, write_table_file
-from .store import DB_NAME, ImportReport, Store, now
+from .store import BACKUP, DB_NAME, ImportReport, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,11 @@ class Project:
 
     # ------------------------------------------------------------------ life
     @classmethod
-    def open(cls, folder: str | Path) -> "Project":
+    def open(cls, folder: str | Path, *, read_only: bool | None = None) -> "Project":
+        """Open a project. `read_only`: never write to it (None: only when the folder or its
+        database cannot be written; commands that write then say so before any work)."""
         folder = Path(folder)
-        return cls(folder, Store(folder))
+        return cls(folder, Store(folder, read_only=read_only))
 
     def close(self) -> None:
         self.store.close()
@@ -245,6 +247,7 @@ class Project:
 
     def set_vectors(self, path: str | Path, *, force: bool = False) -> None:
         """Use the user's own vectors (.npy in item order, or .parquet with the project's ids)."""
+        self.store.require_writable("embed --vectors")
         from ._io import read_embeddings
         from ._validation import check_embeddings
 
@@ -275,6 +278,7 @@ class Project:
         out of the pool. A different `model` than the one used so far needs `force`
         (all vectors are recomputed).
         """
+        self.store.require_writable("embed")
         t0 = time.perf_counter()
         meta = self.meta
         kind = meta["kind"]
@@ -411,6 +415,7 @@ class Project:
         """
         if origin not in ("random", "picked", "validation"):
             raise InputError(f"`origin` must be 'random', 'picked' or 'validation'; got {origin!r}.")
+        self.store.require_writable("import")
         p = Path(path)
         if not p.exists():
             raise InputError(f"Labels file {str(p)!r} does not exist.")
@@ -440,8 +445,25 @@ class Project:
                                  "a validation sample checks the classes being auto-labeled; fix the labels "
                                  "or import those rows without --validation (nothing was imported).")
         entries = [(lookup[i], label, line) for i, (label, line) in seen.items()]
-        return self.store.add_labels(entries, source=str(p.resolve()), who=who or os.environ.get("USER", "unknown"),
-                                     replace=replace, origin=origin)
+        report = self.store.add_labels(entries, source=str(p.resolve()), who=who or os.environ.get("USER", "unknown"),
+                                       replace=replace, origin=origin)
+        self._backup_labels()
+        return report
+
+    def _backup_labels(self) -> None:
+        """Rewrite the labels backup beside the database: each labeled item's current label and
+        origin, a file `labelseed import` reads back (what a damaged database's message points
+        at). One that cannot be written is a warning, never a failure."""
+        from ._io import write_csv_atomic
+
+        ids = self.store.ids()
+        origins = self.store.label_origins()
+        rows = [{"id": ids[r], "label": label, "origin": origins.get(r, "random")}
+                for r, label in sorted(self.store.current_labels().items())]
+        try:
+            write_csv_atomic(self.folder / BACKUP, ["id", "label", "origin"], rows)
+        except OSError as exc:
+            log.warning("could not write the labels backup %s: %s", self.folder / BACKUP, exc)
 
     def labels(self) -> dict[int, str]:
         return self.store.current_labels()
@@ -527,6 +549,7 @@ class Project:
 
         if certify not in ("cv", "audit"):
             raise InputError(f"`certify` must be 'cv' or 'audit'; got {certify!r}.")
+        self.store.require_writable("fit")
         settings = ops.FitSettings.from_config(settings.config() if settings else {}, **params)
         rows, X = self.vectors()
         labels_digest = self.store.labels_digest()
@@ -593,8 +616,7 @@ class Project:
         the new labels): it is refused, or with `refit` fitted again with the same settings
         and that new run applied."""
         target = Path(out) if out is not None else self.folder / "labels.csv"
-        if out is not None:
-            check_output_free(target, force)
+        check_output_free(target, force or out is None)  # DIR/labels.csv is labelseed's own, replaced each time
         run = self.run(run_id)
         fitted_on = (run["config"] or {}).get("labels_digest")
         if fitted_on is not None and fitted_on != self.store.labels_digest():
@@ -613,10 +635,15 @@ class Project:
         rows = [(run["run_id"], int(r), str(classes[c]), float(conf), float(t))
                 for r, c, conf, t in zip(d["accepted"], d["accepted_label"], d["accepted_confidence"],
                                          d["accepted_threshold"])]
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM auto_labels WHERE run_id = ?", (run["run_id"],))
-            db.executemany("INSERT INTO auto_labels(run_id, row, label, confidence, threshold) VALUES (?,?,?,?,?)", rows)
-            db.execute("UPDATE runs SET status = 'applied', finished = ? WHERE run_id = ?", (now(), run["run_id"]))
+        if self.store.read_only:  # the labels still come out; only the store's record of them is skipped
+            log.warning("%s is read-only: the auto-labels are written to %s but not recorded in the project",
+                        self.folder, target)
+        else:
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM auto_labels WHERE run_id = ?", (run["run_id"],))
+                db.executemany("INSERT INTO auto_labels(run_id, row, label, confidence, threshold) VALUES (?,?,?,?,?)",
+                               rows)
+                db.execute("UPDATE runs SET status = 'applied', finished = ? WHERE run_id = ?", (now(), run["run_id"]))
         ids = self.store.ids()
         human = self.store.current_labels()
         seed_rows = [int(r) for r in d["seed_rows"]]
@@ -645,6 +672,7 @@ class Project:
         Returns (batch id, Selection with project row numbers)."""
         from .select import Selection, select
 
+        self.store.require_writable("select")
         rows, X = self.vectors()
         labeled = np.flatnonzero(np.isin(rows, list(self.store.current_labels())))
         sel = select(X, budget, strategy, labeled=labeled, random_state=random_state)
@@ -657,6 +685,7 @@ class Project:
         from .ops import FitSettings, query
         from .select import Selection
 
+        self.store.require_writable("query")
         last = self.store.latest_run()
         settings = FitSettings.from_config(last["config"] if last else None, random_state=random_state,
                                            target_precision=target_precision)
@@ -671,6 +700,7 @@ class Project:
         """A stratified sample of the run's auto-labels for a person to verify (then `import`)."""
         from .ops import draw_audit
 
+        self.store.require_writable("audit")
         d = self.decisions(run_id)
         draw = draw_audit(d, budget, run_id=str(d["run"]["run_id"]), random_state=random_state)
         audited = [(draw.run_id, int(r), label, inc)

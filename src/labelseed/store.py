@@ -29,11 +29,13 @@ before the transaction or after it, never half-way (SQLite's journal guarantees 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -43,6 +45,9 @@ from .exceptions import InputError
 
 DB_NAME = "labelseed.db"
 EMBEDDINGS = "embeddings.npy"
+#: each labeled item's current label and origin, rewritten after each import: what a user
+#: restores from if the database is ever damaged
+BACKUP = "backups/labels.csv"
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -73,6 +78,11 @@ CREATE TABLE IF NOT EXISTS origins(row INTEGER PRIMARY KEY, origin TEXT NOT NULL
 """
 
 
+def _writable(path: Path) -> bool:
+    """Whether the database and its folder (SQLite keeps its journal beside it) can be written."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -91,33 +101,50 @@ class ImportReport:
 class Store:
     """Open (or create with :meth:`create`) the SQLite store of a project folder."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, *, read_only: bool | None = None) -> None:
         self.folder = Path(folder)
         path = self.folder / DB_NAME
         if not path.exists():
             raise InputError(f"{str(self.folder)!r} is not a labelseed project (no {DB_NAME}); "
                              f"create one with `labelseed init {self.folder} --data FILE ...`.")
         self._check_is_project(path)
-        self.db = self._connect(path)
-        self.db.executescript(SCHEMA)  # idempotent: brings a project made by an older version up to date
+        #: opened without write access: a read-only folder or file (a shared drive, a read-only
+        #: mount, a copy from an archive), or asked for by a command that only reads
+        self.read_only = (not _writable(path)) if read_only is None else read_only
+        self.db = self._connect_read_only(path) if self.read_only else self._connect(path)
+        if not self.read_only:
+            self.db.executescript(SCHEMA)  # idempotent: brings a project made by an older version up to date
+
+    def require_writable(self, what: str) -> None:
+        """Refuse, before any work, a command that writes to a project opened read-only."""
+        if self.read_only:
+            raise InputError(f"{str(self.folder)!r} is read-only, and `{what}` writes to the project; make the folder "
+                             "and its labelseed.db writable (or work on a copy). Commands that only read work as it is: "
+                             "status, export, report --out DIR, apply --out FILE.")
 
     @staticmethod
     def _check_is_project(path: Path) -> None:
         """Refuse a damaged, empty or foreign database before anything writes to it."""
-        empty = InputError(f"{str(path)!r} holds no project (an empty or foreign database); restore it from a backup, "
-                           "or create the project with `labelseed init`.")
+        backup = path.parent / BACKUP
+        restore = (f"your labels as of the last import are in {str(backup)!r}: create a new project with `labelseed "
+                   f"init` and `labelseed import NEW {backup}` (add --picked for the rows its origin column says were "
+                   "picked)" if backup.exists() else
+                   "restore it from a backup, or create the project again with `labelseed init` and import your labels")
+        empty = InputError(f"{str(path)!r} holds no project (an empty or foreign database); {restore}.")
         if path.stat().st_size == 0:
             raise empty
         try:
-            probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            probe = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
             try:
                 has_meta = probe.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
                 kind = probe.execute("SELECT value FROM meta WHERE key = 'kind'").fetchone() if has_meta else None
             finally:
                 probe.close()
         except sqlite3.DatabaseError as exc:
-            raise InputError(f"{str(path)!r} is damaged ({exc}); restore it from a backup, or start a new project "
-                             "with `labelseed init` and import your labels again (labelseed never deletes it).") from None
+            if "unable to open" in str(exc) and not _writable(path):
+                return  # a read-only WAL database: opened below with the right flags
+            raise InputError(f"{str(path)!r} is damaged ({exc}); {restore} (labelseed never deletes the damaged "
+                             "file).") from None
         if kind is None:
             raise empty
 
@@ -127,6 +154,21 @@ class Store:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # a committed label survives a power cut, not just a crash
         db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @staticmethod
+    def _connect_read_only(path: Path) -> sqlite3.Connection:
+        """A connection that never writes. Without a pending journal the database is opened as
+        immutable (SQLite then needs no -shm file, which a read-only folder cannot hold)."""
+        wal = Path(str(path) + "-wal")
+        pending = wal.exists() and wal.stat().st_size > 0
+        uri = f"file:{quote(str(path))}?mode=ro" + ("" if pending else "&immutable=1")
+        try:
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{str(path)!r} is read-only and holds changes not yet merged from {wal.name} ({exc}); "
+                             "open the project once where it is writable (any labelseed command merges them).") from None
         return db
 
     @classmethod
@@ -148,6 +190,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.require_writable("this command")
         with _tx(self.db):
             yield self.db
 
