@@ -204,6 +204,15 @@ def test_corrupt_images_are_skipped_and_listed(tmp_path):
         rows, X = p.vectors()
         assert len(rows) == 6 and X.shape[1] == 1280
         assert {i for i, _ in p.store.embed_errors()} == {"corrupt.png", "empty.jpg"}
+    # a human label of an item that could not be embedded still comes out of apply (it needs no vector)
+    write_labels(tmp_path / "l.csv", [("0.png", "a"), ("1.png", "a"), ("2.png", "b"), ("3.png", "b"),
+                                      ("corrupt.png", "b")])
+    assert run_cli("import", str(tmp_path / "proj"), str(tmp_path / "l.csv")).returncode == 0
+    r = run_cli("fit", str(tmp_path / "proj"), "--quiet", "--min-support", "1")
+    assert r.returncode == 0, r.stderr
+    assert run_cli("apply", str(tmp_path / "proj")).returncode == 0
+    rows = {row["id"]: row for row in csv.DictReader(open(tmp_path / "proj" / "labels.csv"))}
+    assert rows["corrupt.png"]["label"] == "b" and rows["corrupt.png"]["source"] == "seed"
 
 
 # --------------------------------------------------------------------- crash safety

@@ -646,8 +646,8 @@ class Project:
                 db.execute("UPDATE runs SET status = 'applied', finished = ? WHERE run_id = ?", (now(), run["run_id"]))
         ids = self.store.ids()
         human = self.store.current_labels()
-        seed_rows = [int(r) for r in d["seed_rows"]]
-        records = [(ids[r], human.get(r, ""), 1.0, "seed") for r in seed_rows]
+        # every human label, also of an item that could not be embedded: it is known without a vector
+        records = [(ids[r], label, 1.0, "seed") for r, label in sorted(human.items())]
         records += [(ids[r], label, conf, "auto") for _, r, label, conf, _ in rows]
         write_labels(target, records)
         return target
