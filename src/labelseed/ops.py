@@ -119,6 +119,9 @@ def fit(
         y_fit[audit.rows] = None
     model = settings.estimator()
     graph, reused = None, False
+    with warnings.catch_warnings():  # every input check before the graph is built (and cached); fit warns
+        warnings.simplefilter("ignore")
+        model._prepare(Xa, y_fit, calibrate)
     if cache_dir is not None and settings.method != "self_training":
         graph, reused = cached_knn_graph(Xa, settings.n_neighbors, cache_dir, progress=progress,
                                          method=settings.graph_method, exact_max_rows=settings.exact_max_rows,

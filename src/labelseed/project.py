@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import check_output_free, write_items
+from ._io import check_location, check_output_free, write_items
 from .exceptions import InputError
 from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
 from .runs import accepted_labels, read_decisions, write_labels, write_table_file
@@ -132,8 +132,18 @@ class Project:
         if (folder / DB_NAME).exists():
             raise InputError(f"{str(folder)!r} is already a labelseed project; use it (`labelseed status {folder}`) "
                              "or choose a new folder.")
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{str(folder)!r} is a file, not a folder; choose a new or empty folder for the project.")
         if folder.exists() and any(folder.iterdir()):
             raise InputError(f"{str(folder)!r} exists and is not empty; choose a new or empty folder for the project.")
+        if folder.is_symlink() and not folder.exists():
+            raise InputError(f"{str(folder)!r} is a dangling symbolic link; remove it or choose another folder for the "
+                             "project.")
+        if not folder.exists():
+            check_location(folder, "the project folder")
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"the project folder {str(folder)!r} is not writable; choose another folder or fix its "
+                             "permissions.")
         label_values: list[Any] | None = None
         vec: NDArray[np.float32] | None = None
         meta: dict[str, Any] = {"created": now(), "id_column": id_column}
@@ -153,7 +163,7 @@ class Project:
                     raise InputError("--data FILE is needed (the table of items), except with --image-dir or --vectors.")
                 from ._io import read_embeddings
 
-                vid, vec = read_embeddings(vectors, id_column)
+                vid, vec = read_embeddings(vectors, id_column, option="--vectors")
                 ids = [str(v) for v in vid.tolist()]
                 contents = [None] * len(ids)
                 meta.update(kind="vectors", source=str(Path(vectors).resolve()))
@@ -197,9 +207,9 @@ class Project:
                     from ._io import read_embeddings
 
                     if vector_column is not None:
-                        _, vec = read_embeddings(path, id_column, vector_column)
+                        _, vec = read_embeddings(path, id_column, vector_column, option="--data")
                     else:
-                        vid, vec = read_embeddings(vectors, id_column)  # type: ignore[arg-type]
+                        vid, vec = read_embeddings(vectors, id_column, option="--vectors")  # type: ignore[arg-type]
                         if len(vec) != len(ids):
                             raise InputError(f"--vectors {str(vectors)!r} has {len(vec)} rows but --data {str(path)!r} "
                                              f"has {len(ids)}; they must describe the same items.")
@@ -251,7 +261,7 @@ class Project:
         from ._io import read_embeddings
         from ._validation import check_embeddings
 
-        vid, X = read_embeddings(path, self.meta.get("id_column", "id"))
+        vid, X = read_embeddings(path, self.meta.get("id_column", "id"), option="--vectors")
         n = self.store.n_items()
         if len(X) != n:
             raise InputError(f"--vectors {str(path)!r} has {len(X)} rows but the project has {n} items; "
@@ -306,6 +316,8 @@ class Project:
         n = self.store.n_items()
         done = {r for (r,) in self.store.db.execute("SELECT row FROM embedded")}
         pending = [r for r in range(n) if r not in done]
+        if batch_size is not None and batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1; got {batch_size}.")
         bs = batch_size or EMBED_BATCH.get(kind, 128)
         n_new = n_cached = 0
         mm = None
@@ -395,7 +407,13 @@ class Project:
         if mm.ndim != 2 or mm.shape[0] != n or (dim is not None and mm.shape[1] != int(dim)):
             raise InputError(f"{str(path)!r} has shape {mm.shape} but the project has {n} items of {dim} dimensions; "
                              f"it does not belong to this store: rebuild it with `labelseed embed {self.folder} --force`.")
-        return ok, np.ascontiguousarray(mm[ok], dtype=np.float32)
+        X = np.ascontiguousarray(mm[ok], dtype=np.float32)
+        zero = np.flatnonzero(~X.any(axis=1))
+        if len(zero):  # a vector of an embedded item is never all zero: the file was damaged or replaced
+            raise InputError(f"{str(path)!r} holds {len(zero)} all-zero vector(s) for items marked embedded (e.g. row "
+                             f"{int(ok[zero[0]]) + 1}); it is damaged: rebuild it with "
+                             f"`labelseed embed {self.folder} --force`.")
+        return ok, X
 
     # ---------------------------------------------------------------- labels
     def import_labels(self, path: str | Path, *, who: str | None = None, replace: bool = False,
@@ -420,6 +438,9 @@ class Project:
         if not p.exists():
             raise InputError(f"Labels file {str(p)!r} does not exist.")
         pairs = read_label_file(p)
+        if not pairs:
+            raise InputError(f"{str(p)!r} holds no labels (no row with an id and a label, or no annotated task); "
+                             "label some items first, then import the file (nothing was imported).")
         lookup = self.store.row_lookup()
         unknown = [(line, i) for i, _, line in pairs if i not in lookup]
         if unknown:
@@ -464,6 +485,12 @@ class Project:
             write_csv_atomic(self.folder / BACKUP, ["id", "label", "origin"], rows)
         except OSError as exc:
             log.warning("could not write the labels backup %s: %s", self.folder / BACKUP, exc)
+
+    def _require_labels(self) -> None:
+        if not self.store.current_labels():
+            raise InputError(f"{str(self.folder)!r} has no human labels yet: pick rows (`labelseed select "
+                             f"{self.folder} --budget N`), have a person label them, then `labelseed import "
+                             f"{self.folder} FILE`.")
 
     def labels(self) -> dict[int, str]:
         return self.store.current_labels()
@@ -552,6 +579,7 @@ class Project:
         self.store.require_writable("fit")
         settings = ops.FitSettings.from_config(settings.config() if settings else {}, **params)
         rows, X = self.vectors()
+        self._require_labels()
         labels_digest = self.store.labels_digest()
         y = self._labels_for(rows)
         origins = self.store.label_origins()
@@ -690,6 +718,7 @@ class Project:
         settings = FitSettings.from_config(last["config"] if last else None, random_state=random_state,
                                            target_precision=target_precision)
         rows, X = self.vectors()
+        self._require_labels()
         y = self._labels_for(rows)
         calibrate = self._calibrate_mask(y, self._origins_for(rows))
         sel = query(X, y, budget, strategy, settings=settings, calibrate=calibrate, cache_dir=self.folder / "cache")

@@ -167,7 +167,7 @@ def simulate(
     classes, codes_true = np.unique(truth_arr.astype(str), return_inverse=True)
     n, k = Xa.shape[0], len(classes)
     if k < 2:
-        raise InputError(f"`truth` has a single class ({classes[0]!r}); simulate needs at least two.")
+        raise InputError(f"`truth` has a single class ({str(classes[0])!r}); simulate needs at least two.")
     rounds = check_int(rounds, "rounds", 1)
     budget = check_int(budget, "budget", 1)
     if budget < k:

@@ -134,7 +134,10 @@ class Store:
         if path.stat().st_size == 0:
             raise empty
         try:
-            probe = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+            wal = Path(str(path) + "-wal")
+            # without a pending journal the probe is immutable: it creates no -wal/-shm beside a damaged file
+            pending = wal.exists() and wal.stat().st_size > 0
+            probe = sqlite3.connect(f"file:{quote(str(path))}?mode=ro" + ("" if pending else "&immutable=1"), uri=True)
             try:
                 has_meta = probe.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
                 kind = probe.execute("SELECT value FROM meta WHERE key = 'kind'").fetchone() if has_meta else None

@@ -32,12 +32,26 @@ def read_table(path: Path, text_columns: list[str]) -> Any:
     try:
         if suffix == ".csv":
             # ids and texts stay strings: "007" must not become 7
-            return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in text_columns}, strings_can_be_null=False))
+            convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text_columns},
+                                           strings_can_be_null=False)
+            try:
+                return pacsv.read_csv(path, convert_options=convert)
+            except pa.ArrowInvalid as exc:
+                if "straddl" not in str(exc):
+                    raise
+                # a row longer than Arrow's 1 MiB block (a 10 MB text): read with a block that holds it
+                block = min(path.stat().st_size + 1, 2**31 - 1)
+                return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=block), convert_options=convert)
         if suffix in (".parquet", ".pq"):
             return pq.read_table(path)
         if suffix in (".jsonl", ".ndjson", ".json"):
-            return pajson.read_json(path)
+            try:
+                return pajson.read_json(path)
+            except pa.ArrowInvalid as exc:
+                if "straddl" not in str(exc):
+                    raise
+                block = min(path.stat().st_size + 1, 2**31 - 1)
+                return pajson.read_json(path, read_options=pajson.ReadOptions(block_size=block))
     except Exception as exc:
         raise InputError(f"--data {str(path)!r} could not be read as {suffix[1:]}: {exc}") from exc
     raise InputError(f"--data {str(path)!r}: expected a .csv, .parquet or .jsonl file.")
