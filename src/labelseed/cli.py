@@ -196,6 +196,11 @@ def _project_parsers(sub: Any) -> None:
     sm.add_argument("--out", required=True, help="folder for label_efficiency.csv/.json/.png (written atomically)")
     sm.add_argument("--force", action="store_true", help="replace --out if labelseed wrote it")
     sm.add_argument("--quiet", action="store_true")
+    sv = sub.add_parser("serve", help="a local page to label, run and audit the project (needs labelseed[web])")
+    sv.add_argument("project")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    sv.add_argument("--user", default=None, help="who the labels given in the page are recorded as (default $USER)")
     rp = sub.add_parser("report", help="an HTML page (self-contained), PNG figures and report.json for a run")
     which = rp.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", default=None, help="a `labelseed autolabel` output folder")
@@ -684,6 +689,28 @@ def status_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_cmd(args: argparse.Namespace) -> int:
+    try:
+        from .web import serve
+    except ImportError as exc:
+        raise InputError(str(exc)) from None
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: --host {args.host} lets other machines reach the page; anyone with the token can label",
+              file=sys.stderr)
+
+    def ready(url: str) -> None:
+        print(f"labelseed is serving {args.project} at {url}", flush=True)
+        print("open that URL (it holds this launch's token); Ctrl-C stops", file=sys.stderr, flush=True)
+
+    try:
+        serve(args.project, host=args.host, port=args.port, user=args.user, ready=ready)
+    except ImportError as exc:
+        raise InputError(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _json_default(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
@@ -805,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return audit_cmd(args)
         commands = {"init": init_cmd, "embed": embed_cmd, "import": import_cmd, "fit": fit_cmd, "apply": apply_cmd,
                     "export": export_cmd, "status": status_cmd, "run": run_cmd, "report": report_cmd,
-                    "simulate": simulate_cmd}
+                    "simulate": simulate_cmd, "serve": serve_cmd}
         return commands[args.command](args)
     except InputError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)

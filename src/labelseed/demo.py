@@ -222,6 +222,11 @@ def main() -> None:
         run("fashion-mnist", Xf, yf, out_root)
     print(f"\nOutputs are in {out_root}/; open the reports: "
           + ", ".join(str(p) for p in sorted(out_root.glob("**/report/report.html"))))
+    projects = sorted(p.parent for p in loops.glob("*/project/labelseed.db"))
+    if projects:
+        print("Label, audit and run in the browser (a local page, this machine only):")
+        for proj in projects:
+            print(f"  .venv/bin/labelseed serve {proj}")
     sys.stdout.flush()
 
 

@@ -471,6 +471,23 @@ class Project:
         self._backup_labels()
         return report
 
+    def label_items(self, rows: list[int], label: str, *, source: str = "web", who: str | None = None) -> ImportReport:
+        """Give `rows` the human label `label` (a person's decision in the page: it replaces a
+        stored label, the old one stays in the history)."""
+        self.store.require_writable("label")
+        entries = [(int(r), label, 0) for r in rows]
+        report = self.store.add_labels(entries, source=source, who=who or os.environ.get("USER", "unknown"),
+                                       replace=True)
+        self._backup_labels()
+        return report
+
+    def unlabel_item(self, row: int, *, source: str = "web", who: str | None = None) -> bool:
+        """Retract `row`'s human label (an undo); the history keeps the label and the retraction."""
+        self.store.require_writable("label")
+        out = self.store.retract_label(int(row), source, who or os.environ.get("USER", "unknown"))
+        self._backup_labels()
+        return out
+
     def _backup_labels(self) -> None:
         """Rewrite the labels backup beside the database: each labeled item's current label and
         origin, a file `labelseed import` reads back (what a damaged database's message points

@@ -227,7 +227,8 @@ class Store:
     # ---------------------------------------------------------------- labels
     def current_labels(self) -> dict[int, str]:
         """Each labeled row's latest label."""
-        q = "SELECT row, label FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels GROUP BY row)"
+        # an empty label retracts the row's label (an undo in the page): the history keeps both
+        q = "SELECT row, label FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels GROUP BY row) AND label != ''"
         return dict(self.db.execute(q).fetchall())
 
     def label_history(self, row: int) -> list[tuple[str, str, str, str]]:
@@ -264,6 +265,15 @@ class Store:
         q = ("SELECT audits.run_id, audits.row, audits.label, audits.inclusion FROM audits "
              "JOIN (SELECT batch, MIN(seq) AS first FROM requests GROUP BY batch) b USING(batch) ORDER BY b.first")
         return [(str(a), int(r), str(lab), float(inc)) for a, r, lab, inc in self.db.execute(q)]
+
+    def retract_label(self, row: int, source: str, who: str) -> bool:
+        """Append a retraction (an empty label) for `row` if it has a label; True if it had one."""
+        with self.transaction() as db:
+            if row not in self.current_labels():
+                return False
+            db.execute("INSERT INTO labels(row, label, source, source_row, who, at) VALUES (?,?,?,?,?,?)",
+                       (int(row), "", source, None, who, now()))
+        return True
 
     def add_labels(self, entries: list[tuple[int, str, int]], source: str, who: str, replace: bool = False,
                    origin: str = "random") -> ImportReport:

@@ -1,0 +1,160 @@
+// labelseed's page script: keyboard labeling, audits, picks and background runs.
+// Items are rendered with textContent only (never innerHTML); every POST carries the CSRF token.
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+
+async function post(url, body) {
+  const r = await fetch(url, {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
+    body: JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
+  return data;
+}
+
+function say(text) {
+  const m = document.getElementById("message");
+  if (m) m.textContent = text;
+}
+
+// ---------------------------------------------------------------- home: picks
+for (const b of document.querySelectorAll("button[data-pick]")) {
+  b.addEventListener("click", async () => {
+    try {
+      const r = await post("/api/pick", {kind: b.dataset.pick, budget: Number(b.dataset.budget)});
+      say(`${r.rows} items picked (${r.batch}).`);
+    } catch (e) { say(e.message); }
+  });
+}
+
+// ---------------------------------------------------------------- run
+const progress = document.getElementById("progress");
+async function poll() {
+  const r = await fetch("/api/job", {credentials: "same-origin"});
+  const j = await r.json();
+  document.getElementById("job").textContent = `${j.state}${j.stage ? ": " + j.stage : ""} ${j.message}`;
+  if (j.total) { progress.max = j.total; progress.value = j.done; }
+  if (j.state === "running") setTimeout(poll, 400);
+  else if (j.state === "done") { progress.max = 1; progress.value = 1; }
+}
+for (const id of ["fit", "fit-audit"]) {
+  const b = document.getElementById(id);
+  if (!b) continue;
+  b.addEventListener("click", async () => {
+    try { await post("/api/fit", {certify: b.dataset.certify}); poll(); }
+    catch (e) { document.getElementById("job").textContent = e.message; }
+  });
+}
+if (progress) poll();
+
+// ---------------------------------------------------------------- label / audit / similar
+const box = document.getElementById("items");
+if (box) {
+  const data = JSON.parse(document.getElementById("items-data").textContent);
+  const items = data.items;
+  const classes = data.classes.slice();
+  const done = [];  // rows labeled here, newest last (Backspace undoes them)
+  let at = 0;
+  const filter = document.getElementById("filter");
+  const newClass = document.getElementById("new-class");
+  const list = document.getElementById("classes");
+
+  function visible() {
+    const f = filter.value.trim().toLowerCase();
+    return classes.filter(c => !f || c.toLowerCase().includes(f));
+  }
+
+  function render() {
+    list.replaceChildren();
+    visible().forEach((c, k) => {
+      const li = document.createElement("li");
+      li.textContent = k < 9 ? `${k + 1}  ${c}` : c;
+      li.dataset.label = c;
+      const item = items[at];
+      if (item && item.label === c) li.className = "chosen";
+      li.addEventListener("click", () => choose(c));
+      list.appendChild(li);
+    });
+    const pos = document.getElementById("position");
+    const text = document.getElementById("item-text");
+    const img = document.getElementById("item-image");
+    if (!items.length) {
+      pos.textContent = data.view === "audit" ? "No audit drawn yet: draw one from Home." :
+        "Nothing to label: pick items from Home (select or query).";
+      return;
+    }
+    if (at >= items.length) {
+      pos.textContent = `All ${items.length} items of this page are done.`;
+      text.textContent = ""; img.hidden = true;
+      return;
+    }
+    const item = items[at];
+    const labeled = items.filter(i => i.label).length;
+    pos.textContent = `Item ${at + 1} of ${items.length} (${labeled} labeled)`;
+    document.getElementById("item-id").textContent = `id ${item.id}`;
+    text.textContent = item.text || "";
+    if (item.image) { img.src = item.image; img.hidden = false; } else { img.hidden = true; }
+    document.getElementById("item-label").textContent = item.label ? `label: ${item.label}` : "unlabeled";
+    document.getElementById("item-suggested").textContent =
+      item.suggested ? `the run's label: ${item.suggested} (Enter or y if right)` : "";
+    const link = document.getElementById("similar-link");
+    link.replaceChildren();
+    const a = document.createElement("a");
+    a.href = `/similar?row=${encodeURIComponent(item.row)}`;
+    a.textContent = "find similar items";
+    link.appendChild(a);
+  }
+
+  async function choose(label) {
+    const item = items[at];
+    if (!item) return;
+    try {
+      await post("/api/label", {row: item.row, label});
+      item.label = label;
+      done.push(at);
+      if (!classes.includes(label)) classes.push(label);
+      say(`${item.id}: ${label}`);
+      at += 1;
+      render();
+    } catch (e) { say(e.message); }
+  }
+
+  async function undo() {
+    if (!done.length) return;
+    const k = done.pop();
+    try {
+      await post("/api/unlabel", {row: items[k].row});
+      items[k].label = null;
+      at = k;
+      say(`undone: ${items[k].id}`);
+      render();
+    } catch (e) { say(e.message); }
+  }
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.target === newClass) {
+      if (ev.key === "Enter" && newClass.value.trim()) { choose(newClass.value.trim()); newClass.value = ""; newClass.blur(); }
+      return;
+    }
+    if (ev.target === filter) {
+      if (ev.key === "Enter" || ev.key === "Escape") { filter.blur(); ev.preventDefault(); }
+      setTimeout(render, 0);
+      return;
+    }
+    if (ev.key >= "1" && ev.key <= "9") {
+      const c = visible()[Number(ev.key) - 1];
+      if (c !== undefined) choose(c);
+    } else if (ev.key === "/") { filter.focus(); ev.preventDefault(); }
+    else if (ev.key === "n") { newClass.focus(); ev.preventDefault(); }
+    else if (ev.key === "x") { at = Math.min(at + 1, items.length); render(); }
+    else if (ev.key === "Backspace") { ev.preventDefault(); undo(); }
+    else if (ev.key === "Enter" || ev.key === "y") {
+      const item = items[at];
+      if (item && item.suggested && data.view === "audit") choose(item.suggested);
+      else { at = Math.min(at + 1, items.length); render(); }
+    }
+  });
+  render();
+}

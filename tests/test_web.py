@@ -1,0 +1,292 @@
+"""`labelseed serve`: the security rules, request by request, and the human loop end to end in
+a real Chromium driven by Playwright (keyboard only)."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import EXE, run_cli
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+
+XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+WORDS = {"animal": "dog cat horse cow sheep goat lion tiger wolf bear",
+         "food": "bread cheese apple rice soup pasta salad butter honey plum",
+         "tool": "hammer wrench saw drill chisel pliers shovel rake axe file"}
+
+
+def _text_project(tmp: Path, n: int = 120, xss: bool = False) -> tuple[Path, dict[str, str]]:
+    rng = np.random.default_rng(0)
+    truth = {}
+    with open(tmp / "pool.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        for i in range(n):
+            label = list(WORDS)[i % 3]
+            text = f"a {' and '.join(rng.choice(WORDS[label].split(), 3))}"
+            w.writerow([f"t{i}", XSS + text if xss and i == 0 else text])
+            truth[f"t{i}"] = label
+    proj = tmp / "proj"
+    assert run_cli("init", str(proj), "--data", str(tmp / "pool.csv"), "--text-column", "text").returncode == 0
+    assert run_cli("embed", str(proj), "--model", "hashing", "--quiet").returncode == 0
+    return proj, truth
+
+
+def _client(proj: Path):
+    from starlette.testclient import TestClient
+
+    from labelseed.web import create_app
+
+    app = create_app(proj, token="T0KEN", allowed_hosts={"testserver"}, user="tester")
+    return TestClient(app, follow_redirects=False), app
+
+
+# ------------------------------------------------------------------ security, request by request
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("web")
+    proj, truth = _text_project(tmp, xss=True)
+    (tmp / "xss.csv").write_text("id,label\n" + f't0,"{XSS}"\n' + "t1,food\n")
+    assert run_cli("import", str(proj), str(tmp / "xss.csv")).returncode == 0
+    client, app = _client(proj)
+    return client, app, proj
+
+
+def test_every_request_needs_the_token(served):
+    client, app, _ = served
+    client.cookies.clear()
+    assert client.get("/").status_code == 403
+    assert client.get("/?token=wrong").status_code == 403
+    assert client.get("/static/app.js").status_code == 403
+    r = client.get("/label?token=T0KEN")
+    assert r.status_code == 303 and r.headers["location"] == "/label"
+    assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert client.get("/").status_code == 200
+
+
+def test_headers_forbid_inline_script_framing_and_sniffing(served):
+    client, *_ = served
+    client.get("/?token=T0KEN")
+    r = client.get("/")
+    csp = r.headers["content-security-policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp and "frame-ancestors 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "<script>" not in r.text.replace('<script type="module" src="/static/app.js"></script>', "")
+
+
+def test_a_foreign_host_header_is_refused(served):
+    client, *_ = served
+    client.get("/?token=T0KEN")
+    assert client.get("/", headers={"Host": "evil.example:80"}).status_code == 400
+
+
+def test_state_changes_need_the_csrf_token_and_the_same_origin(served):
+    client, app, proj = served
+    client.get("/?token=T0KEN")
+    body = {"row": 5, "label": "food"}
+    assert client.post("/api/label", json=body).status_code == 403
+    assert client.post("/api/label", json=body, headers={"X-CSRF-Token": "nope"}).status_code == 403
+    ok = {"X-CSRF-Token": app.state.csrf}
+    assert client.post("/api/label", json=body, headers={**ok, "Origin": "http://evil.example"}).status_code == 403
+    assert client.get("/api/label").status_code == 405  # state changes are POST only
+    r = client.post("/api/label", json=body, headers={**ok, "Origin": "http://testserver"})
+    assert r.status_code == 200, r.text
+    with sqlite3.connect(proj / "labelseed.db") as db:
+        got = db.execute("SELECT label, source, who FROM labels WHERE row = 5").fetchall()
+    assert got == [("food", "web", "tester")]
+
+
+def test_text_labels_and_class_names_are_escaped(served):
+    client, *_ = served
+    client.get("/?token=T0KEN")
+    for path in ("/", "/label", "/audit"):
+        html = client.get(path).text
+        assert XSS not in html, path
+        assert "<img src=x" not in html and '<script>alert' not in html, path
+    assert "&lt;script&gt;" in client.get("/").text  # the class table shows the label, as text
+
+
+def test_bad_json_and_bad_values_are_one_line_errors(served):
+    client, app, _ = served
+    client.get("/?token=T0KEN")
+    ok = {"X-CSRF-Token": app.state.csrf}
+    for body in ('{"row": "x", "label": "a"}', '{"row": 999999, "label": "a"}', '{"row": 1, "label": ""}',
+                 "[1, 2]", "not json", '{"kind": "rm -rf", "budget": 3}'):
+        url = "/api/pick" if "kind" in body else "/api/label"
+        r = client.post(url, content=body, headers={**ok, "Content-Type": "application/json"})
+        assert r.status_code == 400 and "error" in r.json(), (body, r.text)
+
+
+def _png(path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), 200, dtype=np.uint8)).save(path)
+
+
+def test_images_are_served_only_by_row_from_inside_the_image_folder(tmp_path):
+    pytest.importorskip("PIL")
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(3):
+        _png(root / f"{i}.png")
+    (root / "fake.png").write_text("<html><script>alert(1)</script></html>")
+    assert run_cli("init", str(tmp_path / "proj"), "--image-dir", str(root)).returncode == 0
+    outside = tmp_path / "secret.png"
+    _png(outside)
+    sibling = tmp_path / "imgs-evil"  # shares the root's name as a prefix
+    sibling.mkdir()
+    _png(sibling / "x.png")
+    os.symlink(outside, root / "link.png")
+    client, _ = _client(tmp_path / "proj")
+    client.get("/?token=T0KEN")
+    ok = client.get("/item/0/image")
+    assert ok.status_code == 200 and ok.headers["content-type"] == "image/png"
+    assert ok.headers["x-content-type-options"] == "nosniff"
+    # records pointing out of the root (as a tampered store would): each refused
+    evil = {0: f"{root}/../secret.png", 1: str(outside), 2: str(sibling / "x.png")}
+    with sqlite3.connect(tmp_path / "proj" / "labelseed.db") as db:
+        rows = dict(db.execute("SELECT id, row FROM items").fetchall())
+        for row, content in evil.items():
+            db.execute("UPDATE items SET content = ? WHERE row = ?", (content, row))
+        db.execute("UPDATE items SET content = ? WHERE row = ?", (str(root / "link.png"), rows["fake.png"]))
+    for row in evil:
+        assert client.get(f"/item/{row}/image").status_code == 404, row
+    assert client.get(f"/item/{rows['fake.png']}/image").status_code == 404  # the symlink leaves the root
+    with sqlite3.connect(tmp_path / "proj" / "labelseed.db") as db:
+        db.execute("UPDATE items SET content = ? WHERE row = ?", (str(root / "fake.png"), rows["fake.png"]))
+    assert client.get(f"/item/{rows['fake.png']}/image").status_code == 415  # HTML named .png: never served
+    for url in ("/item/..%2F..%2Fsecret.png/image", "/item/%2e%2e/image", "/item/-1/image", "/item/99/image",
+                "/static/..%2F..%2Fapp.py", "/static/../app.py"):
+        r = client.get(url)
+        assert r.status_code == 404, (url, r.status_code)
+
+
+# ------------------------------------------------------------------ a real browser, keyboard only
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.skip("chromium is not installed (make test installs it where apt-get exists)")
+    pytest.importorskip("playwright")
+    return path
+
+
+def _answer_key(page, truth: dict[str, str], suggested_ok: bool = False) -> None:
+    """Press the key for the true class of the item on screen (adding the class if new)."""
+    item_id = page.inner_text("#item-id").removeprefix("id ").strip()
+    want = truth[item_id]
+    if suggested_ok:
+        shown = page.inner_text("#item-suggested")
+        if f"label: {want} " in shown + " ":
+            page.keyboard.press("Enter")
+            return
+    names = [li.get_attribute("data-label") for li in page.query_selector_all("#classes li")]
+    if want in names[:9]:
+        page.keyboard.press(str(names.index(want) + 1))
+    else:
+        page.keyboard.press("n")
+        page.keyboard.type(want)
+        page.keyboard.press("Enter")
+
+
+def test_the_loop_in_chromium_by_keyboard(tmp_path):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    proj, truth = _text_project(tmp_path, n=150)
+    proc = subprocess.Popen([EXE, "serve", str(proj), "--user", "ana"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=\S+", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        base, url = m.group(1), m.group(0)
+        db = sqlite3.connect(proj / "labelseed.db")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            errors, hosts = [], set()
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda req: hosts.add(re.sub(r"^(\w+://[^/]+).*", r"\1", req.url)))
+            page.goto(url)
+            shots = {"home": page.screenshot()}
+            page.click("button[data-pick=select]")
+            page.wait_for_selector("#message:not(:empty)")
+            assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
+            page.goto(base + "/label")
+            for k in range(20):
+                page.wait_for_selector(f"#position:has-text('Item {k + 1} of')")
+                _answer_key(page, truth)
+            page.wait_for_selector("#position:has-text('All 20 items')")
+            shots["label"] = page.screenshot()
+            got = db.execute("SELECT items.id, labels.label, source, who FROM labels JOIN items USING(row)").fetchall()
+            assert len(got) == 20 and all(s == "web" and w == "ana" for _, _, s, w in got)
+            assert all(truth[i] == lab for i, lab, _, _ in got)
+            # Backspace undoes the last one (a retraction in the history), then it is labeled again
+            page.keyboard.press("Backspace")
+            page.wait_for_selector("#message:has-text('undone')")
+            assert len(dict(db.execute("SELECT row, label FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels "
+                                       "GROUP BY row) AND label != ''").fetchall())) == 19
+            _answer_key(page, truth)
+            page.wait_for_selector("#position:has-text('All 20 items')")
+            # 20 more, asked for by the engine (about 13 labels a class is what certifies 0.95 here)
+            page.goto(base + "/")
+            page.click("button[data-pick=query]")
+            page.wait_for_selector("#message:not(:empty)")
+            assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
+            page.goto(base + "/label")
+            for k in range(20):
+                page.wait_for_selector(f"#position:has-text('Item {k + 1} of')")
+                _answer_key(page, truth)
+            page.wait_for_selector("#position:has-text('All 20 items')")
+            # fit and apply in the background
+            page.goto(base + "/run")
+            page.keyboard.press("Tab")  # keyboard only: focus moves through the nav to the button
+            page.focus("#fit")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#job:has-text('done')", timeout=120_000)
+            shots["run"] = page.screenshot()
+            runs = db.execute("SELECT status FROM runs").fetchall()
+            assert runs == [("applied",)]
+            # an audit of 20 auto-labels, verified by keyboard
+            page.goto(base + "/")
+            page.click("button[data-pick=audit]")
+            page.wait_for_selector("#message:not(:empty)")
+            assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
+            page.goto(base + "/audit")
+            for k in range(20):
+                page.wait_for_selector(f"#position:has-text('Item {k + 1} of')")
+                _answer_key(page, truth, suggested_ok=True)
+            page.wait_for_selector("#position:has-text('All 20 items')")
+            page.goto(base + "/audit")
+            assert "Realized precision" in page.inner_text("#audit-total")
+            shots["audit"] = page.screenshot()
+            browser.close()
+        n_audit = db.execute("SELECT COUNT(*) FROM audits").fetchone()[0]
+        web = db.execute("SELECT COUNT(DISTINCT row) FROM labels WHERE source = 'web' AND who = 'ana'").fetchone()[0]
+        assert n_audit == 20 and web == 60
+        assert not errors, errors
+        assert hosts == {base}, hosts
+        from PIL import Image
+
+        for name, png in shots.items():
+            img = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+            assert img.std() > 5, f"the {name} view looks blank"
+    finally:
+        proc.terminate()
+        proc.wait(10)
