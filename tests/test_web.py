@@ -263,6 +263,33 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             shots["run"] = page.screenshot()
             runs = db.execute("SELECT status FROM runs").fetchall()
             assert runs == [("applied",)]
+            # review a class: bulk accept above its threshold, undo, redo (keyboard: focus + Enter)
+            cls = db.execute("SELECT label, COUNT(*) FROM auto_labels GROUP BY label ORDER BY 2 DESC").fetchone()[0]
+            page.goto(base + "/review?cls=" + cls)
+            shots["review"] = page.screenshot()
+            page.focus("#bulk-preview")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#bulk-info:has-text('would be accepted')")
+            n_preview = int(page.inner_text("#bulk-info").split()[0])
+            assert n_preview > 0
+            page.focus("#bulk-accept")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#bulk-info:has-text('accepted')")
+
+            def accepted() -> int:
+                q = ("SELECT COUNT(*) FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels GROUP BY row) "
+                     "AND source LIKE 'accept:%' AND label = ?")
+                return db.execute(q, (cls,)).fetchone()[0]
+            assert accepted() == n_preview
+            assert db.execute("SELECT COUNT(*) FROM origins WHERE origin = 'accepted'").fetchone()[0] == n_preview
+            page.focus("#bulk-undo")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#bulk-info:has-text('undone')")
+            assert accepted() == 0
+            page.focus("#bulk-redo")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#bulk-info:has-text('accepted')")
+            assert accepted() == n_preview
             # an audit of 20 auto-labels, verified by keyboard
             page.goto(base + "/")
             page.click("button[data-pick=audit]")
@@ -279,7 +306,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             browser.close()
         n_audit = db.execute("SELECT COUNT(*) FROM audits").fetchone()[0]
         web = db.execute("SELECT COUNT(DISTINCT row) FROM labels WHERE source = 'web' AND who = 'ana'").fetchone()[0]
-        assert n_audit == 20 and web == 60
+        assert n_audit == 20 and web == 60  # 40 labeled + 20 verified (accepted rows count once looked at)
         assert not errors, errors
         assert hosts == {base}, hosts
         from PIL import Image

@@ -241,3 +241,105 @@ def check_classes(labels: ArrayLike, allow_single_class: bool) -> None:
         raise InputError(f"Only one class is labeled ({next(iter(classes))!r}); auto-labeling needs at least two classes "
                          "so that thresholds can be checked against wrong labels. Label rows of another class, or pass "
                          "--allow-single-class to run anyway (every row abstains).")
+
+
+# ------------------------------------------------------------------ reviewing a run's auto-labels
+
+
+@dataclass
+class RunArrays:
+    """What reviewing one run needs, loaded once (a 1M-row run is a few tens of MB): per fitted
+    row its project row, predicted class, confidence and status; per class its threshold and
+    precision-coverage curve; the out-of-fold predictions of the calibration rows."""
+
+    run_id: str
+    rows: NDArray[np.int64]
+    classes: list[str]
+    predicted: NDArray[np.int32]
+    confidence: NDArray[np.float32]
+    status: NDArray[np.int8]
+    thresholds: dict[str, float]
+    curves: dict[str, tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]]
+    oof_true: NDArray[np.int64]
+    oof_pred: NDArray[np.int64]
+    oof_conf: NDArray[np.float64]
+    _order: dict[int, NDArray[np.int64]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, run_dir: Path, summary: Mapping[str, Any], run_id: str) -> "RunArrays":
+        from .runs import REPORT_DATA, read_decisions
+
+        try:
+            with np.load(Path(run_dir) / REPORT_DATA, allow_pickle=False) as z:  # no ids: they are in the store
+                data = {k: z[k] for k in ("classes", "predicted", "confidence", "status", "curve_offsets",
+                                          "curve_threshold", "curve_precision", "curve_coverage")}
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"{str(run_dir)!r} has no readable report data ({exc}); fit again.") from None
+        d = read_decisions(run_dir)
+        classes = [str(c) for c in data["classes"]]
+        off = data["curve_offsets"]
+        curves = {c: (data["curve_threshold"][off[i]:off[i + 1]], data["curve_precision"][off[i]:off[i + 1]],
+                      data["curve_coverage"][off[i]:off[i + 1]]) for i, c in enumerate(classes) if i + 1 < len(off)}
+        thresholds = {str(c["label"]): float(c["threshold"]) for c in summary.get("classes", [])
+                      if c.get("threshold") is not None}
+        return cls(run_id, d["rows"], classes, data["predicted"], data["confidence"], data["status"], thresholds,
+                   curves, d.get("oof_true", np.empty(0, np.int64)), d.get("oof_pred", np.empty(0, np.int64)),
+                   d.get("oof_conf", np.empty(0)))
+
+    def class_index(self, label: str) -> int:
+        if label not in self.classes:
+            raise InputError(f"`class` must be one of the run's classes ({', '.join(self.classes)}); got {label!r}.")
+        return self.classes.index(label)
+
+    def order(self, k: int) -> NDArray[np.int64]:
+        """Positions of the rows predicted as class `k`, most confident first (computed once)."""
+        if k not in self._order:
+            members = np.flatnonzero(self.predicted == k)
+            self._order[k] = members[np.argsort(-self.confidence[members], kind="stable")]
+        return self._order[k]
+
+
+@dataclass
+class BulkPreview:
+    """What accepting class `label` above `threshold` would commit, before it does: the rows (the
+    whole set, not a page), the run's calibrated precision at that threshold, and the out-of-fold
+    evidence above it (k of n right, exact 95% interval)."""
+
+    label: str
+    threshold: float
+    rows: NDArray[np.int64]
+    expected_precision: float | None
+    oof_right: int
+    oof_n: int
+    interval_95: tuple[float, float]
+
+    def public(self) -> dict[str, Any]:
+        return {"label": self.label, "threshold": self.threshold, "n_rows": int(len(self.rows)),
+                "expected_precision": self.expected_precision, "oof_right": self.oof_right, "oof_n": self.oof_n,
+                "interval_95": list(self.interval_95)}
+
+
+def bulk_preview(run: RunArrays, label: str, threshold: float, human_rows: set[int]) -> BulkPreview:
+    """The rows predicted as `label` with confidence >= `threshold` that no person labeled."""
+    from .thresholds import clopper_pearson
+
+    if not (isinstance(threshold, (int, float)) and 0 <= float(threshold) <= 1):
+        raise InputError(f"`threshold` must be a number in [0, 1]; got {threshold!r}.")
+    k = run.class_index(label)
+    order = run.order(k)
+    above = order[run.confidence[order] >= threshold]
+    rows = run.rows[above]
+    if human_rows:
+        rows = rows[~np.isin(rows, np.fromiter(human_rows, dtype=np.int64, count=len(human_rows)))]
+    expected = None
+    if label in run.curves and len(run.curves[label][0]):
+        th, prec, _ = run.curves[label]
+        at = np.flatnonzero(th >= threshold)
+        if len(at):
+            expected = float(prec[at[np.argmin(th[at])]])
+    mine = (run.oof_pred == k) & (run.oof_conf >= threshold)
+    n = int(mine.sum())
+    right = int((run.oof_true[mine] == k).sum())
+    interval = ((clopper_pearson(right, n, 0.025), clopper_pearson(right, n, 0.975, upper=True)) if n
+                else (0.0, 1.0))
+    return BulkPreview(label, float(threshold), rows, expected, right, n, (float(interval[0]), float(interval[1])))

@@ -477,9 +477,31 @@ class Project:
         self.store.require_writable("label")
         entries = [(int(r), label, 0) for r in rows]
         report = self.store.add_labels(entries, source=source, who=who or os.environ.get("USER", "unknown"),
-                                       replace=True)
+                                       replace=True, always=True)
         self._backup_labels()
         return report
+
+    def accept(self, rows: list[int] | NDArray[np.int64], label: str, *, who: str | None = None) -> str:
+        """A person accepts the run's label `label` for `rows` in one step (bulk accept in the page).
+
+        Stored as human labels with source ``accept:<batch>`` and origin ``accepted``: they
+        spread like any label but never calibrate an estimate (nobody looked at each row).
+        Returns the batch id, which :meth:`undo_accept` takes."""
+        self.store.require_writable("accept")
+        batch = "accept-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
+        entries = [(int(r), label, 0) for r in rows]
+        self.store.add_labels(entries, source=f"accept:{batch}", who=who or os.environ.get("USER", "unknown"),
+                              replace=False, origin="accepted")
+        self._backup_labels()
+        return batch
+
+    def undo_accept(self, batch: str, *, who: str | None = None) -> int:
+        """Retract, in one transaction, every label of an accept batch that is still the row's
+        current label; returns how many."""
+        self.store.require_writable("accept")
+        n = self.store.retract_source(f"accept:{batch}", who or os.environ.get("USER", "unknown"))
+        self._backup_labels()
+        return n
 
     def unlabel_item(self, row: int, *, source: str = "web", who: str | None = None) -> bool:
         """Retract `row`'s human label (an undo); the history keeps the label and the retraction."""
@@ -619,7 +641,7 @@ class Project:
         summary = outcome.summary
         labeled = y_cal != None  # noqa: E711
         summary["estimate"]["labels"] = {
-            o: int(((origin == o) & labeled).sum()) for o in ("random", "validation", "picked", "audit")}
+            o: int(((origin == o) & labeled).sum()) for o in ("random", "validation", "picked", "audit", "accepted")}
         summary["estimate"]["calibrated_by"] = {
             o: int(((origin == o) & calibrate).sum()) for o in ("random", "validation")}
         if audit is not None:
@@ -772,7 +794,10 @@ class Project:
         for label, inc in given.values():
             per_class.setdefault(label, []).append(inc)
         counts = {c: int(round(len(v) / float(np.mean(v)))) for c, v in per_class.items()}
-        result = measure_audit({r: g[0] for r, g in given.items()}, self.store.current_labels(), counts, run_id=run_id)
+        origins = self.store.label_origins()
+        # a label accepted in bulk is nobody's verification of that row
+        verified = {r: v for r, v in self.store.current_labels().items() if origins.get(r) != "accepted"}
+        result = measure_audit({r: g[0] for r, g in given.items()}, verified, counts, run_id=run_id)
         return None if result is None else result.to_dict()
 
     def _unrecorded_audits(self, run_id: str | None) -> list[tuple[str, int, str, float]]:
@@ -868,7 +893,7 @@ class Project:
             "project": str(self.folder.resolve()), "kind": meta.get("kind"), "items": n,
             "embedded": int(len(ok)), "failed_to_embed": int(len(bad)), "embed_model": meta.get("embed_model"),
             "labeled": len(human),
-            "label_origins": {o: k for o in ("random", "validation", "picked", "audit")
+            "label_origins": {o: k for o in ("random", "validation", "picked", "audit", "accepted")
                               if (k := origins[o])},
             "conflicts": int(self.store.db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]),
             "last_run": None,

@@ -221,6 +221,15 @@ class Store:
             got.update(self.db.execute(q, chunk).fetchall())
         return [got.get(r) for r in rows]
 
+    def ids_of(self, rows: list[int]) -> list[str]:
+        """The ids of `rows` (a page of them: no scan of every item)."""
+        got: dict[int, str] = {}
+        for s in range(0, len(rows), 900):
+            chunk = [int(r) for r in rows[s:s + 900]]
+            got.update(self.db.execute(f"SELECT row, id FROM items WHERE row IN ({','.join('?' * len(chunk))})",
+                                       chunk).fetchall())
+        return [got[int(r)] for r in rows]
+
     def row_lookup(self) -> dict[str, int]:
         return {i: r for r, i in self.db.execute("SELECT row, id FROM items")}
 
@@ -246,7 +255,8 @@ class Store:
 
     def label_origins(self) -> dict[int, str]:
         """How each labeled row came to be labeled: ``audit``, ``validation``, ``picked`` (by
-        select/query, or imported as picked) or ``random`` (the default for imports)."""
+        select/query, or imported as picked), ``accepted`` (a run's label accepted in bulk in
+        the page) or ``random`` (the default for imports)."""
         out = {r: "random" for r in self.current_labels()}
         for (r,) in self.db.execute("SELECT row FROM requests WHERE kind IN ('select', 'query')"):
             if r in out:
@@ -257,6 +267,9 @@ class Store:
         for (r,) in self.db.execute("SELECT row FROM audits"):
             if r in out:
                 out[r] = "audit"
+        for (r,) in self.db.execute("SELECT row FROM origins WHERE origin = 'accepted'"):
+            if r in out:  # accepted in bulk and not looked at since: never evidence, audited row or not
+                out[r] = "accepted"
         return out
 
     def audit_records(self) -> list[tuple[str, int, str, float]]:
@@ -275,29 +288,43 @@ class Store:
                        (int(row), "", source, None, who, now()))
         return True
 
+    def retract_source(self, source: str, who: str) -> int:
+        """Retract every current label that came from `source` (one transaction); how many."""
+        with self.transaction() as db:
+            q = ("SELECT row FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels GROUP BY row) AND source = ? "
+                 "AND label != ''")
+            rows = [r for (r,) in db.execute(q, (source,))]
+            at = now()
+            db.executemany("INSERT INTO labels(row, label, source, source_row, who, at) VALUES (?,?,?,?,?,?)",
+                           [(r, "", f"undo {source}", None, who, at) for r in rows])
+            db.executemany("DELETE FROM origins WHERE row = ? AND origin = 'accepted'", [(r,) for r in rows])
+        return len(rows)
+
     def add_labels(self, entries: list[tuple[int, str, int]], source: str, who: str, replace: bool = False,
-                   origin: str = "random") -> ImportReport:
+                   origin: str = "random", always: bool = False) -> ImportReport:
         """Add (row, label, source_row) entries in one transaction.
 
         Same label as stored: nothing happens (so importing a file twice is a no-op).
         A different label: recorded as a conflict and not applied, unless `replace`,
         which appends it (the old label stays in the history). `origin` ``picked`` or
         ``validation`` is recorded for every row of the file, in the same transaction.
+        `always`: every entry is a person's decision (a click in the page) and is appended even
+        when it repeats the stored label; a row accepted in bulk then counts as looked at.
         """
         at = now()
         with self.transaction() as db:
             stored = self.current_labels()
-            ids = dict(db.execute("SELECT row, id FROM items").fetchall()) if entries else {}
             added = unchanged = replaced = 0
             conflicts: list[tuple[str, str, str]] = []
             new: list[tuple[int, str, str, int, str, str]] = []
             for row, label, source_row in entries:
                 old = stored.get(row)
-                if old == label:
+                if old == label and not always:
                     unchanged += 1
                     continue
                 if old is not None and not replace:
-                    conflicts.append((ids[row], old, label))
+                    item_id = db.execute("SELECT id FROM items WHERE row = ?", (row,)).fetchone()[0]
+                    conflicts.append((item_id, old, label))
                     db.execute("INSERT INTO conflicts(row, stored, offered, source, source_row, at) VALUES (?,?,?,?,?,?)",
                                (row, old, label, source, source_row, at))
                     continue
@@ -308,6 +335,9 @@ class Store:
             if origin != "random":
                 db.executemany("INSERT OR REPLACE INTO origins(row, origin, at) VALUES (?,?,?)",
                                [(row, origin, at) for row, _, _ in entries])
+            elif always:
+                db.executemany("DELETE FROM origins WHERE row = ? AND origin = 'accepted'",
+                               [(row,) for row, _, _ in entries])
         return ImportReport(added, unchanged, replaced, conflicts)
 
     # ------------------------------------------------------------ embeddings

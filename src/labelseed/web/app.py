@@ -87,6 +87,7 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
     folder = Path(folder).resolve()
     csrf = secrets.token_urlsafe(24)
     job = Job()
+    runs: dict[str, Any] = {}  # run_id -> ops.RunArrays, loaded once per run
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
 
     def project() -> Project:
@@ -190,6 +191,80 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
                       "image": f"/item/{r}/image" if kind == "image" else None}
                      for r, c in zip(rows, contents)]
         return {"view": view, "batch": batch, "items": items, "classes": classes, "offset": offset}
+
+    def run_arrays(p: Project) -> Any:
+        from ..ops import RunArrays
+
+        run = p.run()
+        if run["run_id"] not in runs:
+            runs.clear()  # one run at a time in memory
+            runs[run["run_id"]] = RunArrays.load(folder / "runs" / run["run_id"], run["summary"] or {}, run["run_id"])
+        return runs[run["run_id"]]
+
+    def review_view(request: Request) -> HTMLResponse:
+        from ..runs import STATUS_NAMES
+
+        with project() as p:
+            ra = run_arrays(p)
+            label = request.query_params.get("cls") or (ra.classes[0] if ra.classes else "")
+            k = ra.class_index(label)
+            order = ra.order(k)
+            offset = min(max(_int(request.query_params.get("offset", "0"), "offset"), 0), max(len(order) - 1, 0))
+            page_pos = order[offset:offset + PAGE]
+            rows = ra.rows[page_pos].tolist()
+            human = p.store.current_labels()
+            contents = p.store.contents(rows)
+            ids = p.store.ids_of(rows)
+            image = p.meta.get("kind") == "image"
+        threshold = ra.thresholds.get(label)
+        items = [{"row": r, "id": i, "text": None if image else c, "image": f"/item/{r}/image" if image else None,
+                  "confidence": float(ra.confidence[pos]), "status": STATUS_NAMES[int(ra.status[pos])],
+                  "human": human.get(r)} for r, i, c, pos in zip(rows, ids, contents, page_pos)]
+        cut = next((n for n, it in enumerate(items) if threshold is not None and it["confidence"] < threshold),
+                   len(items))
+        return page("review.html", title="Review", classes=ra.classes, label=label, items=items, cut=cut,
+                    threshold=threshold, offset=offset, total=len(order), page_size=PAGE, run_id=ra.run_id)
+
+    async def api_preview(request: Request) -> JSONResponse:
+        from ..ops import bulk_preview
+
+        label = request.query_params.get("cls", "")
+        t = _float(request.query_params.get("t"), "threshold")
+        with project() as p:
+            pv = bulk_preview(run_arrays(p), label, t, set(p.store.current_labels()))
+        return JSONResponse(pv.public())
+
+    async def api_accept(request: Request) -> JSONResponse:
+        from ..ops import bulk_preview
+
+        data = await body(request)
+        label = data.get("cls")
+        if not isinstance(label, str):
+            raise InputError("`cls` must be a class name.")
+        with project() as p:
+            if "rows" in data:  # single items from the list
+                rows = [_int(r, "row") for r in data["rows"]]
+                ra = run_arrays(p)
+                pos = np.searchsorted(ra.rows, rows)
+                if any(q >= len(ra.rows) or ra.rows[q] != r or ra.classes[ra.predicted[q]] != label
+                       for q, r in zip(pos, rows)):
+                    raise InputError("only rows the run predicts as that class can be accepted as it.")
+            else:
+                rows = bulk_preview(run_arrays(p), label, _float(data.get("t"), "threshold"),
+                                    set(p.store.current_labels())).rows.tolist()
+            if not rows:
+                raise InputError("no row to accept above that threshold.")
+            batch = p.accept(rows, label, who=user)
+        return JSONResponse({"ok": True, "batch": batch, "n_rows": len(rows)})
+
+    async def api_undo_accept(request: Request) -> JSONResponse:
+        data = await body(request)
+        batch = data.get("batch")
+        if not isinstance(batch, str) or not batch.startswith("accept-"):
+            raise InputError("`batch` must be an accept batch id.")
+        with project() as p:
+            n = p.undo_accept(batch, who=user)
+        return JSONResponse({"ok": True, "n_rows": n})
 
     # ------------------------------------------------------------------ actions (JSON)
     async def body(request: Request) -> dict[str, Any]:
@@ -296,7 +371,9 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
 
     routes = [
         Route("/", home), Route("/label", label_view), Route("/audit", audit_view), Route("/run", run_view),
-        Route("/similar", similar_view),
+        Route("/similar", similar_view), Route("/review", review_view),
+        Route("/api/review/preview", api_preview), Route("/api/review/accept", api_accept, methods=["POST"]),
+        Route("/api/review/undo", api_undo_accept, methods=["POST"]),
         Route("/api/label", api_label, methods=["POST"]), Route("/api/unlabel", api_unlabel, methods=["POST"]),
         Route("/api/pick", api_pick, methods=["POST"]), Route("/api/fit", api_fit, methods=["POST"]),
         Route("/api/job", api_job), Route("/api/audit", api_audit_result),
@@ -328,6 +405,16 @@ def _int(value: Any, name: str) -> int:
         out = int(value)
     except (TypeError, ValueError):
         raise InputError(f"`{name}` must be an integer; got {value!r}.") from None
+    return out
+
+
+def _float(value: Any, name: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"`{name}` must be a number; got {value!r}.") from None
+    if out != out:
+        raise InputError(f"`{name}` must be a number; got {value!r}.")
     return out
 
 

@@ -158,3 +158,54 @@ if (box) {
   });
   render();
 }
+
+// ---------------------------------------------------------------- review: bulk accept, undo, redo
+const bulk = document.getElementById("bulk");
+if (bulk) {
+  const cls = bulk.dataset.class;
+  const info = document.getElementById("bulk-info");
+  const t = document.getElementById("bulk-t");
+  const [bPreview, bAccept, bUndo, bRedo] = ["bulk-preview", "bulk-accept", "bulk-undo", "bulk-redo"]
+    .map(id => document.getElementById(id));
+  let lastBatch = null, lastT = null;
+  const fmt = v => (v === null || v === undefined) ? "-" : Number(v).toFixed(3);
+
+  async function preview() {
+    const q = new URLSearchParams({cls, t: t.value});
+    const r = await fetch(`/api/review/preview?${q}`, {credentials: "same-origin"});
+    const p = await r.json();
+    if (!r.ok) { info.textContent = p.error; bAccept.disabled = true; return; }
+    info.textContent = `${p.n_rows} rows would be accepted as ${p.label} (all of them, not this page); ` +
+      `the run's calibrated precision there ${fmt(p.expected_precision)}; out of fold ${p.oof_right} of ` +
+      `${p.oof_n} right [${fmt(p.interval_95[0])}, ${fmt(p.interval_95[1])}] (95%, exact).`;
+    bAccept.disabled = p.n_rows === 0;
+  }
+  async function accept(threshold) {
+    try {
+      const r = await post("/api/review/accept", {cls, t: Number(threshold)});
+      lastBatch = r.batch; lastT = threshold;
+      info.textContent = `accepted ${r.n_rows} rows as ${cls} (${r.batch}).`;
+      bAccept.disabled = true; bUndo.disabled = false; bRedo.disabled = true;
+    } catch (e) { info.textContent = e.message; }
+  }
+  bPreview.addEventListener("click", preview);
+  t.addEventListener("change", preview);
+  bAccept.addEventListener("click", () => accept(t.value));
+  bUndo.addEventListener("click", async () => {
+    try {
+      const r = await post("/api/review/undo", {batch: lastBatch});
+      info.textContent = `undone: ${r.n_rows} rows are unlabeled again.`;
+      bUndo.disabled = true; bRedo.disabled = false;
+    } catch (e) { info.textContent = e.message; }
+  });
+  bRedo.addEventListener("click", () => accept(lastT));
+  for (const b of document.querySelectorAll("button.accept-one")) {
+    b.addEventListener("click", async () => {
+      try {
+        await post("/api/review/accept", {cls, rows: [Number(b.dataset.row)]});
+        b.closest("tr").children[4].textContent = cls;
+        say(`accepted one row as ${cls}`);
+      } catch (e) { say(e.message); }
+    });
+  }
+}
