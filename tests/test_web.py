@@ -265,6 +265,30 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             assert runs == [("applied",)]
             # review a class: bulk accept above its threshold, undo, redo (keyboard: focus + Enter)
             cls = db.execute("SELECT label, COUNT(*) FROM auto_labels GROUP BY label ORDER BY 2 DESC").fetchone()[0]
+            # first set its threshold by hand with the slider (keyboard), save, apply: labels.csv follows it
+            page.goto(base + "/thresholds?cls=" + cls)
+            page.wait_for_selector("#slider-info:has-text('expected precision')")
+            page.focus("#slider")
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")  # a higher threshold: fewer rows
+            page.wait_for_selector("#slider-info:has-text('against the fitted threshold')")
+            shots["thresholds"] = page.screenshot()
+            t_new = float(page.inner_text("#slider-value"))
+            page.focus("#save-threshold")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#message:has-text('saved')")
+            run_id = db.execute("SELECT run_id FROM runs").fetchone()[0]
+            import json as _json
+
+            summary = _json.loads(db.execute("SELECT summary FROM runs").fetchone()[0])
+            entry = next(c for c in summary["classes"] if c["label"] == cls)
+            assert entry["set_by"] == "hand" and entry["set_by_who"] == "ana" and entry["threshold"] == t_new
+            r = run_cli("apply", str(proj), "--out", str(tmp_path / "hand.csv"))
+            assert r.returncode == 0 and "set by hand" in r.stdout, r.stdout + r.stderr
+            rows = list(csv.DictReader(open(tmp_path / "hand.csv")))
+            auto = [float(x["confidence"]) for x in rows if x["source"] == "auto" and x["label"] == cls]
+            assert auto and min(auto) >= t_new - 1e-6, (min(auto), t_new)
+            assert run_id
             page.goto(base + "/review?cls=" + cls)
             shots["review"] = page.screenshot()
             page.focus("#bulk-preview")
@@ -274,7 +298,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             assert n_preview > 0
             page.focus("#bulk-accept")
             page.keyboard.press("Enter")
-            page.wait_for_selector("#bulk-info:has-text('accepted')")
+            page.wait_for_selector("#bulk-info:has-text('(accept-')")
 
             def accepted() -> int:
                 q = ("SELECT COUNT(*) FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels GROUP BY row) "
@@ -288,8 +312,9 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             assert accepted() == 0
             page.focus("#bulk-redo")
             page.keyboard.press("Enter")
-            page.wait_for_selector("#bulk-info:has-text('accepted')")
+            page.wait_for_selector("#bulk-info:has-text('(accept-')")
             assert accepted() == n_preview
+
             # an audit of 20 auto-labels, verified by keyboard
             page.goto(base + "/")
             page.click("button[data-pick=audit]")

@@ -621,7 +621,11 @@ def fit_cmd(args: argparse.Namespace) -> int:
 def apply_cmd(args: argparse.Namespace) -> int:
     with _open(args) as proj, _Progress(not args.quiet) as progress:
         out = proj.apply(run_id=args.run_id, out=args.out, force=args.force, refit=args.refit, progress=progress)
+        hand = (proj.run(args.run_id)["summary"] or {}).get("set_by_hand")
     print(f"written to {out}")
+    if hand:
+        print(f"note: the threshold of {', '.join(hand)} was set by hand (`labelseed serve`, Thresholds); its "
+              "precision is the run's calibrated curve there, not a certified bound")
     return 0
 
 

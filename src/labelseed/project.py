@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import check_location, check_output_free, write_items
+from ._io import check_location, check_output_free, write_items, write_json_atomic
 from .exceptions import InputError
 from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
 from .runs import accepted_labels, read_decisions, write_labels, write_table_file
@@ -671,6 +671,79 @@ class Project:
     def decisions(self, run_id: str | None = None) -> dict[str, Any]:
         run = self.run(run_id)
         return {"run": run, **read_decisions(self.folder / "runs" / run["run_id"])}
+
+    def set_threshold(self, label: str, threshold: float, *, run_id: str | None = None,
+                      who: str | None = None) -> dict[str, Any]:
+        """Set class `label`'s threshold of a run by hand.
+
+        The run's decisions are rewritten (atomically) so that the class accepts exactly its
+        unlabeled rows predicted `label` with confidence >= `threshold`; its summary records the
+        new threshold with ``set_by: "hand"`` (who, when, the threshold it replaced) and the
+        calibrated precision the run's curve gives there; the run goes back to "fitted" until
+        it is applied again. `apply`, `status` and the report then say it was set by hand.
+        Returns the class's new summary entry."""
+        from .ops import RunArrays
+
+        self.store.require_writable("set a threshold")
+        run = self.run(run_id)
+        run_dir = self.folder / "runs" / run["run_id"]
+        summary = dict(run["summary"] or {})
+        ra = RunArrays.load(run_dir, summary, run["run_id"])
+        k = ra.class_index(label)
+        if not (isinstance(threshold, (int, float)) and 0 <= float(threshold) <= 1):
+            raise InputError(f"`threshold` must be a number in [0, 1]; got {threshold!r}.")
+        d = read_decisions(run_dir)
+        human = np.asarray(d["seed_rows"], dtype=np.int64)
+        order = ra.order(k)
+        mine = order[ra.confidence[order] >= threshold]
+        new_rows = ra.rows[mine]
+        new_rows = new_rows[~np.isin(new_rows, human)]
+        keep = d["accepted_label"] != k
+        conf = ra.confidence[np.searchsorted(ra.rows, new_rows)]
+        accepted = np.concatenate([d["accepted"][keep], new_rows])
+        order_all = np.argsort(accepted, kind="stable")
+        d["accepted"] = accepted[order_all]
+        d["accepted_label"] = np.concatenate([d["accepted_label"][keep],
+                                              np.full(len(new_rows), k, dtype=np.int32)])[order_all]
+        d["accepted_confidence"] = np.concatenate([d["accepted_confidence"][keep], conf.astype(np.float32)])[order_all]
+        d["accepted_threshold"] = np.concatenate([d["accepted_threshold"][keep],
+                                                  np.full(len(new_rows), float(threshold))])[order_all]
+        entry: dict[str, Any] = {}
+        for c in summary.get("classes", []):
+            if str(c.get("label")) == label:
+                from .ops import bulk_preview
+
+                pv = bulk_preview(ra, label, float(threshold), set())
+                c.setdefault("threshold_fitted", c.get("threshold"))
+                c.update(threshold=float(threshold), set_by="hand", set_by_who=who or os.environ.get("USER", "unknown"),
+                         set_at=now(), n_accepted=int(len(new_rows)), expected_precision=pv.expected_precision,
+                         oof_right_above=pv.oof_right, oof_n_above=pv.oof_n, meets_target=None)
+                entry = c
+        if not entry:
+            raise InputError(f"run {run['run_id']!r} has no class {label!r} in its summary.")
+        unlabeled = max(int(len(ra.rows) - len(human)), 1)
+        summary["n_auto"] = int(len(d["accepted"]))
+        summary["coverage"] = len(d["accepted"]) / unlabeled
+        summary["set_by_hand"] = sorted({*summary.get("set_by_hand", []), label})
+        from .runs import AUTO, ABSTAINED, HUMAN, REPORT_DATA
+
+        with np.load(run_dir / REPORT_DATA, allow_pickle=False) as z:
+            report = {key: z[key] for key in z.files}
+        status = report["status"]
+        mine_all = (report["predicted"] == k) & (status != HUMAN)
+        status[mine_all] = ABSTAINED
+        status[np.searchsorted(ra.rows, new_rows)] = AUTO
+        tmp_report = run_dir / f".report.{uuid.uuid4().hex[:6]}.npz"
+        np.savez(tmp_report, **report)  # type: ignore[arg-type]
+        os.replace(tmp_report, run_dir / REPORT_DATA)
+        tmp = run_dir / f".decisions.{uuid.uuid4().hex[:6]}.npz"
+        np.savez(tmp, **d)  # type: ignore[arg-type]
+        os.replace(tmp, run_dir / "decisions.npz")
+        write_json_atomic(run_dir / "summary.json", summary)
+        with self.store.transaction() as db:
+            db.execute("UPDATE runs SET summary = ?, status = 'fitted' WHERE run_id = ?",
+                       (json.dumps(summary), run["run_id"]))
+        return entry
 
     # ----------------------------------------------------------------- apply
     def apply(self, *, run_id: str | None = None, out: str | Path | None = None, force: bool = False,

@@ -453,13 +453,17 @@ def build_report(inputs: ReportInputs, out: Path, *, map_sample: int = MAP_SAMPL
                "threshold_spread": c.get("threshold_spread"), "meets_target": c.get("meets_target"),
                "more_labels_needed": needs.get(name)}
         rec_classes.append(rec)
-        rows.append([name, rec["seed"], rec["auto"], rec["abstained"], _num(rec["threshold"]),
+        if c.get("set_by") == "hand":
+            rec["set_by"] = f"hand ({c.get('set_by_who')}, {c.get('set_at')}; fitted {_num(c.get('threshold_fitted'))})"
+        rows.append([name, rec["seed"], rec["auto"], rec["abstained"],
+                     _num(rec["threshold"]) + (" (set by hand)" if rec.get("set_by") else ""),
                      f"{_num(rec['expected_precision'])} [{_num(rec['interval'][0])}, {_num(rec['interval'][1])}]",
                      _num(rec["expected_coverage"]), rec["support"], _num(rec["threshold_spread"]),
                      "yes" if rec["meets_target"] else "no",
                      f"~{rec['more_labels_needed']}" if rec["more_labels_needed"] else ""])
     record["per_class"] = rec_classes
-    unsupported = [r["class"] for r in rec_classes if not r["meets_target"]]
+    unsupported = [r["class"] for r in rec_classes if not r["meets_target"] and not r.get("set_by")]
+    by_hand = [f"{r['class']}: {r['set_by']}" for r in rec_classes if r.get("set_by")]
     html_parts.append(
         '<section id="classes"><h2>Per class</h2>'
         + _table(["class", "seed", "auto", "abstained", "threshold", "expected precision [90%]", "expected coverage",
@@ -469,6 +473,8 @@ def build_report(inputs: ReportInputs, out: Path, *, map_sample: int = MAP_SAMPL
            'did, the zero-error sample size that certifies it); a class whose out-of-fold precision stays low may '
            'need better embeddings rather than more labels.</p>' if unsupported else
            '<p class="note">Every class met the target.</p>')
+        + (f'<p class="warn">Thresholds set by hand (their precision is the run\'s calibrated curve at that '
+           f'threshold, not a certified bound): {html.escape("; ".join(by_hand))}.</p>' if by_hand else "")
         + "</section>")
     lap("classes")
 

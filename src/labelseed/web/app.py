@@ -182,7 +182,7 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
                     suggested = dict(db.execute("SELECT row, label FROM audits WHERE batch = ?", (batch,)).fetchall())
             offset = max(_int(request.query_params.get("offset", "0"), "offset"), 0)
             rows = rows[offset:offset + PAGE]
-            ids = p.store.ids()
+            ids = dict(zip(rows, p.store.ids_of(rows)))
             contents = p.store.contents(rows)
             kind = p.meta.get("kind")
             classes = sorted(set(human.values()) | set(suggested.values()))
@@ -224,6 +224,37 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
                    len(items))
         return page("review.html", title="Review", classes=ra.classes, label=label, items=items, cut=cut,
                     threshold=threshold, offset=offset, total=len(order), page_size=PAGE, run_id=ra.run_id)
+
+    def thresholds_view(request: Request) -> HTMLResponse:
+        with project() as p:
+            ra = run_arrays(p)
+            label = request.query_params.get("cls") or (ra.classes[0] if ra.classes else "")
+            ra.class_index(label)
+            run = p.run()
+        th, prec, cov = ra.curves.get(label, (np.empty(0), np.empty(0), np.empty(0)))
+        keep = np.argsort(th)
+        th, prec, cov = th[keep], prec[keep], cov[keep]
+        finite = np.isfinite(prec) & np.isfinite(cov)
+        points = " ".join(f"{20 + 360 * float(c):.1f},{220 - 200 * float(q):.1f}"
+                          for c, q in zip(cov[finite], prec[finite]))
+        current = ra.thresholds.get(label)
+        start = int(np.argmin(np.abs(th - current))) if current is not None and len(th) else 0
+        entry: dict[str, Any] = next((c for c in (run["summary"] or {}).get("classes", []) if str(c.get("label")) == label), {})
+        return page("thresholds.html", title="Thresholds", classes=ra.classes, label=label, points=points,
+                    n=len(th), start=start, current=current, entry=entry, run_id=ra.run_id,
+                    target=(run["summary"] or {}).get("target_precision"),
+                    data=data_json({"thresholds": [float(v) for v in th], "label": label, "current": current}))
+
+    async def api_set_threshold(request: Request) -> JSONResponse:
+        data = await body(request)
+        label = data.get("cls")
+        if not isinstance(label, str):
+            raise InputError("`cls` must be a class name.")
+        t = _float(data.get("t"), "threshold")
+        with project() as p:
+            entry = p.set_threshold(label, t, who=user)
+        runs.clear()
+        return JSONResponse({"ok": True, "threshold": entry["threshold"], "n_accepted": entry["n_accepted"]})
 
     async def api_preview(request: Request) -> JSONResponse:
         from ..ops import bulk_preview
@@ -374,6 +405,7 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
         Route("/similar", similar_view), Route("/review", review_view),
         Route("/api/review/preview", api_preview), Route("/api/review/accept", api_accept, methods=["POST"]),
         Route("/api/review/undo", api_undo_accept, methods=["POST"]),
+        Route("/thresholds", thresholds_view), Route("/api/thresholds", api_set_threshold, methods=["POST"]),
         Route("/api/label", api_label, methods=["POST"]), Route("/api/unlabel", api_unlabel, methods=["POST"]),
         Route("/api/pick", api_pick, methods=["POST"]), Route("/api/fit", api_fit, methods=["POST"]),
         Route("/api/job", api_job), Route("/api/audit", api_audit_result),

@@ -209,3 +209,35 @@ if (bulk) {
     });
   }
 }
+
+// ---------------------------------------------------------------- thresholds: slider, live estimate, save
+const slider = document.getElementById("slider");
+if (slider) {
+  const td = JSON.parse(document.getElementById("thresholds-data").textContent);
+  const out = document.getElementById("slider-value");
+  const info = document.getElementById("slider-info");
+  const fmt = v => (v === null || v === undefined) ? "-" : Number(v).toFixed(3);
+  let base = null, pending = null;
+  async function count(t) {
+    const q = new URLSearchParams({cls: td.label, t});
+    const r = await fetch(`/api/review/preview?${q}`, {credentials: "same-origin"});
+    return r.json();
+  }
+  async function update() {
+    const t = td.thresholds[Number(slider.value)];
+    out.textContent = fmt(t);
+    if (base === null && td.current !== null) base = (await count(td.current)).n_rows;
+    const p = await count(t);
+    const delta = base === null ? "" : `, ${p.n_rows - base >= 0 ? "+" : ""}${p.n_rows - base} rows against the fitted threshold`;
+    info.textContent = `at ${fmt(t)}: expected precision ${fmt(p.expected_precision)}; out of fold ${p.oof_right} of ` +
+      `${p.oof_n} right [${fmt(p.interval_95[0])}, ${fmt(p.interval_95[1])}] (95%, exact); ${p.n_rows} unlabeled rows` + delta;
+  }
+  slider.addEventListener("input", () => { clearTimeout(pending); pending = setTimeout(update, 80); });
+  document.getElementById("save-threshold").addEventListener("click", async () => {
+    try {
+      const r = await post("/api/thresholds", {cls: td.label, t: td.thresholds[Number(slider.value)]});
+      say(`saved: ${td.label} at ${fmt(r.threshold)} accepts ${r.n_accepted} rows; apply again to write them.`);
+    } catch (e) { say(e.message); }
+  });
+  update();
+}
