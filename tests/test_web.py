@@ -342,3 +342,70 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_bulk_accepted_labels_spread_but_never_calibrate_and_undo_restores(tmp_path):
+    import warnings
+
+    from labelseed.project import Project
+
+    proj, truth = _text_project(tmp_path, n=150)
+    rng = np.random.default_rng(2)
+    rows = rng.choice(150, 60, replace=False)
+    with Project.open(proj) as p:
+        ids = p.store.ids()
+        for r in rows:
+            p.label_items([int(r)], truth[ids[r]], who="x")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = p.fit()
+        assert run["summary"]["n_auto"] > 0
+        before = run["summary"]["estimate"]["calibrated_by"]
+        from labelseed.ops import RunArrays, bulk_preview
+
+        ra = RunArrays.load(proj / "runs" / run["run_id"], run["summary"], run["run_id"])
+        label = ra.classes[0]
+        pv = bulk_preview(ra, label, 0.0, set(p.store.current_labels()))
+        batch = p.accept(pv.rows, label, who="x")
+        assert sum(o == "accepted" for o in p.store.label_origins().values()) == len(pv.rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            again = p.fit()
+        est = again["summary"]["estimate"]
+        assert est["labels"]["accepted"] == len(pv.rows)
+        assert est["calibrated_by"] == before  # the accepted rows did not join the calibration
+        n_labels = len(p.labels())
+        assert p.undo_accept(batch, who="x") == len(pv.rows)
+        assert len(p.labels()) == n_labels - len(pv.rows)
+        assert not any(o == "accepted" for o in p.store.label_origins().values())
+
+
+def test_a_threshold_set_by_hand_decides_what_apply_writes_and_the_report_says_so(tmp_path):
+    import json
+    import warnings
+
+    from labelseed.project import Project
+
+    proj, truth = _text_project(tmp_path, n=150)
+    rng = np.random.default_rng(3)
+    with Project.open(proj) as p:
+        ids = p.store.ids()
+        for r in rng.choice(150, 60, replace=False):
+            p.label_items([int(r)], truth[ids[r]], who="x")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = p.fit()
+        label = next(c["label"] for c in run["summary"]["classes"] if c["n_accepted"])
+        entry = p.set_threshold(label, 0.999, who="ana")
+        assert entry["set_by"] == "hand" and entry["threshold"] == 0.999
+        p.apply(out=tmp_path / "l.csv")
+    rows = list(csv.DictReader(open(tmp_path / "l.csv")))
+    mine = [float(r["confidence"]) for r in rows if r["source"] == "auto" and r["label"] == label]
+    assert all(c >= 0.999 - 1e-6 for c in mine)
+    assert len(mine) == entry["n_accepted"]
+    r = run_cli("report", "--project", str(proj), "--out", str(tmp_path / "rep"))
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "set by hand" in html
+    st = json.loads(run_cli("status", str(proj), "--json").stdout)
+    assert st["last_run"]["per_class"][label]["threshold"] == 0.999

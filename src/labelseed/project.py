@@ -994,7 +994,7 @@ class Project:
                                "unreached": int((~decided & ~reach).sum()), "estimate": s.get("estimate"),
                                "per_class": {c["label"]: {k: c.get(k) for k in (
                                    "threshold", "expected_precision", "precision_low", "precision_high",
-                                   "meets_target", "certified_by", "audit_needed", "labels_needed")} for c in s.get("classes", [])}}
+                                   "meets_target", "certified_by", "audit_needed", "labels_needed", "set_by")} for c in s.get("classes", [])}}
             out["audit"] = self.audit_result(run["run_id"])
         out["classes"] = {k: per[k] for k in sorted(per)}
         return out
