@@ -25,7 +25,7 @@ WORDS = {"animal": "dog cat horse cow sheep goat lion tiger wolf bear",
          "tool": "hammer wrench saw drill chisel pliers shovel rake axe file"}
 
 
-def _text_project(tmp: Path, n: int = 120, xss: bool = False) -> tuple[Path, dict[str, str]]:
+def _text_project(tmp: Path, n: int = 120, xss: bool = False, embed: bool = True) -> tuple[Path, dict[str, str]]:
     rng = np.random.default_rng(0)
     truth = {}
     with open(tmp / "pool.csv", "w", newline="") as f:
@@ -38,7 +38,8 @@ def _text_project(tmp: Path, n: int = 120, xss: bool = False) -> tuple[Path, dic
             truth[f"t{i}"] = label
     proj = tmp / "proj"
     assert run_cli("init", str(proj), "--data", str(tmp / "pool.csv"), "--text-column", "text").returncode == 0
-    assert run_cli("embed", str(proj), "--model", "hashing", "--quiet").returncode == 0
+    if embed:
+        assert run_cli("embed", str(proj), "--model", "hashing", "--quiet").returncode == 0
     return proj, truth
 
 
@@ -117,6 +118,7 @@ def test_text_labels_and_class_names_are_escaped(served):
         assert XSS not in html, path
         assert "<img src=x" not in html and '<script>alert' not in html, path
     assert "&lt;script&gt;" in client.get("/").text  # the class table shows the label, as text
+    assert "120 text items, 120 embedded, 2 labeled by people" in client.get("/").text
 
 
 def test_bad_json_and_bad_values_are_one_line_errors(served):
@@ -207,7 +209,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
 
-    proj, truth = _text_project(tmp_path, n=150)
+    proj, truth = _text_project(tmp_path, n=150, embed=False)  # from `labelseed init` on, all in the page
     proc = subprocess.Popen([EXE, "serve", str(proj), "--user", "ana"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -225,6 +227,12 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             page.on("request", lambda req: hosts.add(re.sub(r"^(\w+://[^/]+).*", r"\1", req.url)))
             page.goto(url)
             shots = {"home": page.screenshot()}
+            page.goto(base + "/run")
+            page.focus("#embed-hashing")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#job:has-text('embedded 150 items')", timeout=120_000)
+            assert db.execute("SELECT COUNT(*) FROM embedded WHERE error IS NULL").fetchone()[0] == 150
+            page.goto(base + "/")
             page.click("button[data-pick=select]")
             page.wait_for_selector("#message:not(:empty)")
             assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
@@ -259,7 +267,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             page.keyboard.press("Tab")  # keyboard only: focus moves through the nav to the button
             page.focus("#fit")
             page.keyboard.press("Enter")
-            page.wait_for_selector("#job:has-text('done')", timeout=120_000)
+            page.wait_for_selector("#job:has-text('auto-labels')", timeout=120_000)
             shots["run"] = page.screenshot()
             runs = db.execute("SELECT status FROM runs").fetchall()
             assert runs == [("applied",)]

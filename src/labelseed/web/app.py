@@ -356,6 +356,35 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
         threading.Thread(target=_fit_and_apply, args=(certify,), daemon=True).start()
         return JSONResponse({"ok": True})
 
+    async def api_embed(request: Request) -> JSONResponse:
+        data = await body(request)
+        model = data.get("model")
+        if model is not None and (not isinstance(model, str) or model not in ("all-MiniLM-L6-v2", "hashing",
+                                                                                "efficientnet-lite0")):
+            raise InputError("`model` must be all-MiniLM-L6-v2, hashing or efficientnet-lite0 (others: the CLI).")
+        with job.lock:
+            if job.state == "running":
+                return JSONResponse({"ok": False, "error": "a job is already running"}, status_code=409)
+            job.state, job.stage, job.done, job.total, job.message = "running", "embedding", 0, 0, ""
+            job.started, job.run_id = time.time(), None
+        threading.Thread(target=_embed, args=(model,), daemon=True).start()
+        return JSONResponse({"ok": True})
+
+    def _embed(model: str | None) -> None:
+        def progress(stage: str, done: int, total: int) -> None:
+            job.stage, job.done, job.total = stage, done, total
+
+        try:
+            with project() as p:
+                rep = p.embed(model, progress=progress)
+            job.message = f"embedded {rep.embedded} items with {rep.model} ({len(rep.failed)} skipped)"
+            job.state = "done"
+        except (InputError, OSError, ImportError) as exc:
+            job.state, job.message = "failed", str(exc)
+        except Exception as exc:  # shown in the page; the server keeps serving
+            log.exception("embedding failed")
+            job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+
     def _fit_and_apply(certify: str) -> None:
         def progress(stage: str, done: int, total: int) -> None:
             job.stage, job.done, job.total = stage, done, total
@@ -408,6 +437,7 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
         Route("/thresholds", thresholds_view), Route("/api/thresholds", api_set_threshold, methods=["POST"]),
         Route("/api/label", api_label, methods=["POST"]), Route("/api/unlabel", api_unlabel, methods=["POST"]),
         Route("/api/pick", api_pick, methods=["POST"]), Route("/api/fit", api_fit, methods=["POST"]),
+        Route("/api/embed", api_embed, methods=["POST"]),
         Route("/api/job", api_job), Route("/api/audit", api_audit_result),
         Route("/item/{row:int}/image", image),
         Route("/favicon.ico", lambda request: Response(status_code=204)),

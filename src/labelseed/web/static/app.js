@@ -47,6 +47,14 @@ for (const id of ["fit", "fit-audit"]) {
     catch (e) { document.getElementById("job").textContent = e.message; }
   });
 }
+for (const id of ["embed", "embed-hashing"]) {
+  const b = document.getElementById(id);
+  if (!b) continue;
+  b.addEventListener("click", async () => {
+    try { await post("/api/embed", {model: b.dataset.model}); poll(); }
+    catch (e) { document.getElementById("job").textContent = e.message; }
+  });
+}
 if (progress) poll();
 
 // ---------------------------------------------------------------- label / audit / similar
