@@ -2,7 +2,7 @@
 on a 1,000,000-item project, against the same on a 10,000-item project in the same run (the
 ratio shows whether paging and accepting grow with the pool).
 
-Each project: clustered float32 vectors (64 dims, 10 classes), 20 random labels per class,
+Each project: clustered float32 vectors (64 dims, --classes classes (8) x 100 sub-topics), 200 random labels per class,
 `fit --fast` + apply; then the Starlette app in-process (the time is the server's, no network).
 Pages: /review (a class, random offsets), /label (the latest picks), / (status); median of
 --repeats requests after a first (cold) one. Bulk accept: POST /api/review/accept with the
@@ -26,23 +26,28 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS  # noqa: E402
 
 
-def make_project(folder: Path, n: int, dim: int = 64, k: int = 10) -> tuple[Path, np.ndarray]:
+def make_project(folder: Path, n: int, dim: int = 64, k: int = 10, per_class: int = 200) -> tuple[Path, np.ndarray]:
     from labelseed.ops import FitSettings
     from labelseed.project import Project
 
     rng = np.random.default_rng(0)
+    # 10 classes x 100 sub-topics, like speed.py's 1M set: the page's cost, not the graph's, is measured
+    # here (isotropic within-class noise is issue 14's hard case for the graph and takes far longer)
     centers = rng.normal(size=(k, dim)).astype(np.float32)
+    topics = (centers[:, None, :] + 0.6 * rng.normal(size=(k, 100, dim))).astype(np.float32)
     y = rng.integers(0, k, n)
+    sub = rng.integers(0, 100, n)
     X = np.empty((n, dim), dtype=np.float32)
     for s in range(0, n, 200_000):
-        X[s:s + 200_000] = centers[y[s:s + 200_000]] + 0.9 * rng.normal(size=(len(y[s:s + 200_000]), dim))
+        e = slice(s, s + 200_000)
+        X[e] = topics[y[e], sub[e]] + 0.15 * rng.normal(size=(len(y[e]), dim))
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "X.npy", X)
     del X
     proj = folder / "proj"
     t0 = time.perf_counter()
     Project.init(proj, vectors=folder / "X.npy").close()
-    picks = np.concatenate([rng.choice(np.flatnonzero(y == c), 20, replace=False) for c in range(k)])
+    picks = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(k)])
     with open(folder / "seed.csv", "w") as f:
         f.write("id,label\n" + "".join(f"{i},c{y[i]}\n" for i in picks))
     with Project.open(proj) as p:
@@ -82,7 +87,6 @@ def measure(proj: Path, n: int, repeats: int) -> dict[str, float]:
 
     with Project.open(proj) as p:
         summary = p.run()["summary"]
-    cls = "c0"
     total = 0  # rows of the class, read from the first page below
     rng = np.random.default_rng(1)
     out: dict[str, float] = {"rows": n}
@@ -92,10 +96,18 @@ def measure(proj: Path, n: int, repeats: int) -> dict[str, float]:
         r = c.get(f"/review?cls={cls}&offset={off}")
         assert r.status_code == 200, r.text[:300]
 
-    r = c.get(f"/review?cls={cls}")
+    from labelseed.ops import RunArrays
+
+    ra = RunArrays.load(proj / "runs" / summary_run(proj), summary, "")
+    sizes_by_class = np.bincount(ra.predicted[ra.predicted >= 0], minlength=len(ra.classes))  # -1: unreached
+    cls = ra.classes[int(np.argmax(sizes_by_class))]  # the largest class: a bulk accept of ~10% of the pool
+    t0 = time.perf_counter()
+    r = c.get(f"/review?cls={cls}")  # cold: loads the run's arrays and sorts the class
+    out["review_page_cold_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     import re
 
     total = int(re.search(r"(\d+) rows predicted", r.text).group(1))
+    out["class_rows"] = total
     for name, fn in (("review_page_ms", review),
                      ("label_page_ms", lambda i: c.get("/label").raise_for_status()),
                      ("home_page_ms", lambda i: c.get("/").raise_for_status())):
@@ -103,9 +115,6 @@ def measure(proj: Path, n: int, repeats: int) -> dict[str, float]:
         out[name] = round(med, 1)
         out[name.replace("_ms", "_first_ms")] = round(first, 1)
     # a threshold that accepts ~10% of the pool for the class (~100,000 rows at 1M)
-    from labelseed.ops import RunArrays
-
-    ra = RunArrays.load(proj / "runs" / summary_run(proj), summary, "")
     k = ra.class_index(cls)
     order = ra.order(k)
     want = min(n // 10, len(order))
@@ -138,6 +147,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--small", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--classes", type=int, default=8, help="fewer classes: a larger one to bulk-accept")
     ap.add_argument("--work", default="/tmp/labelseed-serve-bench")
     args = ap.parse_args()
     import shutil
@@ -146,7 +156,7 @@ def main() -> None:
     for n in (args.small, args.rows):
         folder = Path(args.work) / f"n{n}"
         shutil.rmtree(folder, ignore_errors=True)
-        proj, _ = make_project(folder, n)
+        proj, _ = make_project(folder, n, k=args.classes)
         res = measure(proj, n, args.repeats)
         print(json.dumps(res), flush=True)
         results.append(res)

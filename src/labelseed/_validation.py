@@ -141,6 +141,11 @@ def check_int(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _plain(v: object) -> object:
+    """A numpy scalar as the Python value it holds (so messages read 2, not np.int64(2))."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def check_n_splits(codes: NDArray[np.int64], classes: np.ndarray, n_splits: int) -> int:
     """Return the number of stratified folds to use.
 
@@ -154,7 +159,7 @@ def check_n_splits(codes: NDArray[np.int64], classes: np.ndarray, n_splits: int)
     if smallest >= n_splits:
         return n_splits
     def listed(limit: int) -> str:
-        small = [f"{classes[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < limit)]
+        small = [f"{_plain(classes[i])!r} ({counts[i]})" for i in np.flatnonzero(counts < limit)]
         return ", ".join(small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
 
     if smallest < MIN_FOLDS:
@@ -166,6 +171,6 @@ def check_n_splits(codes: NDArray[np.int64], classes: np.ndarray, n_splits: int)
         f"Class(es) {listed(n_splits)} have fewer labeled rows than n_splits={n_splits}; using {smallest} folds instead. "
         f"Label at least {n_splits} rows of every class for {n_splits}-fold cross-validation.",
         FoldFallbackWarning,
-        stacklevel=3,
+        stacklevel=4,  # check_n_splits <- AutoLabeler._prepare <- fit <- the caller
     )
     return smallest

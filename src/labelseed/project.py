@@ -516,10 +516,10 @@ class Project:
         at). One that cannot be written is a warning, never a failure."""
         from ._io import write_csv_atomic
 
-        ids = self.store.ids()
         origins = self.store.label_origins()
-        rows = [{"id": ids[r], "label": label, "origin": origins.get(r, "random")}
-                for r, label in sorted(self.store.current_labels().items())]
+        labeled = sorted(self.store.current_labels().items())
+        ids = self.store.ids_of([r for r, _ in labeled])  # only the labeled items' ids, not the pool's
+        rows = [{"id": i, "label": label, "origin": origins.get(r, "random")} for i, (r, label) in zip(ids, labeled)]
         try:
             write_csv_atomic(self.folder / BACKUP, ["id", "label", "origin"], rows)
         except OSError as exc:
