@@ -143,8 +143,8 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
             run = p.store.latest_run()
         expected = {c["label"]: c.get("expected_precision") for c in (run or {}).get("summary", {}).get("classes", [])} \
             if run else {}
-        return page("items.html", view="audit", title="Audit", data=data_json(_items(request, "audit")),
-                    audit=result, expected=expected)
+        return page("items.html", view="audit", title="Audit",
+                    data=data_json({**_items(request, "audit"), "expected": expected}), audit=result, expected=expected)
 
     def run_view(request: Request) -> HTMLResponse:
         with project() as p:

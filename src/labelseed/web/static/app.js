@@ -124,6 +124,7 @@ if (box) {
       done.push(at);
       if (!classes.includes(label)) classes.push(label);
       say(`${item.id}: ${label}`);
+      document.dispatchEvent(new Event("labelseed:labeled"));
       at += 1;
       render();
     } catch (e) { say(e.message); }
@@ -142,6 +143,7 @@ if (box) {
   }
 
   document.addEventListener("keydown", (ev) => {
+    if (ev.target.matches("input, select, textarea") && ev.target !== newClass && ev.target !== filter) return;
     if (ev.target === newClass) {
       if (ev.key === "Enter" && newClass.value.trim()) { choose(newClass.value.trim()); newClass.value = ""; newClass.blur(); }
       return;
@@ -164,6 +166,45 @@ if (box) {
       else { at = Math.min(at + 1, items.length); render(); }
     }
   });
+  const all = document.getElementById("label-all");
+  if (all) {
+    all.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const label = document.getElementById("label-all-class").value.trim();
+      if (!label) return;
+      try {
+        const r = await post("/api/label", {rows: items.map(i => i.row), label});
+        items.forEach(i => { i.label = label; });
+        if (!classes.includes(label)) classes.push(label);
+        say(`labeled all ${items.length} items as ${label} (${r.labeled} labeled in the project)`);
+        render();
+      } catch (e) { say(e.message); }
+    });
+  }
+  if (data.view === "audit") {  // the running realized precision, refreshed after each decision
+    const table = document.querySelector("#audit-table tbody");
+    const refresh = async () => {
+      const r = await fetch("/api/audit", {credentials: "same-origin"});
+      const a = (await r.json()).audit;
+      if (!a) return;
+      table.replaceChildren();
+      for (const [name, c] of Object.entries(a.per_class)) {
+        const tr = document.createElement("tr");
+        for (const v of [name, c.verified, c.right,
+                         `${c.precision.toFixed(3)} [${c.interval_95[0].toFixed(3)}, ${c.interval_95[1].toFixed(3)}]`,
+                         (data.expected || {})[name] ?? ""]) {
+          const td = document.createElement("td");
+          td.textContent = String(v);
+          tr.appendChild(td);
+        }
+        table.appendChild(tr);
+      }
+      const total = document.getElementById("audit-live");
+      total.textContent = `Realized precision ${a.realized_precision.toFixed(3)} [${a.interval_95[0].toFixed(3)}, ` +
+        `${a.interval_95[1].toFixed(3)}] from ${a.n_verified} verified auto-labels.`;
+    };
+    document.addEventListener("labelseed:labeled", refresh);
+  }
   render();
 }
 
@@ -207,6 +248,16 @@ if (bulk) {
     } catch (e) { info.textContent = e.message; }
   });
   bRedo.addEventListener("click", () => accept(lastT));
+  for (const sel of document.querySelectorAll("select.relabel")) {
+    sel.addEventListener("change", async () => {
+      if (!sel.value) return;
+      try {  // a rejection is a person's label of the right class
+        await post("/api/label", {row: Number(sel.dataset.row), label: sel.value});
+        sel.closest("tr").children[4].textContent = sel.value;
+        say(`relabeled one row as ${sel.value}`);
+      } catch (e) { say(e.message); }
+    });
+  }
   for (const b of document.querySelectorAll("button.accept-one")) {
     b.addEventListener("click", async () => {
       try {
