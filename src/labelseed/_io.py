@@ -98,7 +98,7 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
 
 def _check_pool(p: Path, X: np.ndarray, option: str = "--embeddings") -> None:
     """Vectors that are numbers, and at least one row of them."""
-    if X.dtype.kind not in "fiu":
+    if X.dtype.kind not in "fiub":  # bool (binary codes) is a number to numpy and to check_embeddings
         what = "complex numbers" if X.dtype.kind == "c" else f"{X.dtype} values, not numbers"
         raise InputError(f"{option} {str(p)!r} holds {what}; save real-valued vectors "
                          "(e.g. np.save(path, X.astype('float32'))).")
