@@ -9,6 +9,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -271,6 +272,14 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             shots["run"] = page.screenshot()
             runs = db.execute("SELECT status FROM runs").fetchall()
             assert runs == [("applied",)]
+            # the run's report, written in the background and shown under its own strict CSP
+            page.focus("#report")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#job:has-text('report written')", timeout=120_000)
+            page.goto(base + "/report")
+            assert page.inner_text("#classes h2") == "Per class"
+            assert len(page.query_selector_all("img")) >= 4  # the figures, as data: images the CSP allows
+            shots["report"] = page.screenshot()
             # review a class: bulk accept above its threshold, undo, redo (keyboard: focus + Enter)
             cls = db.execute("SELECT label, COUNT(*) FROM auto_labels GROUP BY label ORDER BY 2 DESC").fetchone()[0]
             # first set its threshold by hand with the slider (keyboard), save, apply: labels.csv follows it
@@ -430,3 +439,44 @@ def test_a_threshold_set_by_hand_decides_what_apply_writes_and_the_report_says_s
     assert "set by hand" in html
     st = json.loads(run_cli("status", str(proj), "--json").stdout)
     assert st["last_run"]["per_class"][label]["threshold"] == 0.999
+
+
+def test_gap_picks_similar_sets_and_the_report_route(tmp_path):
+    import json
+    import warnings
+
+    from labelseed.project import Project
+
+    proj, truth = _text_project(tmp_path, n=150)
+    rng = np.random.default_rng(4)
+    with Project.open(proj) as p:
+        ids = p.store.ids()
+        for r in rng.choice(150, 60, replace=False):
+            p.label_items([int(r)], truth[ids[r]], who="x")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p.fit()
+        human = set(p.store.current_labels())
+    client, app = _client(proj)
+    client.get("/?token=T0KEN")
+    ok = {"X-CSRF-Token": app.state.csrf}
+    r = client.post("/api/pick", json={"kind": "gaps", "budget": 10}, headers=ok)
+    assert r.status_code == 200 and r.json()["rows"] == 10, r.text
+    with sqlite3.connect(proj / "labelseed.db") as db:
+        picked = [row for (row,) in db.execute("SELECT row FROM requests WHERE strategy = 'gaps'")]
+    assert len(picked) == 10 and not set(picked) & human
+    assert client.get("/similar?row=1&row=2&row=3").status_code == 200
+    assert client.get("/similar").status_code == 400
+    assert client.get("/report").status_code == 404  # none written yet
+    assert client.post("/api/report", json={}, headers=ok).status_code == 200
+    for _ in range(600):
+        state = client.get("/api/job").json()
+        if state["state"] != "running":
+            break
+        time.sleep(0.1)
+    assert state["state"] == "done", state
+    r = client.get("/report")
+    csp = r.headers["content-security-policy"]
+    assert r.status_code == 200 and "Per class" in r.text
+    assert "'sha256-" in csp and "unsafe-inline" not in csp and "script-src" not in csp and "default-src 'none'" in csp
+    assert json.loads(client.get("/api/job").text)["state"] == "done"

@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings)")
     s.add_argument("--embeddings", default=None, help=".npy (ids = row numbers) or .parquet (id + vector column)")
     s.add_argument("--budget", type=int, required=True, help="how many rows to pick")
-    s.add_argument("--strategy", default="kmeans", help="kmeans (default), typiclust, kcenter, facility")
+    s.add_argument("--strategy", default="kmeans", help="kmeans (default), stratified, typiclust, kcenter, facility, gaps (regions no label covers)")
     s.add_argument("--labels", default=None, help="CSV id,label of rows already labeled (never picked again)")
     s.add_argument("--out", default=None, help="CSV to write (id, rank, strategy, reason); a Label Studio "
                    "tasks file is written beside it with the suffix .labelstudio.json")

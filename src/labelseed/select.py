@@ -31,7 +31,7 @@ from .graph import KnnGraph, build_knn_graph, normalize_rows
 
 #: The first is the default: k-means medoids covered the most classes at 1 and 2 labels per
 #: class on digits and Fashion-MNIST (bench/select_coverage.py, bench/README.md).
-STRATEGIES = ("kmeans", "stratified", "typiclust", "kcenter", "facility")
+STRATEGIES = ("kmeans", "stratified", "typiclust", "kcenter", "facility", "gaps")
 
 
 @dataclass(frozen=True)
@@ -303,6 +303,24 @@ def _per_cluster(
     return Selection(np.asarray(picks, dtype=np.int64), strategy, reasons)
 
 
+def gaps(
+    X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None, random_state: int = 0
+) -> Selection:
+    """The regions no human label covers yet: k-means with `budget` clusters more than there are
+    labeled rows (the labels cover at most that many), and the most central unlabeled row of
+    each cluster that holds no labeled row, largest first (topped up by the best remaining rows
+    when fewer such clusters exist). With no label yet it is k-means medoids."""
+    Xn, lab = _check(X, budget, labeled)
+    blocked = np.zeros(len(Xn), dtype=bool)
+    blocked[lab] = True
+    k = int(min(len(Xn), budget + len(lab)))
+    assign, sim = _kmeans(Xn, k, random_state)
+    covered = np.zeros(int(assign.max()) + 1, dtype=bool)
+    covered[assign[lab]] = True
+    return _per_cluster(assign, np.where(blocked, -np.inf, sim), budget, "gaps", blocked,
+                        "central row of a region of {size} rows that no human label covers", covered)
+
+
 def select(
     X: NDArray[np.float32], budget: int, strategy: str = "kmeans", *, labeled: NDArray[np.int64] | None = None,
     random_state: int = 0,
@@ -318,6 +336,8 @@ def select(
         return facility_location(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "stratified":
         return stratified(X, budget, labeled=labeled, random_state=random_state)
+    if strategy == "gaps":
+        return gaps(X, budget, labeled=labeled, random_state=random_state)
     raise InputError(f"`strategy` must be one of {', '.join(STRATEGIES)}; got {strategy!r}.")
 
 

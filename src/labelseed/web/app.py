@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 import logging
 import os
 import secrets
@@ -152,13 +153,15 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
         return page("run.html", status=st, job=job.public())
 
     def similar_view(request: Request) -> HTMLResponse:
-        row = _int(request.query_params.get("row"), "row")
+        wanted = [_int(v, "row") for v in request.query_params.getlist("row")][:100]
+        if not wanted:
+            raise InputError("`row` must name at least one item (/similar?row=N&row=M...).")
         with project() as p:
             rows, X = p.vectors()
-            pos = np.searchsorted(rows, row)
-            if pos >= len(rows) or rows[pos] != row:
-                raise InputError(f"item row {row} has no vector.")
-            near = _nearest(X, int(pos), 20)
+            pos = np.searchsorted(rows, wanted)
+            if any(q >= len(rows) or rows[q] != r for q, r in zip(pos, wanted)):
+                raise InputError("an item in `row` has no vector.")
+            near = _nearest(X, [int(q) for q in pos], 20)
             picked = [int(rows[k]) for k in near]
         return page("items.html", view="similar", title="Find similar",
                     data=data_json(_items(request, "similar", rows=picked)))
@@ -332,6 +335,11 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
     async def api_pick(request: Request) -> JSONResponse:
         data = await body(request)
         kind = data.get("kind")
+        if kind == "gaps":
+            budget = _int(data.get("budget", 20), "budget")
+            with project() as p:
+                batch, sel = p.select(budget, strategy="gaps")
+            return JSONResponse({"ok": True, "batch": batch, "rows": len(sel.rows)})
         if kind not in REQUEST_KINDS:
             raise InputError(f"`kind` must be one of {', '.join(REQUEST_KINDS)}.")
         budget = _int(data.get("budget", 20), "budget")
@@ -408,6 +416,54 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
             log.exception("the background run failed")
             job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
 
+    async def api_report(request: Request) -> JSONResponse:
+        await body(request)
+        with job.lock:
+            if job.state == "running":
+                return JSONResponse({"ok": False, "error": "a job is already running"}, status_code=409)
+            job.state, job.stage, job.done, job.total, job.message = "running", "report", 0, 0, ""
+            job.started, job.run_id = time.time(), None
+        threading.Thread(target=_report, daemon=True).start()
+        return JSONResponse({"ok": True})
+
+    def _report() -> None:
+        from .._io import atomic_dir
+        from ..report import build_report, inputs_from_project
+
+        try:
+            with project() as p:
+                inputs, run_dir = inputs_from_project(p)
+                with atomic_dir(run_dir / "report", True) as tmp:
+                    build_report(inputs, tmp)
+            job.message = "report written: open it from the Run view"
+            job.state = "done"
+        except (InputError, OSError, ImportError) as exc:
+            job.state, job.message = "failed", str(exc)
+        except Exception as exc:  # shown in the page; the server keeps serving
+            log.exception("the report failed")
+            job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+
+    def report_page(request: Request) -> Response:
+        """The last run's report (labelseed's own file, by run, never by path): its one inline
+        style is allowed by its hash, its figures are data: images, and it runs no script."""
+        import base64
+        import hashlib
+
+        with project() as p:
+            run = p.run()
+        path = folder / "runs" / run["run_id"] / "report" / "report.html"
+        if not path.is_file():
+            return PlainTextResponse("no report for the last run yet: write it from the Run view", status_code=404)
+        html = path.read_text(encoding="utf-8")
+        styles = re.findall(r"<style>(.*?)</style>", html, flags=re.S)
+        hashes = " ".join("'sha256-" + base64.b64encode(hashlib.sha256(st.encode()).digest()).decode() + "'"
+                          for st in styles)
+        response = HTMLResponse(html)
+        response.headers["Content-Security-Policy"] = (f"default-src 'none'; style-src {hashes or 'none'}; "
+                                                       "img-src data:; base-uri 'none'; form-action 'none'; "
+                                                       "frame-ancestors 'none'")
+        return response
+
     async def api_job(request: Request) -> JSONResponse:
         return JSONResponse(job.public())
 
@@ -438,6 +494,7 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
         Route("/api/label", api_label, methods=["POST"]), Route("/api/unlabel", api_unlabel, methods=["POST"]),
         Route("/api/pick", api_pick, methods=["POST"]), Route("/api/fit", api_fit, methods=["POST"]),
         Route("/api/embed", api_embed, methods=["POST"]),
+        Route("/api/report", api_report, methods=["POST"]), Route("/report", report_page),
         Route("/api/job", api_job), Route("/api/audit", api_audit_result),
         Route("/item/{row:int}/image", image),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
@@ -455,7 +512,7 @@ def _same(given: str, secret: str) -> bool:
 
 
 def _secure(response: Any) -> Any:
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers.setdefault("Content-Security-Policy", CSP)  # the report sets a stricter one of its own
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -480,11 +537,13 @@ def _float(value: Any, name: str) -> float:
     return out
 
 
-def _nearest(X: np.ndarray, pos: int, k: int) -> list[int]:
-    """Rows of `X` nearest to row `pos` in cosine similarity (itself first), scanned in blocks."""
+def _nearest(X: np.ndarray, positions: list[int], k: int) -> list[int]:
+    """Rows of `X` nearest in cosine similarity to the mean direction of rows `positions` (a
+    single item comes first itself), scanned in blocks."""
     from ..graph import normalize_rows
 
-    q = normalize_rows(np.ascontiguousarray(X[pos:pos + 1], dtype=np.float32))[0]
+    q = normalize_rows(np.ascontiguousarray(X[positions], dtype=np.float32)).mean(axis=0)
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
     best_s = np.empty(0, dtype=np.float32)
     best_i = np.empty(0, dtype=np.int64)
     for s in range(0, len(X), 200_000):

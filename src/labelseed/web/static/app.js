@@ -47,6 +47,11 @@ for (const id of ["fit", "fit-audit"]) {
     catch (e) { document.getElementById("job").textContent = e.message; }
   });
 }
+const reportButton = document.getElementById("report");
+if (reportButton) reportButton.addEventListener("click", async () => {
+  try { await post("/api/report", {}); poll(); }
+  catch (e) { document.getElementById("job").textContent = e.message; }
+});
 for (const id of ["embed", "embed-hashing"]) {
   const b = document.getElementById(id);
   if (!b) continue;
