@@ -480,3 +480,44 @@ def test_gap_picks_similar_sets_and_the_report_route(tmp_path):
     assert r.status_code == 200 and "Per class" in r.text
     assert "'sha256-" in csp and "unsafe-inline" not in csp and "script-src" not in csp and "default-src 'none'" in csp
     assert json.loads(client.get("/api/job").text)["state"] == "done"
+
+
+def test_the_grid_labels_every_selected_item_with_one_key(tmp_path):
+    chromium = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    proj, truth = _text_project(tmp_path, n=60)
+    assert run_cli("select", str(proj), "--budget", "10").returncode == 0
+    proc = subprocess.Popen([EXE, "serve", str(proj), "--user", "bo"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"http://\S+", proc.stdout.readline()).group(0)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            errors = []
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.goto(url)
+            page.goto(url.split("/?")[0] + "/label")
+            page.wait_for_selector("#position:has-text('Item 1 of 10')")
+            page.keyboard.press("g")
+            page.wait_for_selector("#grid .card")
+            page.keyboard.press(" ")  # select the first card
+            page.keyboard.press("ArrowRight")
+            page.keyboard.press("ArrowRight")
+            page.keyboard.press(" ")  # and the third
+            assert len(page.query_selector_all("#grid .card.selected")) == 2
+            page.keyboard.press("n")
+            page.keyboard.type("picked-pair")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#message:has-text('labeled 2 items')")
+            browser.close()
+        assert not errors, errors
+        with sqlite3.connect(proj / "labelseed.db") as db:
+            got = db.execute("SELECT row, source, who FROM labels WHERE label = 'picked-pair'").fetchall()
+            first_two = [r for (r,) in db.execute("SELECT row FROM requests ORDER BY rank LIMIT 3")]
+        assert sorted(r for r, _, _ in got) == sorted([first_two[0], first_two[2]])
+        assert {(s, w) for _, s, w in got} == {("web", "bo")}
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -120,7 +120,51 @@ if (box) {
     link.appendChild(a);
   }
 
+  // the grid: every item of the page at once; a class key labels every selected item
+  const grid = document.getElementById("grid");
+  const selected = new Set();
+  let gridOn = false, cursor = 0;
+  function renderGrid() {
+    grid.replaceChildren();
+    items.forEach((item, k) => {
+      const card = document.createElement("div");
+      card.className = "card" + (selected.has(k) ? " selected" : "") + (k === cursor ? " focus" : "");
+      card.dataset.row = item.row;
+      if (item.image) { const img = document.createElement("img"); img.src = item.image; img.alt = ""; card.appendChild(img); }
+      const text = document.createElement("div");
+      text.textContent = item.text || item.id;
+      card.appendChild(text);
+      const lab = document.createElement("div");
+      lab.className = "lab";
+      lab.textContent = item.label ? `label: ${item.label}` : (item.suggested ? `run: ${item.suggested}` : "unlabeled");
+      card.appendChild(lab);
+      card.addEventListener("click", () => { cursor = k; toggle(k); });
+      grid.appendChild(card);
+    });
+  }
+  function toggle(k) { if (selected.has(k)) selected.delete(k); else selected.add(k); renderGrid(); }
+  function setGrid(on) {
+    gridOn = on;
+    grid.hidden = !on;
+    document.getElementById("item").hidden = on;
+    if (on) renderGrid();
+  }
+  document.getElementById("grid-toggle").addEventListener("click", () => setGrid(!gridOn));
+  async function chooseMany(label) {
+    const ks = [...selected];
+    if (!ks.length) { say("select items first (click or Space)"); return; }
+    try {
+      await post("/api/label", {rows: ks.map(k => items[k].row), label});
+      ks.forEach(k => { items[k].label = label; done.push(k); });
+      if (!classes.includes(label)) classes.push(label);
+      selected.clear();
+      say(`labeled ${ks.length} items as ${label}`);
+      render(); renderGrid();
+    } catch (e) { say(e.message); }
+  }
+
   async function choose(label) {
+    if (gridOn) return chooseMany(label);
     const item = items[at];
     if (!item) return;
     try {
@@ -144,6 +188,7 @@ if (box) {
       at = k;
       say(`undone: ${items[k].id}`);
       render();
+      if (gridOn) renderGrid();
     } catch (e) { say(e.message); }
   }
 
@@ -158,6 +203,12 @@ if (box) {
       setTimeout(render, 0);
       return;
     }
+    if (ev.key === "g") { setGrid(!gridOn); return; }
+    if (gridOn && (ev.key === "ArrowRight" || ev.key === "ArrowLeft")) {
+      cursor = Math.max(0, Math.min(items.length - 1, cursor + (ev.key === "ArrowRight" ? 1 : -1)));
+      renderGrid(); ev.preventDefault(); return;
+    }
+    if (gridOn && ev.key === " ") { toggle(cursor); ev.preventDefault(); return; }
     if (ev.key >= "1" && ev.key <= "9") {
       const c = visible()[Number(ev.key) - 1];
       if (c !== undefined) choose(c);
