@@ -39,6 +39,7 @@ def test_autolabel_end_to_end(pool):
     out = d / "out"
     summary = json.loads((out / "summary.json").read_text())
     assert {"expected_precision", "coverage", "classes"} <= summary.keys()
+    assert summary["graph"] == "exact" and summary["graph_recall"] == 1.0  # 180 rows: the exact graph
     assert len(summary["classes"]) == 3
     rows = list(csv.DictReader(open(out / "auto_labels.csv")))
     assert {r["source"] for r in rows} <= {"seed", "auto"}

@@ -561,6 +561,9 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
         "cv_score": _json_num(th.cv_score),
         "n_splits": int(model.n_splits_),
         "graph": model.graph_.method if model.graph_ is not None else None,
+        # what the kNN graph reached: recall@k of sampled rows against exact search (1.0 when exact)
+        "graph_recall": (None if model.graph_ is None else _json_num(float(model.graph_.recall_estimate))),
+        "graph_nprobe": (None if model.graph_ is None or model.graph_.nprobe is None else int(model.graph_.nprobe)),
         "linear_weight": _json_num(getattr(model, "linear_weight_", 0.0)),
         "estimate": estimate_basis(th),
         "params": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
