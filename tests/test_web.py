@@ -289,6 +289,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             for _ in range(3):
                 page.keyboard.press("ArrowRight")  # a higher threshold: fewer rows
             page.wait_for_selector("#slider-info:has-text('against the fitted threshold')")
+            assert "coverage" in page.inner_text("#slider-info")
             shots["thresholds"] = page.screenshot()
             t_new = float(page.inner_text("#slider-value"))
             page.focus("#save-threshold")

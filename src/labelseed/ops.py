@@ -309,13 +309,15 @@ class BulkPreview:
     threshold: float
     rows: NDArray[np.int64]
     expected_precision: float | None
+    expected_coverage: float | None
     oof_right: int
     oof_n: int
     interval_95: tuple[float, float]
 
     def public(self) -> dict[str, Any]:
         return {"label": self.label, "threshold": self.threshold, "n_rows": int(len(self.rows)),
-                "expected_precision": self.expected_precision, "oof_right": self.oof_right, "oof_n": self.oof_n,
+                "expected_precision": self.expected_precision, "expected_coverage": self.expected_coverage,
+                "oof_right": self.oof_right, "oof_n": self.oof_n,
                 "interval_95": list(self.interval_95)}
 
 
@@ -331,15 +333,17 @@ def bulk_preview(run: RunArrays, label: str, threshold: float, human_rows: set[i
     rows = run.rows[above]
     if human_rows:
         rows = rows[~np.isin(rows, np.fromiter(human_rows, dtype=np.int64, count=len(human_rows)))]
-    expected = None
+    expected = coverage = None
     if label in run.curves and len(run.curves[label][0]):
-        th, prec, _ = run.curves[label]
+        th, prec, cov = run.curves[label]
         at = np.flatnonzero(th >= threshold)
         if len(at):
-            expected = float(prec[at[np.argmin(th[at])]])
+            j = at[np.argmin(th[at])]
+            expected, coverage = float(prec[j]), float(cov[j])
     mine = (run.oof_pred == k) & (run.oof_conf >= threshold)
     n = int(mine.sum())
     right = int((run.oof_true[mine] == k).sum())
     interval = ((clopper_pearson(right, n, 0.025), clopper_pearson(right, n, 0.975, upper=True)) if n
                 else (0.0, 1.0))
-    return BulkPreview(label, float(threshold), rows, expected, right, n, (float(interval[0]), float(interval[1])))
+    return BulkPreview(label, float(threshold), rows, expected, coverage, right, n,
+                       (float(interval[0]), float(interval[1])))

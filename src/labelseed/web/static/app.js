@@ -344,7 +344,8 @@ if (slider) {
     if (base === null && td.current !== null) base = (await count(td.current)).n_rows;
     const p = await count(t);
     const delta = base === null ? "" : `, ${p.n_rows - base >= 0 ? "+" : ""}${p.n_rows - base} rows against the fitted threshold`;
-    info.textContent = `at ${fmt(t)}: expected precision ${fmt(p.expected_precision)}; out of fold ${p.oof_right} of ` +
+    info.textContent = `at ${fmt(t)}: expected precision ${fmt(p.expected_precision)}, coverage ` +
+      `${fmt(p.expected_coverage)} of the unlabeled pool; out of fold ${p.oof_right} of ` +
       `${p.oof_n} right [${fmt(p.interval_95[0])}, ${fmt(p.interval_95[1])}] (95%, exact); ${p.n_rows} unlabeled rows` + delta;
   }
   slider.addEventListener("input", () => { clearTimeout(pending); pending = setTimeout(update, 80); });
