@@ -64,11 +64,39 @@ print(json.dumps(dict(seconds=dt, peak_mib=(peak - base) / 1024, **extra)))
 """
 
 
-def part_a(repeats: int) -> dict:
+def noisy_clusters(n: int = 20_000, dim: int = 384, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Issue 14's noisy clusters: row = 0.35 c_y + 4 e / sqrt(dim), c and e standard normal, then
+    L2-normalised (within-class structure is noise: hard for an IVF index)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((k, dim))
+    y = rng.integers(0, k, n)
+    X = 0.35 * c[y] + 4 * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), y.astype(str)
+
+
+def wordnet_13899() -> tuple[np.ndarray, np.ndarray]:
+    """WordNet noun glosses with MiniLM, at most 600 per lexicographer class (13,899 rows when
+    bench/embed_wordnet.py --per-class 600 made them; else drawn from the full cache)."""
+    try:
+        return load("wordnet", per_class=600)
+    except FileNotFoundError:
+        X, y = load("wordnet", per_class=100_000)
+        rng = np.random.default_rng(0)
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:600] for c in np.unique(y)]))
+        return X[keep], y[keep]
+
+
+def part_a(repeats: int, dataset: str = "fashion") -> dict:
     """Each run in a fresh process, alternating: the two libraries' OpenMP thread pools
     slow each other down when they share a process, which would flatter labelseed."""
-    X, y = load("fashion", 20_000)
-    data = CACHE / "speed_fashion_20000.npz"
+    if dataset == "fashion":
+        X, y = load("fashion", 20_000)
+    elif dataset == "noisy":
+        X, y = noisy_clusters()
+    else:
+        X, y = wordnet_13899()
+    data = CACHE / f"speed_{dataset}_{len(y)}.npz"
     CACHE.mkdir(exist_ok=True)
     np.savez(data, X=X, y=y.astype(str))
     res: dict[str, list] = {"labelseed": [], "labelseed_fast": [], "sklearn_knn": []}
@@ -148,16 +176,22 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--big", type=int, default=1_000_000, help="rows for part B (0 to skip)")
     p.add_argument("--skip-a", action="store_true")
+    p.add_argument("--datasets", default="fashion",
+                   help="part A data, comma-separated: fashion (20k), noisy (issue 14's 20k noisy clusters), wordnet")
     a = p.parse_args()
     results = {}
     if not a.skip_a:
-        results["n20k"] = part_a(a.repeats)
-        print(json.dumps(results["n20k"], indent=1), flush=True)
+        for name in a.datasets.split(","):
+            key = "n20k" if name == "fashion" else f"a_{name}"
+            results[key] = part_a(a.repeats, name)
+            summary = {k: v for k, v in results[key].items() if k != "runs"}
+            print(name, json.dumps(summary), flush=True)
     if a.big:
         results["big"] = part_b(a.big)
         print(json.dumps(results["big"], indent=1), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "speed.json").write_text(json.dumps(results, indent=1))
+    name = "speed.json" if a.datasets == "fashion" else f"speed_{a.datasets.replace(',', '_')}.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
