@@ -206,6 +206,19 @@ def _answer_key(page, truth: dict[str, str], suggested_ok: bool = False) -> None
         page.keyboard.press("Enter")
 
 
+def _pick_and_answer(page, base: str, kind: str, truth: dict[str, str]) -> None:
+    """Home's pick button for `kind`, then the 20 picked items answered by keyboard."""
+    page.goto(base + "/")
+    page.click(f"button[data-pick={kind}]")
+    page.wait_for_selector("#message:not(:empty)")
+    assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
+    page.goto(base + ("/audit" if kind == "audit" else "/label"))
+    for k in range(20):
+        page.wait_for_selector(f"#position:has-text('Item {k + 1} of')")
+        _answer_key(page, truth, suggested_ok=kind == "audit")
+    page.wait_for_selector("#position:has-text('All 20 items')")
+
+
 def test_the_loop_in_chromium_by_keyboard(tmp_path):
     chromium = _chromium()
     from playwright.sync_api import sync_playwright
@@ -233,15 +246,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             page.keyboard.press("Enter")
             page.wait_for_selector("#job:has-text('embedded 150 items')", timeout=120_000)
             assert db.execute("SELECT COUNT(*) FROM embedded WHERE error IS NULL").fetchone()[0] == 150
-            page.goto(base + "/")
-            page.click("button[data-pick=select]")
-            page.wait_for_selector("#message:not(:empty)")
-            assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
-            page.goto(base + "/label")
-            for k in range(20):
-                page.wait_for_selector(f"#position:has-text('Item {k + 1} of')")
-                _answer_key(page, truth)
-            page.wait_for_selector("#position:has-text('All 20 items')")
+            _pick_and_answer(page, base, "select", truth)
             shots["label"] = page.screenshot()
             got = db.execute("SELECT items.id, labels.label, source, who FROM labels JOIN items USING(row)").fetchall()
             assert len(got) == 20 and all(s == "web" and w == "ana" for _, _, s, w in got)
@@ -254,15 +259,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             _answer_key(page, truth)
             page.wait_for_selector("#position:has-text('All 20 items')")
             # 20 more, asked for by the engine (about 13 labels a class is what certifies 0.95 here)
-            page.goto(base + "/")
-            page.click("button[data-pick=query]")
-            page.wait_for_selector("#message:not(:empty)")
-            assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
-            page.goto(base + "/label")
-            for k in range(20):
-                page.wait_for_selector(f"#position:has-text('Item {k + 1} of')")
-                _answer_key(page, truth)
-            page.wait_for_selector("#position:has-text('All 20 items')")
+            _pick_and_answer(page, base, "query", truth)
             # fit and apply in the background
             page.goto(base + "/run")
             page.keyboard.press("Tab")  # keyboard only: focus moves through the nav to the button
@@ -334,15 +331,7 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
             assert accepted() == n_preview
 
             # an audit of 20 auto-labels, verified by keyboard
-            page.goto(base + "/")
-            page.click("button[data-pick=audit]")
-            page.wait_for_selector("#message:not(:empty)")
-            assert "items picked" in page.inner_text("#message"), page.inner_text("#message")
-            page.goto(base + "/audit")
-            for k in range(20):
-                page.wait_for_selector(f"#position:has-text('Item {k + 1} of')")
-                _answer_key(page, truth, suggested_ok=True)
-            page.wait_for_selector("#position:has-text('All 20 items')")
+            _pick_and_answer(page, base, "audit", truth)
             page.wait_for_selector("#audit-live:has-text('from 20 verified')")  # the running estimate, live
             page.goto(base + "/audit")
             assert "Realized precision" in page.inner_text("#audit-total")
@@ -375,21 +364,31 @@ def test_the_loop_in_chromium_by_keyboard(tmp_path):
         proc.wait(10)
 
 
-def test_bulk_accepted_labels_spread_but_never_calibrate_and_undo_restores(tmp_path):
+def _fitted(tmp_path: Path, seed: int) -> tuple[Path, dict[str, str], dict]:
+    """A 150-text project with 60 random rows labeled in the page's way and one fit."""
     import warnings
 
     from labelseed.project import Project
 
     proj, truth = _text_project(tmp_path, n=150)
-    rng = np.random.default_rng(2)
-    rows = rng.choice(150, 60, replace=False)
+    rng = np.random.default_rng(seed)
     with Project.open(proj) as p:
         ids = p.store.ids()
-        for r in rows:
+        for r in rng.choice(150, 60, replace=False):
             p.label_items([int(r)], truth[ids[r]], who="x")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             run = p.fit()
+    return proj, truth, run
+
+
+def test_bulk_accepted_labels_spread_but_never_calibrate_and_undo_restores(tmp_path):
+    import warnings
+
+    from labelseed.project import Project
+
+    proj, truth, run = _fitted(tmp_path, 2)
+    with Project.open(proj) as p:
         assert run["summary"]["n_auto"] > 0
         before = run["summary"]["estimate"]["calibrated_by"]
         from labelseed.ops import RunArrays, bulk_preview
@@ -413,19 +412,11 @@ def test_bulk_accepted_labels_spread_but_never_calibrate_and_undo_restores(tmp_p
 
 def test_a_threshold_set_by_hand_decides_what_apply_writes_and_the_report_says_so(tmp_path):
     import json
-    import warnings
 
     from labelseed.project import Project
 
-    proj, truth = _text_project(tmp_path, n=150)
-    rng = np.random.default_rng(3)
+    proj, truth, run = _fitted(tmp_path, 3)
     with Project.open(proj) as p:
-        ids = p.store.ids()
-        for r in rng.choice(150, 60, replace=False):
-            p.label_items([int(r)], truth[ids[r]], who="x")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run = p.fit()
         label = next(c["label"] for c in run["summary"]["classes"] if c["n_accepted"])
         entry = p.set_threshold(label, 0.999, who="ana")
         assert entry["set_by"] == "hand" and entry["threshold"] == 0.999
@@ -444,19 +435,11 @@ def test_a_threshold_set_by_hand_decides_what_apply_writes_and_the_report_says_s
 
 def test_gap_picks_similar_sets_and_the_report_route(tmp_path):
     import json
-    import warnings
 
     from labelseed.project import Project
 
-    proj, truth = _text_project(tmp_path, n=150)
-    rng = np.random.default_rng(4)
+    proj, truth, _ = _fitted(tmp_path, 4)
     with Project.open(proj) as p:
-        ids = p.store.ids()
-        for r in rng.choice(150, 60, replace=False):
-            p.label_items([int(r)], truth[ids[r]], who="x")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p.fit()
         human = set(p.store.current_labels())
     client, app = _client(proj)
     client.get("/?token=T0KEN")

@@ -351,18 +351,49 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
         with project() as p:
             return JSONResponse({"audit": p.audit_result()})
 
+    def start(stage: str, work: Any) -> JSONResponse:
+        """Run `work(progress)` in a background thread, one job at a time; it returns the line the
+        Run view shows. Any failure is shown there too: the server keeps serving."""
+        with job.lock:
+            if job.state == "running":
+                return JSONResponse({"ok": False, "error": "a job is already running"}, status_code=409)
+            job.state, job.stage, job.done, job.total, job.message = "running", stage, 0, 0, ""
+            job.started, job.run_id = time.time(), None
+
+        def progress(stage: str, done: int, total: int) -> None:
+            job.stage, job.done, job.total = stage, done, total
+
+        def run() -> None:
+            try:
+                job.message = work(progress)
+                job.state = "done"
+            except (InputError, OSError, ImportError) as exc:
+                job.state, job.message = "failed", str(exc)
+            except Exception as exc:
+                log.exception("the background %s failed", stage)
+                job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+
+        threading.Thread(target=run, daemon=True).start()
+        return JSONResponse({"ok": True})
+
     async def api_fit(request: Request) -> JSONResponse:
         data = await body(request)
         certify = data.get("certify", "cv")
         if certify not in ("cv", "audit"):
             raise InputError("`certify` must be 'cv' or 'audit'.")
-        with job.lock:
-            if job.state == "running":
-                return JSONResponse({"ok": False, "error": "a run is already going"}, status_code=409)
-            job.state, job.stage, job.done, job.total, job.message = "running", "starting", 0, 0, ""
-            job.started, job.run_id = time.time(), None
-        threading.Thread(target=_fit_and_apply, args=(certify,), daemon=True).start()
-        return JSONResponse({"ok": True})
+
+        def work(progress: Any) -> str:
+            from ..ops import FitSettings
+
+            with project() as p:
+                last = p.store.latest_run()
+                run = p.fit(FitSettings.from_config(last["config"] if last else None), certify=certify,
+                            progress=progress)
+                p.apply(run_id=run["run_id"])
+            s = run["summary"]
+            job.run_id = run["run_id"]
+            return f"{s['n_auto']} auto-labels, expected precision {s['expected_precision']}, coverage {s['coverage']}"
+        return start("starting", work)
 
     async def api_embed(request: Request) -> JSONResponse:
         data = await body(request)
@@ -370,78 +401,26 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
         if model is not None and (not isinstance(model, str) or model not in ("all-MiniLM-L6-v2", "hashing",
                                                                                 "efficientnet-lite0")):
             raise InputError("`model` must be all-MiniLM-L6-v2, hashing or efficientnet-lite0 (others: the CLI).")
-        with job.lock:
-            if job.state == "running":
-                return JSONResponse({"ok": False, "error": "a job is already running"}, status_code=409)
-            job.state, job.stage, job.done, job.total, job.message = "running", "embedding", 0, 0, ""
-            job.started, job.run_id = time.time(), None
-        threading.Thread(target=_embed, args=(model,), daemon=True).start()
-        return JSONResponse({"ok": True})
 
-    def _embed(model: str | None) -> None:
-        def progress(stage: str, done: int, total: int) -> None:
-            job.stage, job.done, job.total = stage, done, total
-
-        try:
+        def work(progress: Any) -> str:
             with project() as p:
                 rep = p.embed(model, progress=progress)
-            job.message = f"embedded {rep.embedded} items with {rep.model} ({len(rep.failed)} skipped)"
-            job.state = "done"
-        except (InputError, OSError, ImportError) as exc:
-            job.state, job.message = "failed", str(exc)
-        except Exception as exc:  # shown in the page; the server keeps serving
-            log.exception("embedding failed")
-            job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
-
-    def _fit_and_apply(certify: str) -> None:
-        def progress(stage: str, done: int, total: int) -> None:
-            job.stage, job.done, job.total = stage, done, total
-
-        try:
-            with project() as p:
-                last = p.store.latest_run()
-                from ..ops import FitSettings
-
-                run = p.fit(FitSettings.from_config(last["config"] if last else None), certify=certify,
-                            progress=progress)
-                p.apply(run_id=run["run_id"])
-                s = run["summary"]
-                job.run_id = run["run_id"]
-                job.message = (f"{s['n_auto']} auto-labels, expected precision {s['expected_precision']}, "
-                               f"coverage {s['coverage']}")
-            job.state = "done"
-        except (InputError, OSError) as exc:
-            job.state, job.message = "failed", str(exc)
-        except Exception as exc:  # shown in the page; the server keeps serving
-            log.exception("the background run failed")
-            job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+            return f"embedded {rep.embedded} items with {rep.model} ({len(rep.failed)} skipped)"
+        return start("embedding", work)
 
     async def api_report(request: Request) -> JSONResponse:
         await body(request)
-        with job.lock:
-            if job.state == "running":
-                return JSONResponse({"ok": False, "error": "a job is already running"}, status_code=409)
-            job.state, job.stage, job.done, job.total, job.message = "running", "report", 0, 0, ""
-            job.started, job.run_id = time.time(), None
-        threading.Thread(target=_report, daemon=True).start()
-        return JSONResponse({"ok": True})
 
-    def _report() -> None:
-        from .._io import atomic_dir
-        from ..report import build_report, inputs_from_project
+        def work(progress: Any) -> str:
+            from .._io import atomic_dir
+            from ..report import build_report, inputs_from_project
 
-        try:
             with project() as p:
                 inputs, run_dir = inputs_from_project(p)
                 with atomic_dir(run_dir / "report", True) as tmp:
                     build_report(inputs, tmp)
-            job.message = "report written: open it from the Run view"
-            job.state = "done"
-        except (InputError, OSError, ImportError) as exc:
-            job.state, job.message = "failed", str(exc)
-        except Exception as exc:  # shown in the page; the server keeps serving
-            log.exception("the report failed")
-            job.state, job.message = "failed", f"{type(exc).__name__}: {exc}"
+            return "report written: open it from the Run view"
+        return start("report", work)
 
     def report_page(request: Request) -> Response:
         """The last run's report (labelseed's own file, by run, never by path): its one inline
@@ -520,20 +499,21 @@ def _secure(response: Any) -> Any:
 
 
 def _int(value: Any, name: str) -> int:
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"`{name}` must be an integer; got {value!r}.") from None
-    return out
+    return int(_number(value, name, int, "an integer"))
 
 
 def _float(value: Any, name: str) -> float:
+    return float(_number(value, name, float, "a number"))
+
+
+def _number(value: Any, name: str, kind: Any, what: str) -> Any:
+    """`value` (from a URL or JSON) as `kind`, or one line naming the parameter."""
     try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"`{name}` must be a number; got {value!r}.") from None
-    if out != out:
-        raise InputError(f"`{name}` must be a number; got {value!r}.")
+        out = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"`{name}` must be {what}; got {value!r}.") from None
+    if out != out:  # NaN
+        raise InputError(f"`{name}` must be {what}; got {value!r}.")
     return out
 
 
