@@ -61,6 +61,13 @@ def cli(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess[st
     return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300, env=env)
 
 
+def cli_ok(*args: str, cache: Path | None = None) -> None:
+    """A set-up step through the CLI that must succeed (the case's own command is checked by run_case)."""
+    r = cli(*args, cache=cache)
+    if r.returncode != 0:
+        raise RuntimeError(f"set-up step `labelseed {' '.join(args)}` failed: {r.stderr}")
+
+
 def build_base(d: Path) -> Path:
     """Every input the cases use, made once (the cases run on copies)."""
     import pyarrow as pa
@@ -182,9 +189,7 @@ def build_base(d: Path) -> Path:
          "--target-precision", "0.8"),
     ]
     for step in steps:
-        r = cli(*step, cache=cache)
-        if r.returncode != 0:
-            raise RuntimeError(f"building the catalogue's inputs failed at {step}: {r.stderr}")
+        cli_ok(*step, cache=cache)
     os.symlink(d / "nowhere", d / "dangling")
     return d
 
@@ -216,24 +221,18 @@ def _damage(rel: str, how: str) -> Callable[[Path], None]:
 
 
 def _stale(d: Path) -> None:
-    r = cli("import", str(d / "projfit"), str(d / "t_new.csv"))
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
+    cli_ok("import", str(d / "projfit"), str(d / "t_new.csv"))
 
 
 def _audit_drawn(d: Path) -> None:
-    r = cli("audit", "--run", str(d / "run"), "--budget", "4", "--out", str(d / "aud.csv"))
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
+    cli_ok("audit", "--run", str(d / "run"), "--budget", "4", "--out", str(d / "aud.csv"))
 
 
 def _audit_measured(d: Path) -> None:
     _audit_drawn(d)
     predicted = {r["id"]: r["label"] for r in _read_csv(d / "run" / "auto_labels.csv")}
     _labels(d / "ver.csv", [(r["id"], predicted[r["id"]]) for r in _read_csv(d / "aud.csv")])
-    r = cli("audit", "--run", str(d / "run"), "--verified", str(d / "ver.csv"))
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
+    cli_ok("audit", "--run", str(d / "run"), "--verified", str(d / "ver.csv"))
 
 
 SETUPS: dict[str, Callable[[Path], None]] = {
@@ -724,21 +723,15 @@ CASES: list[Case] = [
 
 
 def _one_column_run(d: Path) -> None:
-    r = cli("autolabel", "--embeddings", str(d / "X1.npy"), "--labels", str(d / "seed.csv"), "--out", str(d / "o"),
+    cli_ok("autolabel", "--embeddings", str(d / "X1.npy"), "--labels", str(d / "seed.csv"), "--out", str(d / "o"),
             "--quiet", "--target-precision", "0.8")
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
 
 
 def _one_class_proj(d: Path) -> None:
     (d / "oc.csv").write_text("id,label\nt10,a\nt11,a\n")
-    r = cli("import", str(d / "proj"), str(d / "oc.csv"), "--replace")
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
+    cli_ok("import", str(d / "proj"), str(d / "oc.csv"), "--replace")
     (d / "oc2.csv").write_text("id,label\nt1,a\nt3,a\n")
-    r = cli("import", str(d / "proj"), str(d / "oc2.csv"), "--replace")
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
+    cli_ok("import", str(d / "proj"), str(d / "oc2.csv"), "--replace")
 
 
 SETUPS["one-column run"] = _one_column_run

@@ -19,6 +19,30 @@ def run_cli(*args: str, cache: Path = CLI_CACHE) -> subprocess.CompletedProcess:
     return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
+#: three classes of texts with disjoint vocabularies (the README and page tests' pools)
+WORDS = {"animal": "dog cat horse cow sheep goat lion tiger wolf bear",
+         "food": "bread cheese apple rice soup pasta salad butter honey plum",
+         "tool": "hammer wrench saw drill chisel pliers shovel rake axe file"}
+
+
+def write_text_pool(path: Path, n: int, words: int, suffix: str = "", first_prefix: str = "") -> dict[str, str]:
+    """A CSV (id,text) of `n` texts "a W and W ...`suffix`", classes in turn, each text `words`
+    words of its class (the first text prefixed with `first_prefix`); returns each id's class."""
+    import csv
+
+    rng = np.random.default_rng(0)
+    truth = {}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text"])
+        for i in range(n):
+            label = list(WORDS)[i % 3]
+            text = f"a {' and '.join(rng.choice(WORDS[label].split(), words))}{suffix}"
+            w.writerow([f"t{i}", (first_prefix if i == 0 else "") + text])
+            truth[f"t{i}"] = label
+    return truth
+
+
 def blobs(n_per: int = 40, n_classes: int = 3, dim: int = 8, spread: float = 0.3, seed: int = 0):
     """Well separated clusters on the sphere, with their true classes."""
     rng = np.random.default_rng(seed)

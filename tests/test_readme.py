@@ -11,13 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import blobs, run_cli
+from conftest import blobs, run_cli, write_text_pool
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-WORDS = {"animal": "dog cat horse cow sheep goat lion tiger wolf bear",
-         "food": "bread cheese apple rice soup pasta salad butter honey plum",
-         "tool": "hammer wrench saw drill chisel pliers shovel rake axe file"}
-
 
 def blocks(kind: str) -> list[list[str]]:
     """The commands (comments and `make` lines dropped) of each ```kind block."""
@@ -26,20 +22,6 @@ def blocks(kind: str) -> list[list[str]]:
         lines = [re.sub(r"\s+#.*$", "", ln).strip() for ln in body.splitlines()]
         out.append([ln for ln in lines if ln and not ln.startswith(("#", "make "))])
     return out
-
-
-def _texts(folder: Path, n: int = 1200) -> dict[str, str]:
-    rng = np.random.default_rng(0)
-    truth = {}
-    with open(folder / "pool.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "text"])
-        for i in range(n):
-            label = list(WORDS)[i % 3]
-            words = rng.choice(WORDS[label].split(), 4)
-            w.writerow([f"t{i}", f"a {' and '.join(words)} here"])
-            truth[f"t{i}"] = label
-    return truth
 
 
 def _answer(request: Path, truth: dict[str, str], out: Path) -> None:
@@ -78,7 +60,7 @@ def test_readme_shell_examples_run_as_written(tmp_path):
     # the project loop, on texts embedded with the offline MiniLM
     loop = tmp_path / "loop"
     loop.mkdir()
-    truth = _texts(loop)
+    truth = write_text_pool(loop / "pool.csv", 1200, words=4, suffix=" here")
     rng = np.random.default_rng(1)
     _answer_rows = rng.choice(sorted(truth), 30, replace=False)
     with open(loop / "seed.csv", "w", newline="") as f:

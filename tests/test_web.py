@@ -15,28 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXE, run_cli
+from conftest import EXE, run_cli, write_text_pool
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-WORDS = {"animal": "dog cat horse cow sheep goat lion tiger wolf bear",
-         "food": "bread cheese apple rice soup pasta salad butter honey plum",
-         "tool": "hammer wrench saw drill chisel pliers shovel rake axe file"}
 
 
 def _text_project(tmp: Path, n: int = 120, xss: bool = False, embed: bool = True) -> tuple[Path, dict[str, str]]:
-    rng = np.random.default_rng(0)
-    truth = {}
-    with open(tmp / "pool.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "text"])
-        for i in range(n):
-            label = list(WORDS)[i % 3]
-            text = f"a {' and '.join(rng.choice(WORDS[label].split(), 3))}"
-            w.writerow([f"t{i}", XSS + text if xss and i == 0 else text])
-            truth[f"t{i}"] = label
+    truth = write_text_pool(tmp / "pool.csv", n, words=3, first_prefix=XSS if xss else "")
     proj = tmp / "proj"
     assert run_cli("init", str(proj), "--data", str(tmp / "pool.csv"), "--text-column", "text").returncode == 0
     if embed:

@@ -282,10 +282,10 @@ class Store:
     def retract_label(self, row: int, source: str, who: str) -> bool:
         """Append a retraction (an empty label) for `row` if it has a label; True if it had one."""
         with self.transaction() as db:
-            if row not in self.current_labels():
+            last = db.execute("SELECT label FROM labels WHERE row = ? ORDER BY seq DESC LIMIT 1", (int(row),)).fetchone()
+            if last is None or last[0] == "":
                 return False
-            db.execute("INSERT INTO labels(row, label, source, source_row, who, at) VALUES (?,?,?,?,?,?)",
-                       (int(row), "", source, None, who, now()))
+            _retract(db, [int(row)], source, who)
         return True
 
     def retract_source(self, source: str, who: str) -> int:
@@ -294,9 +294,7 @@ class Store:
             q = ("SELECT row FROM labels WHERE seq IN (SELECT MAX(seq) FROM labels GROUP BY row) AND source = ? "
                  "AND label != ''")
             rows = [r for (r,) in db.execute(q, (source,))]
-            at = now()
-            db.executemany("INSERT INTO labels(row, label, source, source_row, who, at) VALUES (?,?,?,?,?,?)",
-                           [(r, "", f"undo {source}", None, who, at) for r in rows])
+            _retract(db, rows, f"undo {source}", who)
             db.executemany("DELETE FROM origins WHERE row = ? AND origin = 'accepted'", [(r,) for r in rows])
         return len(rows)
 
@@ -369,6 +367,13 @@ class Store:
         if r is None:
             raise InputError(f"No run {run_id!r} in {str(self.folder)!r}; `labelseed status {self.folder}` lists the last one.")
         return _run_dict(r)
+
+
+def _retract(db: sqlite3.Connection, rows: list[int], source: str, who: str) -> None:
+    """Append an empty label (a retraction: the row is unlabeled again) for each of `rows`."""
+    at = now()
+    db.executemany("INSERT INTO labels(row, label, source, source_row, who, at) VALUES (?,?,?,?,?,?)",
+                   [(r, "", source, None, who, at) for r in rows])
 
 
 def _run_dict(r: tuple[Any, ...]) -> dict[str, Any]:

@@ -39,24 +39,19 @@ async function poll() {
   if (j.state === "running") setTimeout(poll, 400);
   else if (j.state === "done") { progress.max = 1; progress.value = 1; }
 }
-for (const id of ["fit", "fit-audit"]) {
+// each button starts one background job: (button id, endpoint, the JSON it posts)
+const jobs = [
+  ["fit", "/api/fit", b => ({certify: b.dataset.certify})],
+  ["fit-audit", "/api/fit", b => ({certify: b.dataset.certify})],
+  ["report", "/api/report", () => ({})],
+  ["embed", "/api/embed", b => ({model: b.dataset.model})],
+  ["embed-hashing", "/api/embed", b => ({model: b.dataset.model})],
+];
+for (const [id, url, body] of jobs) {
   const b = document.getElementById(id);
   if (!b) continue;
   b.addEventListener("click", async () => {
-    try { await post("/api/fit", {certify: b.dataset.certify}); poll(); }
-    catch (e) { document.getElementById("job").textContent = e.message; }
-  });
-}
-const reportButton = document.getElementById("report");
-if (reportButton) reportButton.addEventListener("click", async () => {
-  try { await post("/api/report", {}); poll(); }
-  catch (e) { document.getElementById("job").textContent = e.message; }
-});
-for (const id of ["embed", "embed-hashing"]) {
-  const b = document.getElementById(id);
-  if (!b) continue;
-  b.addEventListener("click", async () => {
-    try { await post("/api/embed", {model: b.dataset.model}); poll(); }
+    try { await post(url, body(b)); poll(); }
     catch (e) { document.getElementById("job").textContent = e.message; }
   });
 }
