@@ -147,7 +147,10 @@ def kmeans_assign(X: NDArray[np.floating], k: int, random_state: int = 0, *,
 
     rng = np.random.default_rng(random_state)
     n = X.shape[0]
-    train = unit(X) if n <= 256 * k else unit(X[np.sort(rng.choice(n, 256 * k, replace=False))])
+    # rows already in memory train whole (faiss keeps 256 per centre itself, as select always did);
+    # a memory-mapped pool is sampled first, so only the sample is read and normalised
+    whole = normalized or n <= 256 * k
+    train = unit(X) if whole else unit(X[np.sort(rng.choice(n, 256 * k, replace=False))])
     sample = train if len(train) <= 20_000 else train[np.sort(rng.choice(len(train), 20_000, replace=False))]
     init = _kmeans_pp(sample, min(k, len(sample)), rng)
     km = faiss.Kmeans(X.shape[1], k, niter=20, seed=int(random_state), spherical=True,
@@ -156,10 +159,10 @@ def kmeans_assign(X: NDArray[np.floating], k: int, random_state: int = 0, *,
     assign = np.empty(n, dtype=np.int64)
     sim = np.empty(n, dtype=np.float32)
     for s in range(0, n, 200_000):
-        block = train if n <= 256 * k else unit(X[s:s + 200_000])
+        block = train if whole else unit(X[s:s + 200_000])
         d, i = km.index.search(block, 1)
         assign[s:s + len(block)], sim[s:s + len(block)] = i[:, 0], d[:, 0]
-        if n <= 256 * k:
+        if whole:
             break
     return assign, sim
 
