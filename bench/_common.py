@@ -169,3 +169,42 @@ def talk_method(X: np.ndarray, codes: np.ndarray, classes: np.ndarray, target: f
     pred = m.transduction_[len(lab):]
     acc = pred != -1
     return Outcome(unl[acc], classes[pred[acc]], float(cv_prec[thresholds == th][0]))
+
+
+def real_like(n: int, d: int = 384, n_classes: int = 20, subtopics: int = 50, sub_scale: float = 0.7,
+              decay: float = 0.8, seed: int = 0, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """Issue 14's embeddings shaped like real ones: with B an orthonormal basis scaled by a
+    power-law spectrum s_i ~ i^-decay (unit norm), row = c_y B + sub_scale u_{y,s} B + e B
+    for standard normal c, u, e, then L2-normalised (neighbour class purity about 0.9)."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    s = np.arange(1, d + 1) ** -float(decay)
+    B = (Q * (s / np.linalg.norm(s))[:, None]).astype(np.float32)  # row i of B: basis vector i, scaled by s_i
+    c = rng.standard_normal((n_classes, d)).astype(np.float32)
+    u = rng.standard_normal((n_classes, subtopics, d)).astype(np.float32)
+    y = rng.integers(0, n_classes, n)
+    sub = rng.integers(0, subtopics, n)
+    X = np.empty((n, d), dtype=np.float32)
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        Z = c[y[a:b]] + sub_scale * u[y[a:b], sub[a:b]] + rng.standard_normal((b - a, d), dtype=np.float32)
+        Xb = Z @ B
+        Xb /= np.linalg.norm(Xb, axis=1, keepdims=True)
+        X[a:b] = Xb
+    return X, y.astype(np.int64)
+
+
+def isotropic_hard(n: int, d: int = 384, n_classes: int = 20, signal: float = 0.3, seed: int = 0,
+                   chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """Issue 14's isotropic hard case: row = signal c_y + 4 e / sqrt(d), normalised; the
+    within-class structure is noise, so no index finds neighbours cheaply."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((n_classes, d)).astype(np.float32)
+    y = rng.integers(0, n_classes, n)
+    X = np.empty((n, d), dtype=np.float32)
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        Xb = signal * c[y[a:b]] + 4 * rng.standard_normal((b - a, d), dtype=np.float32) / np.sqrt(d)
+        Xb /= np.linalg.norm(Xb, axis=1, keepdims=True)
+        X[a:b] = Xb
+    return X.astype(np.float32, copy=False), y.astype(np.int64)

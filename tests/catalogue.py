@@ -100,6 +100,18 @@ def build_base(d: Path) -> Path:
     raw = (d / "X.npy").read_bytes()
     (d / "X_trunc.npy").write_bytes(raw[: len(raw) // 2])
     (d / "X.txt").write_text("1 2 3\n")
+    Xnew = (np.repeat([0, 1, 2], 7)[:, None] * 3 + rng.normal(size=(21, 8))).astype(np.float32)
+    np.save(d / "new.npy", Xnew)
+    np.save(d / "new_dim.npy", Xnew[:, :7])
+    bad = Xnew.copy()
+    bad[4, 1] = np.nan
+    np.save(d / "new_nan.npy", bad)
+    new_ids = [f"n{k}" for k in range(21)]
+    pq.write_table(pa.table({"id": new_ids, "vector": [x.tolist() for x in Xnew]}), d / "new.parquet")
+    pq.write_table(pa.table({"id": ["n0", "7"] + new_ids[2:], "vector": [x.tolist() for x in Xnew]}),
+                   d / "new_pool_id.parquet")
+    pq.write_table(pa.table({"id": ["n0", "n0"] + new_ids[2:], "vector": [x.tolist() for x in Xnew]}),
+                   d / "new_dup.parquet")
     ids = [f"i{k}" for k in range(90)]
     vec = [x.tolist() for x in X]
     pq.write_table(pa.table({"id": ids, "vector": vec}), d / "V.parquet")
@@ -235,7 +247,20 @@ def _audit_measured(d: Path) -> None:
     cli_ok("audit", "--run", str(d / "run"), "--verified", str(d / "ver.csv"))
 
 
+def _labeler_other_version(d: Path) -> None:
+    path = d / "run" / "labeler.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["format"] = np.array(99)
+    np.savez(path, **arrays)
+
+
 SETUPS: dict[str, Callable[[Path], None]] = {
+    "labeler other version": _labeler_other_version,
+    "labeler deleted": _damage("run/labeler.npz", "delete"),
+    "labeler garbage": _damage("run/labeler.npz", "garbage"),
+    "index garbage": _damage("run/index.faiss", "garbage"),
+    "index truncated": _damage("run/index.faiss", "truncate"),
     "db garbage": _damage("proj/labelseed.db", "garbage"),
     "db empty": _damage("proj/labelseed.db", "empty"),
     "db truncated": _damage("proj/labelseed.db", "truncate"),
@@ -315,6 +340,14 @@ def _check_all_abstain(d: Path) -> None:
         raise AssertionError(f"single class: {s['n_auto']} auto-labels, expected none")
 
 
+def _check_new_labeled(d: Path) -> None:
+    rows = _read_csv(d / "new_labels.csv")
+    assert [r["id"] for r in rows] == [str(k) for k in range(21)], "every new item once, in order"
+    assert {r["source"] for r in rows} <= {"auto", "abstain"}
+    assert all((r["label"] == "") == (r["source"] == "abstain") for r in rows)
+    assert not list(d.glob(".new_labels.csv.parts")), "no parts folder left behind"
+
+
 CHECKS: dict[str, Callable[[Path], None]] = {
     "aligned by id": _check_aligned_by_id,
     "huge like small": _check_huge_like_small,
@@ -327,6 +360,7 @@ CHECKS: dict[str, Callable[[Path], None]] = {
     "all seed": _check_all_seed,
     "all abstain": _check_all_abstain,
     "embeddings rebuilt": _check_output("proj/embeddings.npy"),
+    "new items labeled": _check_new_labeled,
 }
 
 
@@ -557,6 +591,44 @@ CASES: list[Case] = [
     C("audit", "audit in a project with --verified", ("audit", "{d}/projfit", "--verified", "{d}/t0.csv"), "import"),
     C("audit", "audit in a project without --budget", ("audit", "{d}/projfit"), "--budget"),
     C("audit", "audit of a project with no run", ("audit", "{d}/projnorun", "--budget", "3"), "no run yet"),
+    # --- labeling new items against a run (issue 14)
+    C("label", "label: new items as the run expects them", ("label", "--run", "{d}/run", "--embeddings",
+      "{d}/new.npy", "--out", "{d}/new_labels.csv", "--quiet"), "", exit=0, check="new items labeled",
+      writes=("new_labels.csv",)),
+    C("label", "label: new items of another dimension", ("label", "--run", "{d}/run", "--embeddings",
+      "{d}/new_dim.npy", "--out", "{d}/nl.csv"), "dimensions"),
+    C("label", "label: a new item with NaN", ("label", "--run", "{d}/run", "--embeddings", "{d}/new_nan.npy",
+      "--out", "{d}/nl.csv"), "NaN"),
+    C("label", "label: a new id already in the run's pool", ("label", "--run", "{d}/run", "--embeddings",
+      "{d}/new_pool_id.parquet", "--out", "{d}/nl.parquet"), "already in the run's pool"),
+    C("label", "label: the same new id twice", ("label", "--run", "{d}/run", "--embeddings", "{d}/new_dup.parquet",
+      "--out", "{d}/nl.parquet"), "twice"),
+    C("label", "label: a run from another labelseed version", ("label", "--run", "{d}/run", "--embeddings",
+      "{d}/new.npy", "--out", "{d}/nl.csv"), "another labelseed version", setup="labeler other version"),
+    C("label", "label: a run without a labeler (older version)", ("label", "--run", "{d}/run", "--embeddings",
+      "{d}/new.npy", "--out", "{d}/nl.csv"), "fit the run again", setup="labeler deleted"),
+    C("label", "label: a damaged labeler", ("label", "--run", "{d}/run", "--embeddings", "{d}/new.npy",
+      "--out", "{d}/nl.csv"), "is damaged", setup="labeler garbage"),
+    C("label", "label: a damaged index", ("label", "--run", "{d}/run", "--embeddings", "{d}/new.npy",
+      "--out", "{d}/nl.csv"), "is damaged", setup="index garbage"),
+    C("label", "label: a truncated index", ("label", "--run", "{d}/run", "--embeddings", "{d}/new.npy",
+      "--out", "{d}/nl.csv"), "is damaged", setup="index truncated"),
+    C("label", "label: --run is not a run", ("label", "--run", "{d}/mine", "--embeddings", "{d}/new.npy",
+      "--out", "{d}/nl.csv"), "summary.json"),
+    C("label", "label: --run does not exist", ("label", "--run", "{d}/nope", "--embeddings", "{d}/new.npy",
+      "--out", "{d}/nl.csv"), "not a folder"),
+    C("label", "label: --out neither .parquet nor .csv", ("label", "--run", "{d}/run", "--embeddings",
+      "{d}/new.npy", "--out", "{d}/nl.txt"), ".parquet or .csv"),
+    C("label", "label: --out exists, no --force", ("label", "--run", "{d}/run", "--embeddings", "{d}/new.npy",
+      "--out", "{d}/seed.csv"), "--force"),
+    C("label", "label: --out is the new items' file (--force)", ("label", "--run", "{d}/run", "--embeddings",
+      "{d}/new.parquet", "--out", "{d}/new.parquet", "--force"), "is the input"),
+    C("label", "label: --chunk-rows 0", ("label", "--run", "{d}/run", "--embeddings", "{d}/new.npy", "--out",
+      "{d}/nl.csv", "--chunk-rows", "0"), "at least 1"),
+    C("label", "label: new items file missing", ("label", "--run", "{d}/run", "--embeddings", "{d}/none.npy",
+      "--out", "{d}/nl.csv"), "does not exist"),
+    C("label", "label: new items file garbage", ("label", "--run", "{d}/run", "--embeddings", "{d}/V_garbage.parquet",
+      "--out", "{d}/nl.csv"), "not a readable Parquet"),
     # --- reports
     C("report", "report --run that does not exist", ("report", "--run", "{d}/nope"), "summary.json"),
     C("report", "report --run that is not a run", ("report", "--run", "{d}/mine"), "summary.json"),

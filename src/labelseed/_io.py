@@ -38,62 +38,71 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
         _check_pool(p, X, option)
         return np.arange(X.shape[0]), np.asarray(X)
     if suffix in (".parquet", ".pq"):
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
             table = pq.read_table(p)
         except Exception as exc:
             raise InputError(f"{option} {str(p)!r} is not a readable Parquet file: {exc}.") from exc
-        if id_column not in table.column_names:
-            raise InputError(
-                f"{option} {str(p)!r} has no id column {id_column!r} (columns: {', '.join(table.column_names)}); "
-                "pass --id-column."
-            )
-        ids = np.asarray(table.column(id_column).to_pylist(), dtype=object)
-        blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
-        if blank:
-            shown = ", ".join(str(k + 1) for k in blank[:5])
-            raise InputError(f"{option} {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
-                             f"(rows {shown}); give every vector an id.")
-        first: dict[str, int] = {}
-        for k, v in enumerate(ids.tolist()):
-            if str(v) in first:
-                raise InputError(f"{option} {str(p)!r} has the id {str(v)!r} twice (rows {first[str(v)] + 1} and "
-                                 f"{k + 1}); every vector needs its own id.")
-            first[str(v)] = k
-        others = [c for c in table.column_names if c != id_column]
-        list_cols = [c for c in others if pa.types.is_list(table.schema.field(c).type)
-                     or pa.types.is_fixed_size_list(table.schema.field(c).type)
-                     or pa.types.is_large_list(table.schema.field(c).type)]
-        if vector_column or list_cols:
-            col = vector_column or list_cols[0]
-            if vector_column and col not in table.column_names:
-                raise InputError(f"{option} {str(p)!r} has no column {col!r}.")
-            if not vector_column and len(list_cols) > 1:
-                raise InputError(f"{option} {str(p)!r} has several vector columns ({', '.join(list_cols)}); pass --vector-column.")
-            arr = table.column(col).combine_chunks()
-            if arr.null_count:
-                raise InputError(f"{option} column {col!r} has {arr.null_count} empty (null) vectors; every row needs one.")
-            import pyarrow.compute as pc
-
-            lengths = pc.list_value_length(arr)
-            lo, hi = pc.min(lengths).as_py(), pc.max(lengths).as_py()
-            if lo != hi or not lo:
-                raise InputError(
-                    f"{option} column {col!r} has vectors of different lengths ({lo} to {hi}); "
-                    "all must have the same dimension."
-                )
-            # flatten in Arrow, no Python list per row
-            X = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), lo)
-        else:
-            numeric = [c for c in others if pa.types.is_floating(table.schema.field(c).type) or pa.types.is_integer(table.schema.field(c).type)]
-            if not numeric:
-                raise InputError(f"{option} {str(p)!r} has no vector column and no numeric columns besides {id_column!r}.")
-            X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in numeric]).astype(np.float32)
+        ids, X = _table_vectors(table, p, option, id_column, vector_column)
         _check_pool(p, X, option)
         return ids, X
     raise InputError(f"{option} must be a .npy or .parquet file; got {str(p)!r}.")
+
+
+def _table_vectors(table: Any, p: Path, option: str, id_column: str,
+                   vector_column: str | None) -> tuple[np.ndarray, NDArray[np.float32]]:
+    """``(ids, X)`` of an Arrow table: an id column and one list-of-floats column (or
+    `vector_column`) or numeric columns, one per dimension; ids present and unique."""
+    import pyarrow as pa
+
+    if id_column not in table.column_names:
+        raise InputError(
+            f"{option} {str(p)!r} has no id column {id_column!r} (columns: {', '.join(table.column_names)}); "
+            "pass --id-column."
+        )
+    ids = np.asarray(table.column(id_column).to_pylist(), dtype=object)
+    blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
+    if blank:
+        shown = ", ".join(str(k + 1) for k in blank[:5])
+        raise InputError(f"{option} {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
+                         f"(rows {shown}); give every vector an id.")
+    first: dict[str, int] = {}
+    for k, v in enumerate(ids.tolist()):
+        if str(v) in first:
+            raise InputError(f"{option} {str(p)!r} has the id {str(v)!r} twice (rows {first[str(v)] + 1} and "
+                             f"{k + 1}); every vector needs its own id.")
+        first[str(v)] = k
+    others = [c for c in table.column_names if c != id_column]
+    list_cols = [c for c in others if pa.types.is_list(table.schema.field(c).type)
+                 or pa.types.is_fixed_size_list(table.schema.field(c).type)
+                 or pa.types.is_large_list(table.schema.field(c).type)]
+    if vector_column or list_cols:
+        col = vector_column or list_cols[0]
+        if vector_column and col not in table.column_names:
+            raise InputError(f"{option} {str(p)!r} has no column {col!r}.")
+        if not vector_column and len(list_cols) > 1:
+            raise InputError(f"{option} {str(p)!r} has several vector columns ({', '.join(list_cols)}); pass --vector-column.")
+        arr = table.column(col).combine_chunks()
+        if arr.null_count:
+            raise InputError(f"{option} column {col!r} has {arr.null_count} empty (null) vectors; every row needs one.")
+        import pyarrow.compute as pc
+
+        lengths = pc.list_value_length(arr)
+        lo, hi = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+        if lo != hi or not lo:
+            raise InputError(
+                f"{option} column {col!r} has vectors of different lengths ({lo} to {hi}); "
+                "all must have the same dimension."
+            )
+        # flatten in Arrow, no Python list per row
+        X = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), lo)
+    else:
+        numeric = [c for c in others if pa.types.is_floating(table.schema.field(c).type) or pa.types.is_integer(table.schema.field(c).type)]
+        if not numeric:
+            raise InputError(f"{option} {str(p)!r} has no vector column and no numeric columns besides {id_column!r}.")
+        X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in numeric]).astype(np.float32)
+    return ids, X
 
 
 def _check_pool(p: Path, X: np.ndarray, option: str = "--embeddings") -> None:
@@ -304,14 +313,20 @@ def csv_unsafe(value: str) -> str:
     return value
 
 
-def write_table_csv(table: Any, path: str | Path) -> None:
-    """A pyarrow table as CSV, its text columns made :func:`csv_safe` (Parquet needs no such care)."""
+def csv_safe_table(table: Any) -> Any:
+    """`table` with its text columns made :func:`csv_safe`."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     cols = [pa.array([csv_safe(v) for v in col.to_pylist()], pa.string()) if pa.types.is_string(col.type) else col
             for col in table.columns]
-    pacsv.write_csv(pa.table(cols, names=table.column_names), path)
+    return pa.table(cols, names=table.column_names)
+
+
+def write_table_csv(table: Any, path: str | Path) -> None:
+    """A pyarrow table as CSV, its text columns made :func:`csv_safe` (Parquet needs no such care)."""
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(csv_safe_table(table), path)
 
 
 def write_csv_atomic(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -358,3 +373,55 @@ def write_items(path: str | Path, ids: list[Any], rows: list[int], ranks: dict[i
             row[ref] = c or ""
         out.append(row)
     write_csv_atomic(path, columns, out)
+
+
+def iter_embeddings(path: str | Path, id_column: str = "id", vector_column: str | None = None, *,
+                    chunk_rows: int = 65_536, option: str = "--embeddings",
+                    ) -> tuple[int, Iterator[tuple[np.ndarray, NDArray[np.float32]]]]:
+    """``(n_rows, chunks)``: the rows of a ``.npy`` (memory-mapped; ids = row numbers) or
+    ``.parquet`` file (read a batch at a time) as ``(ids, X)`` chunks of `chunk_rows`, so a
+    file larger than memory streams. The file is opened and its layout checked before this
+    returns; each chunk is checked as it is read."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{option} file {str(p)!r} does not exist.")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        try:
+            X = np.load(p, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:
+            raise InputError(f"{option} {str(p)!r} is not a readable .npy array: {exc}.") from exc
+        if X.ndim != 2:
+            raise InputError(f"{option} {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
+        _check_pool(p, X, option)
+
+        def npy_chunks() -> Iterator[tuple[np.ndarray, NDArray[np.float32]]]:
+            for a in range(0, X.shape[0], chunk_rows):
+                yield np.arange(a, min(a + chunk_rows, X.shape[0])), np.asarray(X[a:a + chunk_rows])
+        return int(X.shape[0]), npy_chunks()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(p)
+        except Exception as exc:
+            raise InputError(f"{option} {str(p)!r} is not a readable Parquet file: {exc}.") from exc
+        if id_column not in pf.schema_arrow.names:
+            raise InputError(f"{option} {str(p)!r} has no id column {id_column!r} (columns: "
+                             f"{', '.join(pf.schema_arrow.names)}); pass --id-column.")
+        n = int(pf.metadata.num_rows)
+        if n == 0:
+            raise InputError(f"{option} {str(p)!r} holds no rows; embed the items first.")
+
+        def parquet_chunks() -> Iterator[tuple[np.ndarray, NDArray[np.float32]]]:
+            import pyarrow as pa
+
+            try:
+                for batch in pf.iter_batches(batch_size=chunk_rows):
+                    ids, Xc = _table_vectors(pa.Table.from_batches([batch]), p, option, id_column, vector_column)
+                    _check_pool(p, Xc, option)
+                    yield ids, Xc
+            except (OSError, pa.ArrowException) as exc:
+                raise InputError(f"{option} {str(p)!r} could not be read to the end: {exc}.") from exc
+        return n, parquet_chunks()
+    raise InputError(f"{option} must be a .npy or .parquet file; got {str(p)!r}.")

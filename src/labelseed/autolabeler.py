@@ -28,7 +28,16 @@ from ._validation import (
 from .exceptions import FoldFallbackWarning, InputError, NotFittedError, UntrustedEstimateWarning
 from .graph import EXACT_MAX_ROWS, N_NEIGHBORS, KnnGraph, Progress, _inverse_norms, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
-from .spreading import ALPHA, LinearModel, Scores, ensemble_scorer, mix_scores, normalized_affinity, self_train
+from .spreading import (
+    ALPHA,
+    LinearModel,
+    Scores,
+    ensemble_scorer,
+    mix_scores,
+    neighbour_scores,
+    normalized_affinity,
+    self_train,
+)
 from .thresholds import CrossValScores, ThresholdResult, choose_thresholds, cross_val_scores
 
 log = logging.getLogger(__name__)
@@ -341,18 +350,33 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                 label_sampling=self.label_sampling, trusted=trusted,
             ) for mode in modes]
 
-        # (scores, thresholds, the linear classifier's weight), the mix first: it wins ties
-        options = [(cv, th, graph_scorer.weight if graph_scorer is not None else 0.0) for th in thresholds_for(cv)]
+        # (scores, thresholds, the linear classifier's weight, whether it was mixed in), the mix first: it wins ties
+        mixed = graph_scorer is not None and graph_scorer.set_linear is not None
+        options = [(cv, th, graph_scorer.weight if graph_scorer is not None else 0.0, mixed)
+                   for th in thresholds_for(cv)]
         spread_runs = graph_scorer.spread_runs if graph_scorer is not None else None
         if spread_runs is not None and metric_fn is None:
             # the log-loss that set the weight is not the certified coverage: spreading alone is also
             # thresholded and kept when it certifies more (at 5-10 labels per class on Fashion-MNIST it does)
             cv_spread = cross_val_scores(lambda sets: spread_runs, codes, n_classes, n_splits, self.random_state,
                                          fold=cv.fold, calibrate=cal_mask)
-            options += [(cv_spread, th, 0.0) for th in thresholds_for(cv_spread)]
-        cv, th, weight = max(options, key=lambda o: o[1].coverage)  # the first of equals
+            options += [(cv_spread, th, 0.0, False) for th in thresholds_for(cv_spread)]
+        cv, th, weight, mixed = max(options, key=lambda o: o[1].coverage)  # the first of equals
         th = th.with_labels_needed()
         lap("thresholds")
+        self.new_item_scorer_: NewItemScorer | None = None
+        self.new_item_thresholds_: ThresholdResult | None = None
+        if graph_scorer is not None and self.graph_ is not None:
+            self.new_item_scorer_, self.new_item_thresholds_ = _fit_new_items(
+                graph_scorer, mixed, self.graph_, Xa, cv, n_classes,
+                lambda scores: choose_thresholds(
+                    scores, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
+                    per_class=th.mode == "per_class", min_support=min_support,
+                    confidence_level=self.confidence_level, n_bootstrap=self.n_bootstrap,
+                    random_state=self.random_state, blocked=single, label_sampling=self.label_sampling,
+                    trusted=trusted,
+                ))
+            lap("new-item thresholds")
         self.classes_ = classes
         self.n_splits_ = n_splits
         self.thresholds_ = th.thresholds
@@ -364,12 +388,9 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self._X_fit = Xa if self.method in ("spreading", "ensemble") else None
         # the last label set scored holds every label: its linear model scores new rows, which
         # average their neighbours' *spread* scores and then mix in the linear classifier as fit did
-        self.linear_weight_ = float(weight)
-        self.linear_: LinearModel | None = (graph_scorer.last_linear if graph_scorer is not None and weight > 0
-                                            else None)
-        self._spread_distributions = (graph_scorer.last_spread.distribution
-                                      if self.linear_ is not None and graph_scorer is not None
-                                      and graph_scorer.last_spread is not None else None)
+        self.linear_weight_ = float(weight) if mixed else 0.0
+        self.linear_: LinearModel | None = (graph_scorer.last_linear if graph_scorer is not None and mixed
+                                            and weight > 0 else None)
         lap("decide")
         self.timings_ = timings
         return self
@@ -451,44 +472,114 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
     def predict_proba(self, X: ArrayLike | None = None) -> NDArray[np.float32]:
         """Class scores, shape (n_rows, n_classes); rows with no path are all 0.
 
-        Without `X`, the fitted rows (transductive). With new rows, the average of
-        their `n_neighbors` nearest fitted rows' spread scores, weighted by similarity
-        (for ``method="ensemble"`` mixed with the linear classifier's probabilities).
+        Without `X`, the fitted rows (transductive). With new rows, the inductive scores
+        that :meth:`predict` thresholds: the similarity-weighted mean of their `n_neighbors`
+        nearest fitted rows' spread scores (exact search here; a saved run searches its
+        index), mixed with the linear classifier as the fit chose.
         """
         self._check_fitted()
         if X is None:
             return self.label_distributions_
-        Q = normalize_rows(check_embeddings(X))
-        if self._X_fit is None:
-            raise InputError("predict_proba on new rows needs method='ensemble' or 'spreading'; pass X=None for the "
+        return self._new_item_scores(X).distribution
+
+    def _new_item_scores(self, X: ArrayLike) -> Scores:
+        if self.new_item_scorer_ is None or self._X_fit is None:
+            raise InputError("Labeling new rows needs method='ensemble' or 'spreading'; pass X=None for the "
                              "fitted rows.")
-        ref = normalize_rows(self._X_fit)
-        if Q.shape[1] != ref.shape[1]:
-            raise InputError(f"`X` has {Q.shape[1]} dimensions but the fitted data had {ref.shape[1]}.")
-        idx, sim = exact_neighbors(Q, ref, self.n_neighbors)
-        w = np.clip(sim, 0, None) * (idx >= 0)
-        spread = self.label_distributions_ if self._spread_distributions is None else self._spread_distributions
-        s = Scores.from_unnormalized(np.einsum("ik,ikc->ic", w, spread[np.maximum(idx, 0)]))
-        if self.linear_ is not None:
-            s = mix_scores(s, self.linear_.probabilities(Q), self.linear_weight_)
-        return s.distribution
+        Q = normalize_rows(check_embeddings(X))
+        if Q.shape[1] != self._X_fit.shape[1]:
+            raise InputError(f"`X` has {Q.shape[1]} dimensions but the fitted data had {self._X_fit.shape[1]}.")
+        idx, sim = exact_neighbors(Q, normalize_rows(self._X_fit), self.n_neighbors)
+        return self.new_item_scorer_.scores(idx, sim, Q)
 
     def predict(self, X: ArrayLike | None = None) -> np.ndarray:
         """Labels that pass the thresholds; -1 (int labels) or None elsewhere.
 
         Without `X`: seed labels for seed rows and accepted auto-labels for the
-        rest, exactly ``result_.labels``.
+        rest, exactly ``result_.labels``. With new rows: their inductive scores against the
+        thresholds calibrated for new items (``new_item_thresholds_``: out-of-fold labeled
+        rows scored the same way, as if new).
         """
         self._check_fitted()
         if X is None:
             labels = self.result_.labels
         else:
-            s = Scores.from_unnormalized(self.predict_proba(X))
-            ok = (s.predicted >= 0) & (s.confidence >= self.thresholds_[np.maximum(s.predicted, 0)])
+            s = self._new_item_scores(X)
+            assert self.new_item_thresholds_ is not None
+            ok = accept_new(s, self.new_item_thresholds_.thresholds)
             labels = np.array([self.classes_[p] if a else None for p, a in zip(s.predicted, ok)], dtype=object)
         if self.classes_.dtype.kind in "iu":
             return np.array([-1 if v is None else v for v in labels], dtype=np.int64)
         return labels
+
+
+@dataclass(frozen=True)
+class NewItemScorer:
+    """How items that were not in the fit are scored: the similarity-weighted mean of their
+    nearest pool rows' spread distributions, mixed with the linear classifier at the fit's
+    weight. Out-of-fold labeled rows are scored the same way (their graph neighbours, each
+    fold's spread and classifier) to calibrate the thresholds this path uses.
+
+    Attributes
+    ----------
+    spread : ndarray of shape (n_rows, n_classes), float32
+        The fitted rows' spread distributions (all labels).
+    linear : LinearModel or None
+    weight : float
+        The classifier's weight (0 without one).
+    """
+
+    spread: NDArray[np.float32]
+    linear: LinearModel | None
+    weight: float
+
+    def scores(self, indices: NDArray[np.int64], similarities: NDArray[np.float32],
+               Xn: NDArray[np.float32] | None, scale: NDArray[np.float32] | None = None) -> Scores:
+        """Scores of items whose nearest fitted rows are `indices` (n_items, k); `Xn` their unit
+        vectors (or any, with `scale` their inverse norms) for the classifier."""
+        s = neighbour_scores(indices, similarities, self.spread)
+        if self.linear is None or self.weight == 0:
+            return s
+        assert Xn is not None
+        return mix_scores(s, self.linear.probabilities(Xn, scale), self.weight)
+
+
+def accept_new(scores: Scores, thresholds: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which new items pass their predicted class's threshold."""
+    return (scores.predicted >= 0) & (scores.confidence >= np.asarray(thresholds)[np.maximum(scores.predicted, 0)])
+
+
+def _fit_new_items(scorer: ensemble_scorer, mixed: bool, graph: KnnGraph, X: NDArray[np.float32],
+                   cv: CrossValScores, n_classes: int,
+                   thresholds: Callable[[CrossValScores], ThresholdResult]) -> tuple[NewItemScorer, ThresholdResult]:
+    """The new-item scorer and its own thresholds. Each held-out labeled row is scored as if it
+    were new (its graph neighbours' spread scores from the run that hid its fold, that fold's
+    classifier and weight); the pool rows are scored the same way with every label, standing in
+    for the new items to come (their class mix and confidences set coverage and priors)."""
+    sets = len(scorer.set_spread)
+    use_linear = mixed and scorer.set_linear is not None
+    scale = _inverse_norms(X) if use_linear else None
+
+    def score(rows: NDArray[np.int64], s: int) -> Scores:
+        nb = neighbour_scores(graph.indices[rows], graph.similarities[rows], scorer.set_spread[s].distribution)
+        if not use_linear or scorer.set_weight[s] == 0:
+            return nb
+        assert scorer.set_linear is not None and scale is not None
+        return mix_scores(nb, scorer.set_linear[s].probabilities(X[rows], scale[rows]), scorer.set_weight[s])
+
+    dist = np.zeros((len(cv.labeled), n_classes), dtype=np.float32)
+    for f in range(cv.n_splits):
+        part = np.flatnonzero(cv.fold == f)
+        if len(part):
+            dist[part] = score(cv.labeled[part], f).distribution
+    final_dist = np.zeros((graph.n_rows, n_classes), dtype=np.float32)
+    final_dist[cv.unlabeled] = score(cv.unlabeled, sets - 1).distribution
+    new_cv = CrossValScores(labeled=cv.labeled, y_true=cv.y_true, fold=cv.fold, oof=Scores.from_unnormalized(dist),
+                            final=Scores.from_unnormalized(final_dist), n_splits=cv.n_splits, unlabeled=cv.unlabeled)
+    last = scorer.set_spread[-1].distribution
+    linear = scorer.set_linear[-1] if use_linear and scorer.set_linear is not None else None
+    model = NewItemScorer(spread=last, linear=linear, weight=scorer.set_weight[-1] if linear is not None else 0.0)
+    return model, thresholds(new_cv)
 
 
 def _decide(codes: NDArray[np.int64], classes: np.ndarray, final: Scores, th: ThresholdResult) -> AutoLabelResult:
@@ -564,7 +655,9 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
         # what the kNN graph reached: recall@k of sampled rows against exact search (1.0 when exact)
         "graph_recall": (None if model.graph_ is None else _json_num(float(model.graph_.recall_estimate))),
         "graph_nprobe": (None if model.graph_ is None or model.graph_.nprobe is None else int(model.graph_.nprobe)),
+        "graph_index": (None if model.graph_ is None or model.graph_.index is None else model.graph_.index.kind),
         "linear_weight": _json_num(getattr(model, "linear_weight_", 0.0)),
+        "new_items": _new_items_summary(model),
         "estimate": estimate_basis(th),
         "params": {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
                    for k, v in model.get_params().items()},
@@ -572,6 +665,25 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
         "seconds": round(seconds, 3),
         "version": __version__,
         "classes": classes,
+    }
+
+
+def _new_items_summary(model: AutoLabeler) -> dict[str, Any] | None:
+    """What labeling new items against this run is expected to give (thresholds calibrated on
+    held-out labeled rows scored as new items are), for summary.json and ``labelseed label``."""
+    th = getattr(model, "new_item_thresholds_", None)
+    if th is None:
+        return None
+    return {
+        "expected_precision": _json_num(th.expected_precision),
+        "expected_precision_interval": [_json_num(th.precision_low), _json_num(th.precision_high)],
+        "expected_coverage": _json_num(th.coverage),
+        "mode": th.mode,
+        "assumes": "new items are drawn like the fitted pool; " + estimate_basis(th)["assumes"],
+        "classes": [{"label": str(r.label), "threshold": _json_num(r.threshold),
+                     "expected_precision": _json_num(r.expected_precision),
+                     "precision_low": _json_num(r.precision_low), "precision_high": _json_num(r.precision_high),
+                     "meets_target": bool(r.meets_target)} for r in th.per_class],
     }
 
 

@@ -91,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("--out", default=None, help="where to write the sample CSV (with --budget)")
     _random_seed(au)
     au.add_argument("--force", action="store_true")
+    lb = sub.add_parser("label", help="label new items against a fitted run (its saved index and the thresholds "
+                        "calibrated for new items; no refit)")
+    lb.add_argument("--run", required=True, help="an autolabel output folder, or a project's runs/<run_id>")
+    lb.add_argument("--embeddings", required=True, help="the new items' vectors: .npy (ids = row numbers) or "
+                    ".parquet (id + vector column), from the run's embedding model")
+    lb.add_argument("--out", required=True, help=".parquet or .csv: id, label (empty when abstained), confidence, "
+                    "source (auto/abstain), predicted")
+    lb.add_argument("--id-column", default="id")
+    lb.add_argument("--vector-column", default=None)
+    lb.add_argument("--chunk-rows", type=int, default=None, help="items per chunk (default 65536); a killed job "
+                    "resumes from the last chunk written")
+    lb.add_argument("--force", action="store_true", help="replace --out if it exists")
+    lb.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _project_parsers(sub)
     return p
 
@@ -611,6 +624,26 @@ def _print_basis(summary: dict[str, Any]) -> None:
                   "would certify it if the calibration holds")
 
 
+def label_cmd(args: argparse.Namespace) -> int:
+    from . import ops
+
+    with _Progress(not args.quiet) as progress:
+        res = ops.label_new(args.run, args.embeddings, args.out, id_column=args.id_column,
+                            vector_column=args.vector_column,
+                            chunk_rows=ops.LABEL_CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows,
+                            force=args.force, progress=progress)
+    if not args.quiet:
+        rate = res.n_items / res.seconds if res.seconds > 0 else float("inf")
+        resumed = f" ({res.chunks_resumed} chunk(s) resumed from an earlier attempt)" if res.chunks_resumed else ""
+        print(f"{res.n_items} new items: {res.n_auto} auto-labeled, {res.n_abstained} abstained, in {res.seconds:.1f} s "
+              f"({rate:,.0f} items/s){resumed}; written to {res.out}")
+        if res.expected_precision is not None:
+            print(f"expected precision of new items' labels {_fmt(res.expected_precision)} "
+                  f"[{_fmt(res.interval[0])}, {_fmt(res.interval[1])}] (calibrated on the run's held-out labels "
+                  "scored as new items; assumes the new items are drawn like the fitted pool)")
+    return 0
+
+
 def fit_cmd(args: argparse.Namespace) -> int:
     with _open(args) as proj:
         _fit(proj, args)
@@ -834,6 +867,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return query_cmd(args)
         if args.command == "audit":
             return audit_cmd(args)
+        if args.command == "label":
+            return label_cmd(args)
         commands = {"init": init_cmd, "embed": embed_cmd, "import": import_cmd, "fit": fit_cmd, "apply": apply_cmd,
                     "export": export_cmd, "status": status_cmd, "run": run_cmd, "report": report_cmd,
                     "simulate": simulate_cmd, "serve": serve_cmd}

@@ -12,10 +12,11 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 #: Bumped when the graph algorithm changes, so cached graphs are rebuilt.
-GRAPH_FORMAT = 1
+GRAPH_FORMAT = 2
 
 #: Up to this many rows the graph is exact; above, IVF (see bench/README.md).
 EXACT_MAX_ROWS = 5_000
@@ -63,6 +64,8 @@ class KnnGraph:
     method: str
     recall_estimate: float = 1.0
     nprobe: int | None = None
+    #: the IVF index the graph was searched with (not part of the saved graph; saved beside it)
+    index: "PoolIndex | None" = field(default=None, compare=False, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -73,16 +76,21 @@ class KnnGraph:
         return int(self.indices.shape[1])
 
     def save(self, path: str | Path) -> None:
-        """Write the graph to `path` (.npz) atomically: a temporary file renamed into place."""
+        """Write the graph to `path` (.npz) atomically: a temporary file renamed into place; its
+        index, if any, beside it (``.faiss``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.index is not None:
+            self.index.save(path.with_suffix(".faiss"))
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, indices=self.indices.astype(np.int32 if self.n_rows < 2**31 else np.int64),
                          similarities=self.similarities, method=np.array(self.method),
                          recall_estimate=np.array(self.recall_estimate),
-                         nprobe=np.array(-1 if self.nprobe is None else self.nprobe))
+                         nprobe=np.array(-1 if self.nprobe is None else self.nprobe),
+                         index_kind=np.array("" if self.index is None else self.index.kind),
+                         k_factor=np.array(1 if self.index is None else self.index.k_factor))
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -90,12 +98,21 @@ class KnnGraph:
 
     @classmethod
     def load(cls, path: str | Path) -> "KnnGraph":
-        """Read a graph written by :meth:`save`."""
+        """Read a graph written by :meth:`save` (with its index when that was saved and reads)."""
+        path = Path(path)
         with np.load(path, allow_pickle=False) as z:
             nprobe = int(z["nprobe"])
+            kind = str(z["index_kind"]) if "index_kind" in z.files else ""
+            k_factor = int(z["k_factor"]) if "k_factor" in z.files else 1
+            index = None
+            if kind and path.with_suffix(".faiss").exists():
+                try:
+                    index = PoolIndex.load(path.with_suffix(".faiss"), kind, None if nprobe < 0 else nprobe, k_factor)
+                except RuntimeError as exc:  # a damaged index is rebuilt by whoever needs it
+                    log.warning("ignoring unreadable index %s: %s", path.with_suffix(".faiss"), exc)
             return cls(indices=z["indices"].astype(np.int64), similarities=z["similarities"],
                        method=str(z["method"]), recall_estimate=float(z["recall_estimate"]),
-                       nprobe=None if nprobe < 0 else nprobe)
+                       nprobe=None if nprobe < 0 else nprobe, index=index)
 
     def affinity(self, weighting: Literal["cosine", "connectivity"] = "cosine") -> sparse.csr_matrix:
         """Symmetric sparse affinity W (CSR, float32), memory O(n * k).
@@ -227,31 +244,131 @@ IVF_NITER = 5
 #: Training rows per IVF list (a random sample of this many times the lists).
 IVF_TRAIN_PER_LIST = 32
 
-#: Nearest IVF lists found per row in the pass that adds it; a tuned nprobe up to this reuses them.
-COARSE_PROBES = 8
-
 #: Rows whose exact neighbours check the IVF recall (standard error about 0.006 at recall 0.95).
 SAMPLE_ROWS = 128
 
 #: nprobe values tried, in order, when tuning the IVF search to the recall target.
 NPROBE_STEPS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
-
 #: Rows normalised, added and searched per block on the IVF path (about 12 MB at 384 dims).
 ROW_BLOCK = 8192
 
+#: Dimensions tried for candidate generation in a reduced (principal component) space; the
+#: candidates are then re-ranked by exact cosine on the fp16-stored vectors.
+REDUCED_DIMS = (64, 96, 128)
+#: Candidates re-ranked per neighbour wanted.
+K_FACTOR = 4
+#: Share of a sampled row's true neighbours that must be among its reduced-space candidates
+#: (on a subsample of the pool) for the reduced space to be used.
+REDUCED_RECALL = 0.97
+#: Rows of the subsample that test the reduced space.
+REDUCED_TEST_ROWS = 50_000
+#: Tuning stops when one more step would raise the sample's neighbour similarity mass by less
+#: than this share: the neighbours it would add are as similar as those found, so the spread
+#: scores (similarity-weighted means) would not move (measured on the final labels: bench/scale.py).
+SIMILARITY_GAIN_STOP = 0.001
+#: Tuning stops before a step whose full search is projected to take longer than this (seconds).
+SEARCH_BUDGET_S = 600.0
 
-def _search_all(search: Callable[[NDArray[np.float32], int, int], tuple[NDArray[np.float32], NDArray[np.int64]]],
+
+class PoolIndex:
+    """An index of a pool's unit vectors: nearest pool rows by cosine for any query.
+
+    Built with the kNN graph (the graph is this index searched with every pool row) and saved
+    with a run, so that new items are labeled against the fitted pool without a rebuild.
+    Exact (a flat index) for small pools; faiss IVF above, with candidates generated in a
+    reduced principal-component space and re-ranked exactly where that keeps the neighbours.
+
+    Attributes
+    ----------
+    index : faiss.Index
+    kind : str
+        ``"exact"``, ``"ivf"`` or ``"ivf-reduced"``.
+    nprobe : int or None
+        IVF lists probed per query.
+    k_factor : int
+        Candidates re-ranked per neighbour (reduced space only).
+    """
+
+    def __init__(self, index: Any, kind: str, nprobe: int | None = None, k_factor: int = 1) -> None:
+        self.index, self.kind, self.k_factor = index, kind, int(k_factor)
+        self.path: Path | None = None  # the file it was saved to or read from
+        self.nprobe: int | None = None
+        self.set_nprobe(nprobe)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.index.ntotal)  # type: ignore[attr-defined]
+
+    @property
+    def n_dims(self) -> int:
+        return int(self.index.d)  # type: ignore[attr-defined]
+
+    def set_nprobe(self, nprobe: int | None) -> None:
+        import faiss
+
+        self.nprobe = nprobe
+        if nprobe is not None:
+            faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
+        if self.kind == "ivf-reduced":
+            self.index.k_factor = float(self.k_factor)  # type: ignore[attr-defined]
+
+    def search(self, Q: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """faiss's ``(similarities, indices)`` of unit-length queries `Q` (n_queries, n_dims)."""
+        return self.index.search(np.ascontiguousarray(Q, dtype=np.float32), k)  # type: ignore[attr-defined]
+
+    def neighbors(self, Q: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Top-`k` pool rows of each unit-length query: ``(indices, similarities)``, -1 / 0 where
+        fewer exist."""
+        D, I = self.search(Q, k)
+        D = np.where(I >= 0, D, 0.0).astype(np.float32)
+        return I.astype(np.int64), D
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to `path` atomically."""
+        import faiss
+
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            os.replace(tmp, path)
+            self.path = path
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, kind: str, nprobe: int | None, k_factor: int) -> "PoolIndex":
+        import faiss
+
+        out = cls(faiss.read_index(str(path)), kind, nprobe, k_factor)
+        out.path = Path(path)
+        return out
+
+    @classmethod
+    def exact(cls, unit: "_UnitRows") -> "PoolIndex":
+        """A flat inner-product index of every row (small pools)."""
+        import faiss
+
+        index = faiss.IndexFlatIP(unit.X.shape[1])
+        for start in range(0, unit.X.shape[0], ROW_BLOCK):
+            index.add(unit.span(start, min(start + ROW_BLOCK, unit.X.shape[0])))
+        return cls(index, "exact")
+
+
+def _search_all(search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]],
                 queries: Callable[[int, int], NDArray[np.float32]], rows: NDArray[np.int64],
                 k: int, progress: Progress | None) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Top-`k` neighbours of row ``rows[i]``, each row itself dropped. ``queries(a, b)`` gives
-    the unit vectors of ``rows[a:b]``; ``search(x, kk, a)`` returns faiss's ``(D, I)`` for them."""
+    the unit vectors of ``rows[a:b]``; ``search(x, kk)`` returns faiss's ``(D, I)`` for them."""
     m = len(rows)
     idx = np.empty((m, k), dtype=np.int64)
     sim = np.empty((m, k), dtype=np.float32)
     for start in range(0, m, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, m)
-        D, I = search(queries(start, stop), k + 1, start)
+        D, I = search(queries(start, stop), k + 1)
         own = I == rows[start:stop, None]
         # drop the row itself where found, else the least similar result
         drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
@@ -265,82 +382,147 @@ def _search_all(search: Callable[[NDArray[np.float32], int, int], tuple[NDArray[
     return idx, sim
 
 
-def _ivf(
-    unit: _UnitRows, k: int, nprobe: int | None, target_recall: float, random_state: int,
-    progress: Progress | None,
-) -> tuple[NDArray[np.int64], NDArray[np.float32], float, int]:
-    """All-rows kNN with faiss IVF (2 sqrt(n) lists, fp16 codes).
+def _reduction(unit: "_UnitRows", k: int, rng: np.random.Generator) -> NDArray[np.float32] | None:
+    """The projection (dims x d) onto the fewest principal components of :data:`REDUCED_DIMS`
+    whose top-(K_FACTOR k) candidates hold :data:`REDUCED_RECALL` of the true neighbours, tested
+    on a subsample of the pool; None when none does (high intrinsic dimension: search the full space)."""
+    n, d = unit.X.shape
+    dims = [m for m in REDUCED_DIMS if m <= d // 3]
+    if not dims:
+        return None
+    sub = np.sort(rng.choice(n, min(n, REDUCED_TEST_ROWS), replace=False))
+    S = unit.take(sub)
+    centred = S - S.mean(axis=0)
+    cov = (centred.T @ centred).astype(np.float64)
+    _, vecs = np.linalg.eigh(cov)
+    P = np.ascontiguousarray(vecs[:, ::-1][:, : max(dims)].T, dtype=np.float32)  # top components first
+    q = rng.choice(len(sub), min(len(sub), SAMPLE_ROWS), replace=False)
+    truth, _ = _topk_exact(S[q], S, k, _block_rows(len(sub)), None, self_rows=q)
+    R = S @ P.T  # uncentred projection: inner products in it approximate those of the full space
+    for m in dims:
+        Rm = np.ascontiguousarray(R[:, :m])
+        cand, _ = _topk_exact(Rm[q], Rm, K_FACTOR * k, _block_rows(len(sub)), None, self_rows=q)
+        recall = float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(cand, truth)]) / k)
+        log.info("reduced space %d dims: candidate recall %.3f", m, recall)
+        if recall >= REDUCED_RECALL:
+            return np.ascontiguousarray(P[:m])
+    return None
 
-    With `nprobe` None, the number of lists probed is tuned on a sample of 128
-    rows against their exact neighbours: the smallest that reaches
-    `target_recall` + 0.01 (a margin for the sample's error). Returns the graph,
-    the sample's recall@k and the nprobe used.
-    """
+
+def faiss_ivf(pool: PoolIndex) -> Any:
+    """The IVF part of a pool index (for its number of lists)."""
+    import faiss
+
+    return faiss.extract_index_ivf(pool.index)
+
+
+def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state: int,
+              progress: Progress | None = None) -> PoolIndex:
+    """Train and fill the IVF index of every row (2 sqrt(n) lists): in a reduced space with
+    exact re-ranking where :func:`_reduction` finds one that keeps the neighbours, else fp16
+    codes of the full vectors. nprobe is left unset."""
     import faiss
 
     n, d = unit.X.shape
     nlist = max(1, int(IVF_LISTS_PER_SQRT_N * np.sqrt(n)))
-    quantizer = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFScalarQuantizer(
-        quantizer, d, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT, False
-    )
-    index.cp.niter = IVF_NITER
-    index.cp.seed = int(random_state)
-    index.cp.min_points_per_centroid = 5
-    index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
-    rng = np.random.default_rng(random_state)
+    P = _reduction(unit, k, rng)
+    if P is not None:
+        m = P.shape[0]
+        proj = faiss.LinearTransform(d, m, False)
+        faiss.copy_array_to_vector(P.ravel(), proj.A)
+        proj.is_trained = True
+        coarse = faiss.IndexFlatIP(m)
+        ivf = faiss.IndexIVFScalarQuantizer(coarse, m, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                            faiss.METRIC_INNER_PRODUCT, False)
+        base = faiss.IndexPreTransform(proj, ivf)
+        refine = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        index: Any = faiss.IndexRefine(base, refine)
+        kind, k_factor = "ivf-reduced", K_FACTOR
+        # the Python objects own nothing faiss keeps: keep them alive with the index
+        index.own_fields = False
+        pool_parts: tuple[Any, ...] = (proj, coarse, ivf, base, refine)
+    else:
+        coarse = faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFScalarQuantizer(coarse, d, nlist, faiss.ScalarQuantizer.QT_fp16,
+                                            faiss.METRIC_INNER_PRODUCT, False)
+        index, kind, k_factor, pool_parts = ivf, "ivf", 1, (coarse,)
+    ivf.cp.niter = IVF_NITER
+    ivf.cp.seed = int(random_state)
+    ivf.cp.min_points_per_centroid = 5
+    ivf.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
     n_train = IVF_TRAIN_PER_LIST * nlist
     index.train(unit.take(np.arange(n) if n <= n_train else np.sort(rng.choice(n, n_train, replace=False))))
-    # Every row is both stored and searched, so one pass over the centroids gives each row its
-    # list (to add it) and its nearest lists (to search from), instead of one pass for each.
-    n_coarse = min(COARSE_PROBES, nlist)
-    coarse_i = np.empty((n, n_coarse), dtype=np.int64)
-    coarse_d = np.empty((n, n_coarse), dtype=np.float32)
     for start in range(0, n, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, n)
-        block = unit.span(start, stop)
-        coarse_d[start:stop], coarse_i[start:stop] = quantizer.search(block, n_coarse)
-        own_list = np.ascontiguousarray(coarse_i[start:stop, 0])
-        index.add_core(stop - start, faiss.swig_ptr(block), None, faiss.swig_ptr(own_list))
+        index.add(unit.span(start, stop))
         if progress:
             progress("knn graph (index)", stop, n)
+    pool = PoolIndex(index, kind, None, k_factor)
+    pool._parts = pool_parts  # type: ignore[attr-defined]
+    return pool
+
+
+def _ivf(
+    unit: _UnitRows, k: int, nprobe: int | None, target_recall: float, random_state: int,
+    progress: Progress | None,
+) -> tuple[NDArray[np.int64], NDArray[np.float32], float, int, PoolIndex]:
+    """All-rows kNN with faiss IVF (2 sqrt(n) lists).
+
+    Where a few principal components keep each row's neighbours among its candidates, lists
+    are built in that reduced space (8-bit codes) and candidates re-ranked by exact cosine on
+    fp16 copies; elsewhere the lists hold fp16 codes of the full vectors. With `nprobe` None,
+    the lists probed are tuned on 128 sampled rows against their exact neighbours: the
+    smallest step that reaches `target_recall` + 0.01; tuning also stops when a step would add
+    neighbours no more similar than those found (:data:`SIMILARITY_GAIN_STOP`) or when the
+    next step's full search is projected past :data:`SEARCH_BUDGET_S`. Returns the graph, the
+    sample's recall@k, the nprobe used and the index.
+    """
+    n = unit.X.shape[0]
+    rng = np.random.default_rng(random_state)
+    pool = ivf_index(unit, k, rng, random_state, progress)
+    nlist = int(faiss_ivf(pool).nlist)
     sample = np.sort(rng.choice(n, min(n, SAMPLE_ROWS), replace=False))
     Q = unit.take(sample)
-    truth, _ = _topk_exact(Q, unit.X, k, _block_rows(n), None, self_rows=sample, col_scale=unit.scale)
+    truth, truth_sim = _topk_exact(Q, unit.X, k, _block_rows(n), None, self_rows=sample, col_scale=unit.scale)
+    truth_mass = np.clip(truth_sim, 0, None).sum(axis=1)
 
-    def plain(x: NDArray[np.float32], kk: int, start: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        return index.search(x, kk)  # type: ignore[no-any-return]
-
-    def sample_recall(p: int) -> float:
-        index.nprobe = p
-        got, _ = _search_all(plain, lambda a, b: Q[a:b], sample, k, None)
-        return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(got, truth)]) / k)
+    def measure(p: int) -> tuple[float, float, float]:
+        """(recall, similarity mass found / exact, projected seconds of the full search) at nprobe `p`."""
+        pool.set_nprobe(p)
+        t = time.perf_counter()
+        got, got_sim = _search_all(pool.search, lambda a, b: Q[a:b], sample, k, None)
+        seconds = (time.perf_counter() - t) * n / len(sample)
+        recall = float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(got, truth)]) / k)
+        mass = float(np.mean(np.clip(got_sim, 0, None).sum(axis=1) / np.maximum(truth_mass, 1e-12)))
+        return recall, mass, seconds
 
     steps = [p for p in NPROBE_STEPS if p < nlist] + [nlist]
+    why = "given"
     if nprobe is not None:
         chosen = min(max(1, nprobe), nlist)
-        recall = sample_recall(chosen)
+        recall, _, _ = measure(chosen)
     else:
-        for chosen in steps:
-            recall = sample_recall(chosen)
+        chosen = steps[0]
+        recall, mass, _ = measure(chosen)
+        why = "recall target"
+        for i, nxt in enumerate(steps[1:], 1):
             if recall >= min(1.0, target_recall + 0.01):
                 break
-    index.nprobe = chosen
-    log.info("IVF: %d lists, nprobe %d, sample recall@%d %.3f", nlist, chosen, k, recall)
-    search = plain
-    if chosen <= n_coarse:
-        index.parallel_mode = 3  # split the queries over threads inside search_preassigned too
-        cd = np.ascontiguousarray(coarse_d[:, :chosen])
-        ci = np.ascontiguousarray(coarse_i[:, :chosen])
-
-        def search(x: NDArray[np.float32], kk: int, start: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-            stop = start + len(x)
-            # (faiss's numpy wrapper; its stubs only know the raw SWIG signature)
-            return index.search_preassigned(x, kk, ci[start:stop], cd[start:stop])  # type: ignore
-
-    del coarse_d, coarse_i
-    idx, sim = _search_all(search, unit.span, np.arange(n), k, progress)
-    return idx, sim, recall, chosen
+            if progress:
+                progress("knn graph (tuning)", i, len(steps) - 1)
+            r2, m2, secs = measure(nxt)
+            if secs > SEARCH_BUDGET_S:
+                why = f"time: the next step's search was projected at {secs:.0f} s"
+                break
+            gain = m2 - mass
+            chosen, recall, mass = nxt, r2, m2
+            if gain < SIMILARITY_GAIN_STOP and recall < target_recall + 0.01:
+                why = f"similarity mass gained {gain:.4f} < {SIMILARITY_GAIN_STOP}"
+                break
+    pool.set_nprobe(chosen)
+    log.info("IVF (%s): %d lists, nprobe %d (%s), sample recall@%d %.3f", pool.kind, nlist, chosen, why, k, recall)
+    idx, sim = _search_all(pool.search, unit.span, np.arange(n), k, progress)
+    return idx, sim, recall, chosen, pool
 
 
 def build_knn_graph(
@@ -393,8 +575,8 @@ def build_knn_graph(
         use = "exact"
     else:
         unit = _UnitRows(X, normalized)
-        idx, sim, recall, used = _ivf(unit, k, nprobe, target_recall, random_state, progress)
-        return KnnGraph(indices=idx, similarities=sim, method=use, recall_estimate=recall, nprobe=used)
+        idx, sim, recall, used, index = _ivf(unit, k, nprobe, target_recall, random_state, progress)
+        return KnnGraph(indices=idx, similarities=sim, method=use, recall_estimate=recall, nprobe=used, index=index)
     return KnnGraph(indices=idx, similarities=sim, method=use)
 
 
@@ -402,7 +584,8 @@ def graph_cache_key(X: NDArray[np.float32], n_neighbors: int, **params: object) 
     """A key for caching the graph of `X`: a hash of its float32 bytes and the graph parameters."""
     h = hashlib.blake2b(digest_size=16)
     # the defaults that shape a graph are part of the key, so a changed default rebuilds it
-    defaults = (GRAPH_FORMAT, EXACT_MAX_ROWS, SAMPLE_ROWS, NPROBE_STEPS, IVF_NITER, IVF_TRAIN_PER_LIST)
+    defaults = (GRAPH_FORMAT, EXACT_MAX_ROWS, SAMPLE_ROWS, NPROBE_STEPS, IVF_NITER, IVF_TRAIN_PER_LIST, REDUCED_DIMS,
+                K_FACTOR, REDUCED_RECALL, SIMILARITY_GAIN_STOP)
     h.update(repr((defaults, X.shape, str(X.dtype), n_neighbors, sorted(params.items()))).encode())
     step = 1 << 16
     for start in range(0, X.shape[0], step):

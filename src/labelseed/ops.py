@@ -8,6 +8,7 @@ each step exists once. Run folders are read and written by :mod:`labelseed.runs`
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -347,3 +348,196 @@ def bulk_preview(run: RunArrays, label: str, threshold: float, human_rows: set[i
                 else (0.0, 1.0))
     return BulkPreview(label, float(threshold), rows, expected, coverage, right, n,
                        (float(interval[0]), float(interval[1])))
+
+
+# ------------------------------------------------------------------ new items
+
+#: New items labeled per chunk (a chunk's part file is the unit a killed job resumes from).
+LABEL_CHUNK_ROWS = 65_536
+_PARTS_MANIFEST = "labelseed-parts.json"
+
+
+@dataclass
+class LabelNewResult:
+    """What :func:`label_new` wrote: counts, and the estimate the run made for new items."""
+
+    out: Path
+    n_items: int
+    n_auto: int
+    n_abstained: int
+    per_class: dict[str, int]
+    expected_precision: float | None
+    interval: tuple[float | None, float | None]
+    chunks_resumed: int
+    seconds: float
+
+
+def _label_chunk(labeler: Any, ids: NDArray[Any], X: NDArray[Any], first_row: int, option: str) -> Any:
+    """One chunk of new items -> an Arrow table (id, label, confidence, source, predicted)."""
+    import pyarrow as pa
+
+    from ._validation import check_embeddings
+    from .autolabeler import ABSTAIN, AUTO, accept_new
+    from .graph import normalize_rows
+
+    name = f"{option} rows {first_row + 1}-{first_row + len(ids)}"
+    Xa = check_embeddings(X, name)
+    if Xa.shape[1] != labeler.n_dims:
+        raise InputError(f"{option} has {Xa.shape[1]} dimensions but the run was fitted on {labeler.n_dims}; embed the "
+                         "new items with the run's model.")
+    Q = normalize_rows(Xa, name)
+    idx, sim = labeler.index.neighbors(Q, labeler.n_neighbors)
+    scores = labeler.scorer.scores(idx, sim, Q)
+    ok = accept_new(scores, labeler.thresholds)
+    names = labeler.classes.astype(object)
+    predicted: NDArray[np.object_] = np.where(scores.predicted >= 0, names[np.maximum(scores.predicted, 0)],
+                                              np.array(None, dtype=object))
+    id_list = ids.tolist()
+    id_arr = (pa.array(id_list, pa.int64()) if all(isinstance(i, (int, np.integer)) for i in id_list)
+              else pa.array([str(i) for i in id_list], pa.string()))
+    return pa.table({
+        "id": id_arr,
+        "label": pa.array([p if a else None for p, a in zip(predicted.tolist(), ok.tolist())], pa.string()),
+        "confidence": pa.array(scores.confidence.astype(np.float64)),
+        "source": pa.array(np.where(ok, AUTO, ABSTAIN).tolist(), pa.string()),
+        "predicted": pa.array(predicted.tolist(), pa.string()),
+    })
+
+
+def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, id_column: str = "id",
+              vector_column: str | None = None, chunk_rows: int = LABEL_CHUNK_ROWS, force: bool = False,
+              progress: Progress | None = None) -> LabelNewResult:
+    """Label items that were not in a run's fit, against the run's saved index and thresholds.
+
+    Each new item is scored as the run's out-of-fold rows were when the new-item thresholds
+    were calibrated (its nearest pool rows' spread scores, mixed with the run's linear
+    classifier), then labeled (``source="auto"``) or left to abstain. The file is read in
+    chunks of `chunk_rows`; each chunk's result is written to a part file beside `out` first,
+    so a killed job resumes with the chunks not yet written, and `out` (.parquet or .csv) is
+    assembled from the parts in one rename at the end.
+
+    Raises
+    ------
+    InputError
+        A run folder that is damaged, from another version, or has no labeler; vectors whose
+        dimension differs from the run's; ids twice or already in the run's pool. Nothing is
+        written then.
+    """
+    import json
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from ._io import check_output_free, iter_embeddings
+    from .runs import REPORT_DATA, _read_npz, read_labeler, read_summary, write_table_file
+
+    t0 = time.perf_counter()
+    run_dir, out = Path(run_dir), Path(out)
+    if not run_dir.is_dir():
+        raise InputError(f"--run {str(run_dir)!r} is not a folder; pass the --out folder of `labelseed autolabel` or "
+                         "a project run (runs/<run_id>).")
+    if chunk_rows < 1:
+        raise InputError(f"--chunk-rows must be at least 1; got {chunk_rows}.")
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"--out must end in .parquet or .csv; got {str(out)!r}.")
+    check_output_free(out, force, inputs=(embeddings, run_dir))
+    summary = read_summary(run_dir)
+    labeler = read_labeler(run_dir)
+    option = "--embeddings"
+    n_items, chunks = iter_embeddings(embeddings, id_column, vector_column, chunk_rows=chunk_rows, option=option)
+    pool_ids: set[str] | None = None
+    if Path(embeddings).suffix.lower() != ".npy":  # a .npy's ids are its row numbers: nothing to collide with
+        report = run_dir / REPORT_DATA
+        pool_ids = set(_read_npz(report)["ids"].tolist()) if report.exists() else None
+
+    src = Path(embeddings).resolve()
+    stat = src.stat()
+    manifest = {"run": str(run_dir.resolve()), "run_seconds": summary.get("seconds"),
+                "labeler_mtime_ns": (run_dir / "labeler.npz").stat().st_mtime_ns, "input": str(src),
+                "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns, "chunk_rows": chunk_rows,
+                "id_column": id_column, "vector_column": vector_column}
+    parts = out.parent / f".{out.name}.parts"
+    resumed = 0
+    if parts.exists():
+        try:
+            old = json.loads((parts / _PARTS_MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old is None:  # not ours: never delete what labelseed did not write
+            raise InputError(f"{str(parts)!r} exists and was not written by labelseed; move it away and run again.")
+        if old != manifest:  # another input or run: its parts are stale
+            shutil.rmtree(parts)
+    fresh = not parts.exists()
+    parts.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (parts / _PARTS_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    seen: set[str] = set()
+    done = 0
+    try:
+        for i, (ids, X) in enumerate(chunks):
+            part = parts / f"part-{i:06d}.parquet"
+            keys = [str(v) for v in ids.tolist()]
+            for k, key in enumerate(keys):
+                if key in seen:
+                    raise InputError(f"{option} has the id {key!r} twice (the second at row {done + k + 1}); every new "
+                                     "item needs its own id.")
+                if pool_ids is not None and key in pool_ids:
+                    raise InputError(f"{option} row {done + k + 1} has the id {key!r}, which is already in the run's "
+                                     "pool (it has its label there); drop those rows or give new items new ids.")
+                seen.add(key)
+            if part.exists():
+                resumed += 1
+            else:
+                write_table_file(part, _label_chunk(labeler, ids, X, done, option))
+            done += len(ids)
+            if progress:
+                progress("label new items", done, n_items)
+    except InputError:
+        shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing written, no parts left behind
+        raise
+    # assemble: stream the parts into one file, renamed into place
+    files = sorted(parts.glob("part-*.parquet"))
+    counts: dict[str, int] = {}
+    n_auto = 0
+    tables = (pq.read_table(f) for f in files)
+    import tempfile
+
+    import pyarrow.csv as pacsv
+
+    from ._io import csv_safe_table
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        writer: Any = None
+        for t in tables:
+            if out.suffix.lower() == ".parquet":
+                writer = writer or pq.ParquetWriter(tmp, t.schema)
+            else:
+                t = csv_safe_table(t)
+                writer = writer or pacsv.CSVWriter(tmp, t.schema)
+            writer.write_table(t)
+            n_auto += _count(t, counts)
+        if writer is not None:
+            writer.close()
+        os.replace(tmp, out)
+    finally:
+        if Path(tmp).exists():
+            Path(tmp).unlink()
+    shutil.rmtree(parts, ignore_errors=True)
+    new = summary.get("new_items") or {}
+    interval = tuple(new.get("expected_precision_interval") or (None, None))
+    return LabelNewResult(out=out, n_items=done, n_auto=n_auto, n_abstained=done - n_auto, per_class=counts,
+                          expected_precision=new.get("expected_precision"),
+                          interval=(interval[0], interval[1]), chunks_resumed=resumed,
+                          seconds=time.perf_counter() - t0)
+
+
+def _count(table: Any, counts: dict[str, int]) -> int:
+    import pyarrow.compute as pc
+
+    auto = table.filter(pc.equal(table.column("source"), "auto"))
+    for label, n in zip(*np.unique(np.asarray(auto.column("label").to_pylist(), dtype=object).astype(str),
+                                   return_counts=True)) if auto.num_rows else ():
+        counts[str(label)] = counts.get(str(label), 0) + int(n)
+    return int(auto.num_rows)

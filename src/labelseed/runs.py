@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,6 +27,12 @@ SUMMARY = "summary.json"
 DECISIONS = "decisions.npz"
 REPORT_DATA = "report_data.npz"
 AUDIT = "audit.json"
+#: What labels new items against the run: scores, classifier, thresholds (``labeler.npz``) and the
+#: pool's search index (``index.faiss``).
+LABELER = "labeler.npz"
+INDEX = "index.faiss"
+#: Bumped when the labeler's layout changes; a run with another number is refused with the fix.
+LABELER_FORMAT = 1
 
 #: each row's status in report data
 HUMAN, AUTO, ABSTAINED = 0, 1, 2
@@ -62,6 +69,99 @@ def write_run(folder: Path, model: Any, summary: dict[str, Any], rows: NDArray[n
              oof_conf=model.cv_scores_.oof.confidence)
     write_json_atomic(folder / SUMMARY, summary)
     save_report_data(folder / REPORT_DATA, model, ids)
+    if getattr(model, "new_item_scorer_", None) is not None:
+        write_labeler(folder, model)
+
+
+def write_labeler(folder: Path, model: Any) -> None:
+    """What :func:`labelseed.ops.label_new` needs to label items that were not in the fit: the
+    pool's spread scores, the linear classifier, the thresholds calibrated for new items and the
+    pool's search index (the graph's own index, linked from the cache when it came from there)."""
+    from .graph import PoolIndex, _UnitRows, ivf_index
+
+    scorer, th, graph = model.new_item_scorer_, model.new_item_thresholds_, model.graph_
+    index = graph.index
+    if index is None:  # an exact graph, or a cached graph saved without its index
+        unit = _UnitRows(model._X_fit, normalized=False)
+        if graph.method == "exact":
+            index = PoolIndex.exact(unit)
+        else:
+            index = ivf_index(unit, graph.n_neighbors, np.random.default_rng(model.random_state), model.random_state)
+            index.set_nprobe(graph.nprobe)
+    linked = False
+    source = getattr(index, "path", None)
+    if source is not None and Path(source).exists():
+        try:
+            os.link(source, folder / INDEX)  # the cache's copy: no second file of the same bytes
+            linked = True
+        except OSError:
+            pass
+    if not linked:
+        index.save(folder / INDEX)
+    lin = scorer.linear
+    np.savez(folder / LABELER, format=np.array(LABELER_FORMAT), classes=np.asarray([str(c) for c in model.classes_]),
+             spread=scorer.spread.astype(np.float32), weight=np.array(scorer.weight),
+             coef=np.empty((0, 0), np.float32) if lin is None else lin.coef,
+             intercept=np.empty(0, np.float32) if lin is None else lin.intercept,
+             thresholds=np.asarray(th.thresholds, dtype=np.float64), n_neighbors=np.array(graph.n_neighbors),
+             n_dims=np.array(model._X_fit.shape[1]), index_kind=np.array(index.kind),
+             nprobe=np.array(-1 if index.nprobe is None else index.nprobe), k_factor=np.array(index.k_factor))
+
+
+@dataclass
+class Labeler:
+    """A run's new-item labeler, read back (:func:`read_labeler`)."""
+
+    classes: NDArray[np.str_]
+    scorer: Any  # autolabeler.NewItemScorer
+    thresholds: NDArray[np.float64]
+    index: Any  # graph.PoolIndex
+    n_neighbors: int
+    n_dims: int
+
+
+def read_labeler(folder: Path) -> Labeler:
+    """The labeler a run saved, or one line saying why it cannot be used."""
+    from .autolabeler import NewItemScorer
+    from .graph import PoolIndex
+    from .spreading import LinearModel
+
+    folder = Path(folder)
+    summary = read_summary(folder)
+    path = folder / LABELER
+    if not path.exists():
+        if summary.get("params", {}).get("method") == "self_training":
+            raise InputError(f"{str(folder)!r} was fitted with method self_training, which has no graph to label new "
+                             "items against; fit again with the default method.")
+        raise InputError(f"{str(folder)!r} has no {LABELER} (written by labelseed {summary.get('version', '?')}, "
+                         "before new items could be labeled); fit the run again with this version.")
+    d = _read_npz(path)
+    need = ("format", "classes", "spread", "weight", "coef", "intercept", "thresholds", "n_neighbors", "n_dims",
+            "index_kind", "nprobe", "k_factor")
+    missing = [k for k in need if k not in d]
+    if missing:
+        raise _damaged(path, KeyError(f"no {missing[0]!r}"))
+    if int(d["format"]) != LABELER_FORMAT:
+        raise InputError(f"{str(folder)!r} was written by another labelseed version (labeler format {int(d['format'])}, "
+                         f"this version reads {LABELER_FORMAT}); fit the run again with this version.")
+    n_classes = len(d["classes"])
+    if d["spread"].ndim != 2 or d["spread"].shape[1] != n_classes or len(d["thresholds"]) != n_classes:
+        raise _damaged(path, ValueError("its arrays do not match its classes"))
+    if not (folder / INDEX).exists():
+        raise InputError(f"{str(folder)!r} has no {INDEX} (the pool's search index); fit the run again.")
+    nprobe = int(d["nprobe"])
+    try:
+        index = PoolIndex.load(folder / INDEX, str(d["index_kind"]), None if nprobe < 0 else nprobe, int(d["k_factor"]))
+    except RuntimeError as exc:
+        raise _damaged(folder / INDEX, ValueError(str(exc).strip().splitlines()[-1][:200])) from None
+    if index.n_rows != d["spread"].shape[0] or index.n_dims != int(d["n_dims"]):
+        raise _damaged(folder / INDEX, ValueError(f"it holds {index.n_rows} x {index.n_dims} vectors, the labeler "
+                                                  f"{d['spread'].shape[0]} x {int(d['n_dims'])}"))
+    linear = None if d["coef"].size == 0 else LinearModel(d["coef"].astype(np.float32),
+                                                          d["intercept"].astype(np.float32))
+    scorer = NewItemScorer(spread=d["spread"], linear=linear, weight=float(d["weight"]))
+    return Labeler(classes=d["classes"], scorer=scorer, thresholds=d["thresholds"], index=index,
+                   n_neighbors=int(d["n_neighbors"]), n_dims=int(d["n_dims"]))
 
 
 def save_report_data(path: Path, model: Any, ids: list[Any] | NDArray[Any]) -> None:

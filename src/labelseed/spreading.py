@@ -502,6 +502,12 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         Spread scores (before mixing) of the last label vector scored.
     last_linear : LinearModel or None
         Linear classifier of the last label vector scored.
+    set_spread : list of Scores
+        Spreading alone, for every label vector of the last call.
+    set_linear : list of LinearModel or None
+        The linear classifier of every label vector (None for spreading alone).
+    set_weight : list of float
+        The weight each label vector's scores gave its classifier.
     """
 
     def __init__(self, S: sparse.csr_matrix, Xn: NDArray[np.float32] | None, n_classes: int, alpha: float, *,
@@ -513,22 +519,31 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         self.last_spread: Scores | None = None
         self.last_linear: LinearModel | None = None
         self.spread_runs: list[Scores] | None = None
+        self.set_spread: list[Scores] = []
+        self.set_linear: list[LinearModel] | None = None
+        self.set_weight: list[float] = []
 
     def __call__(self, code_sets: list[NDArray[np.int64]]) -> list[Scores]:
         self.spread_runs = None
+        self.set_linear = None
         groups = None if self.Xn is None else spread_groups(self.S, code_sets, self.n_classes, self.alpha,
                                                             progress=self.progress)
         if groups is None:  # spreading alone, or sets that are not folds: no weight can be learned out of fold
             runs = spread_many(self.S, code_sets, self.n_classes, self.alpha, progress=self.progress)
             self.last_spread = runs[-1]
+            self.set_spread = runs
             if self.Xn is None:
                 self.weight = 0.0
+                self.set_weight = [0.0] * len(runs)
                 return runs
             self.weight = LINEAR_WEIGHTS[0]
+            self.set_weight = [self.weight] * len(runs)
+            self.set_linear = []
             out = []
             for codes, r in zip(code_sets, runs):
                 self.last_linear = fit_linear(self.Xn, codes, self.n_classes, random_state=self.random_state,
                                               scale=self.scale)
+                self.set_linear.append(self.last_linear)
                 out.append(mix_scores(r, self.last_linear.probabilities(self.Xn, self.scale), self.weight))
             return out
         return self._nested(code_sets, groups)
@@ -591,12 +606,15 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         # final weight of 0 the folds' weights, chosen on other rows, may differ
         self.spread_runs = [Scores.from_unnormalized(F) for F in spread_folds]
         del spread_folds
-        out = [mix_scores(self.spread_runs[f], proba(single[f]), choose([(f, g) for g in range(n_folds) if g != f]))
-               for f in range(n_folds)]
+        self.set_weight = [choose([(f, g) for g in range(n_folds) if g != f]) for f in range(n_folds)]
+        out = [mix_scores(self.spread_runs[f], proba(single[f]), self.set_weight[f]) for f in range(n_folds)]
         self.weight = choose([(g, g) for g in range(n_folds)])
         self.last_spread = Scores.from_unnormalized(spread_without(groups, ()))
         self.spread_runs.append(self.last_spread)
         self.last_linear = linear(())
+        self.set_spread = self.spread_runs
+        self.set_linear = [*single, self.last_linear]
+        self.set_weight.append(self.weight)
         out.append(mix_scores(self.last_spread, proba(self.last_linear), self.weight))
         return out
 
@@ -615,3 +633,31 @@ def _best_weight(spread: NDArray[np.float64], linear: NDArray[np.float64], y: ND
         losses.append(float(-np.log(np.clip(p_true, 1e-6, 1.0)).mean()))
     log.debug("linear weight log-losses %s", dict(zip(LINEAR_WEIGHTS, losses)))
     return LINEAR_WEIGHTS[int(np.argmin(losses))]
+
+
+#: Rows whose neighbours' scores are gathered at a time (bounds the rows x k x classes temporary).
+_NEIGHBOUR_CHUNK = 32_768
+
+
+def neighbour_scores(indices: NDArray[np.int64], similarities: NDArray[np.float32],
+                     spread: NDArray[np.floating]) -> Scores:
+    """The inductive spreading score of rows outside the graph: the similarity-weighted mean of
+    their nearest pool rows' spread distributions.
+
+    Parameters
+    ----------
+    indices : ndarray of shape (n_items, k), int
+        Each item's nearest pool rows (-1 where it has fewer).
+    similarities : ndarray of shape (n_items, k), float32
+        Cosine similarities to them (clipped at 0, as the graph's edge weights are).
+    spread : ndarray of shape (n_pool, n_classes)
+        The pool rows' spread distributions.
+    """
+    m, n_classes = indices.shape[0], spread.shape[1]
+    F = np.empty((m, n_classes), dtype=np.float32)
+    for s in range(0, m, _NEIGHBOUR_CHUNK):
+        idx = indices[s:s + _NEIGHBOUR_CHUNK]
+        w = np.clip(similarities[s:s + _NEIGHBOUR_CHUNK], 0.0, None).astype(np.float32) * (idx >= 0)
+        F[s:s + _NEIGHBOUR_CHUNK] = np.einsum("ik,ikc->ic", w, spread[np.maximum(idx, 0)].astype(np.float32,
+                                                                                             copy=False))
+    return Scores.from_unnormalized(F)
