@@ -95,6 +95,8 @@ def test_readme_shell_examples_run_as_written(tmp_path):
     files.mkdir()
     X, y = blobs(n_per=300, n_classes=3, dim=16, spread=0.8, seed=4)
     np.save(files / "X.npy", X)
+    # new items: near the pool's rows, not in it
+    np.save(files / "new.npy", (X[::5] + 0.05 * np.random.default_rng(5).standard_normal(X[::5].shape)).astype("f4"))
     pick = np.concatenate([np.flatnonzero(y == c)[:12] for c in range(3)])
     with open(files / "seed.csv", "w", newline="") as f:
         csv.writer(f).writerows([["id", "label"], *[[i, f"c{y[i]}"] for i in pick]])
@@ -106,6 +108,7 @@ def test_readme_shell_examples_run_as_written(tmp_path):
         if "--out audit.csv" in line:  # a person verifies the sample
             _answer(files / "audit.csv", file_truth, files / "audit_done.csv")
     assert (files / "run" / "audit.json").exists()
+    assert (files / "new_labels.parquet").exists()
     assert ran == len(project_loop) + len(simulate) + len(file_mode) + len(choosing)
 
 

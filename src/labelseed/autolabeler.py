@@ -663,6 +663,7 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
                    for k, v in model.get_params().items()},
         "inputs": inputs,
         "seconds": round(seconds, 3),
+        "timings": {k: round(float(v), 3) for k, v in getattr(model, "timings_", {}).items()},
         "version": __version__,
         "classes": classes,
     }
