@@ -151,6 +151,8 @@ def build_base(d: Path) -> Path:
     (d / "full").mkdir()
     (d / "pool.csv").write_text("id,text\n" + "".join(f"t{i},word{i % 3} thing {i}\n" for i in range(40)))
     (d / "pool_dupid.csv").write_text("id,text\nt1,a\nt1,b\nt2,c\n")
+    (d / "pool_new.csv").write_text("id,text\n" + "".join(f"n{i},word{i % 3} thing {i}\n" for i in range(9)))
+    (d / "pool_new_dupid.csv").write_text("id,text\nn1,a\nn1,b\n")
     (d / "pool_emptyid.csv").write_text("id,text\nt1,a\n,b\nt3,c\n")
     (d / "pool_emptytext.csv").write_text("id,text\nt1,a b\nt2,\nt3,c d\n")
     (d / "pool_header.csv").write_text("id,text\n")
@@ -255,7 +257,25 @@ def _labeler_other_version(d: Path) -> None:
     np.savez(path, **arrays)
 
 
+def _added(d: Path) -> None:
+    cli_ok("add", str(d / "projfit"), "--data", str(d / "pool_new.csv"))
+
+
+def _added_embedded(d: Path) -> None:
+    _added(d)
+    cli_ok("embed", str(d / "projfit"), "--model", "hashing", "--quiet")
+
+
+def _added_no_labeler(d: Path) -> None:
+    _added_embedded(d)
+    for p in (d / "projfit" / "runs").glob("*/labeler.npz"):
+        p.unlink()
+
+
 SETUPS: dict[str, Callable[[Path], None]] = {
+    "items added": _added,
+    "items added and embedded": _added_embedded,
+    "items added, run without labeler": _added_no_labeler,
     "labeler other version": _labeler_other_version,
     "labeler deleted": _damage("run/labeler.npz", "delete"),
     "labeler garbage": _damage("run/labeler.npz", "garbage"),
@@ -629,6 +649,22 @@ CASES: list[Case] = [
       "--out", "{d}/nl.csv"), "does not exist"),
     C("label", "label: new items file garbage", ("label", "--run", "{d}/run", "--embeddings", "{d}/V_garbage.parquet",
       "--out", "{d}/nl.csv"), "not a readable Parquet"),
+    # --- adding items to a project after a fit, and labeling them (issue 14)
+    C("add", "add: new items", ("add", "{d}/projfit", "--data", "{d}/pool_new.csv"), "added 9 items", exit=0,
+      writes=("projfit/labelseed.db*", "projfit/embeddings.npy")),
+    C("add", "add: ids already in the project", ("add", "{d}/projfit", "--data", "{d}/pool.csv"),
+      "already in the project"),
+    C("add", "add: the same new id twice", ("add", "{d}/projfit", "--data", "{d}/pool_new_dupid.csv"), "duplicate id"),
+    C("add", "add: an empty text", ("add", "{d}/projfit", "--data", "{d}/pool_emptytext.csv"), "empty text"),
+    C("add", "add: no text column", ("add", "{d}/projfit", "--data", "{d}/pool_notext.csv"), "text"),
+    C("add", "add: the data file does not exist", ("add", "{d}/projfit", "--data", "{d}/none.csv"), "does not exist"),
+    C("add", "add: no --data", ("add", "{d}/projfit"), "--data"),
+    C("add", "add: not a project", ("add", "{d}/mine", "--data", "{d}/pool_new.csv"), "not a labelseed project"),
+    C("add", "apply --new with nothing added", ("apply", "{d}/projfit", "--new"), "No item was added"),
+    C("add", "apply --new before the added items are embedded", ("apply", "{d}/projfit", "--new"),
+      "not embedded yet", setup="items added"),
+    C("add", "apply --new with a run from an older version", ("apply", "{d}/projfit", "--new"), "fit the run again",
+      setup="items added, run without labeler"),
     # --- reports
     C("report", "report --run that does not exist", ("report", "--run", "{d}/nope"), "summary.json"),
     C("report", "report --run that is not a run", ("report", "--run", "{d}/mine"), "summary.json"),

@@ -110,3 +110,91 @@ def test_a_killed_label_job_resumes_and_writes_every_item_once(tmp_path):
                 "--out", str(tmp_path / "again.parquet"), "--chunk-rows", "4000", "--quiet")
     assert r.returncode == 0, r.stderr
     assert pq.read_table(out).equals(pq.read_table(tmp_path / "again.parquet"))
+
+
+def _vector_project(tmp_path: Path):
+    from labelseed.project import Project
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 16)) * 3
+    y = np.arange(460) % 3
+    X = (centres[y] + rng.standard_normal((460, 16))).astype(np.float32)
+    np.save(tmp_path / "pool.npy", X[:300])
+    (tmp_path / "ids.csv").write_text("id\n" + "".join(f"v{i}\n" for i in range(300)))
+    (tmp_path / "seed.csv").write_text("id,label\n" + "".join(f"v{i},c{y[i]}\n" for i in range(45)))
+    proj = Project.init(tmp_path / "proj", data=tmp_path / "ids.csv", vectors=tmp_path / "pool.npy")
+    proj.import_labels(tmp_path / "seed.csv")
+    return proj, X, y
+
+
+def test_project_labels_items_added_after_a_fit_without_refitting(tmp_path):
+    proj, X, y = _vector_project(tmp_path)
+    with proj:
+        run = proj.fit()
+        np.save(tmp_path / "new.npy", X[300:])
+        (tmp_path / "new.csv").write_text("id\n" + "".join(f"v{i}\n" for i in range(300, 460)))
+        assert proj.add(tmp_path / "new.csv", vectors=tmp_path / "new.npy") == 160
+        out = proj.apply(new=True, out=tmp_path / "labels.csv")
+        assert proj.run()["run_id"] == run["run_id"]  # no refit: the same run labeled them
+        import csv
+
+        rows = {r["id"]: r for r in csv.DictReader(open(out))}
+        new = [f"v{i}" for i in range(300, 460)]
+        auto = [i for i in new if i in rows]
+        assert len(auto) > 120
+        assert all(rows[i]["source"] == "auto" for i in auto)
+        assert np.mean([rows[i]["label"] == f"c{y[int(i[1:])]}" for i in auto]) > 0.95
+        # recorded with the run: status counts them
+        st = proj.status()
+        assert sum(v["auto"] for v in st["classes"].values()) >= len(auto)
+        # the next fit takes them into the pool
+        proj.fit()
+        assert proj.decisions()["rows"].shape[0] == 460
+
+
+def test_an_add_killed_after_its_vectors_were_written_leaves_a_usable_project(tmp_path):
+    # add writes the longer embeddings file first, then the items in one transaction; a kill
+    # between the two leaves a file with rows past the items, which is never read
+    proj, X, _ = _vector_project(tmp_path)
+    with proj:
+        proj._grow_embeddings(330, 16, tail=X[300:330])  # what the killed add had written
+        rows, V = proj.vectors()
+        assert len(rows) == 300
+        np.testing.assert_array_equal(V, X[:300])
+        np.save(tmp_path / "new.npy", X[300:330])
+        (tmp_path / "new.csv").write_text("id\n" + "".join(f"v{i}\n" for i in range(300, 330)))
+        assert proj.add(tmp_path / "new.csv", vectors=tmp_path / "new.npy") == 30  # the retry succeeds
+        rows, V = proj.vectors()
+        np.testing.assert_array_equal(V, X[:330])
+
+
+def test_text_items_added_are_embedded_by_the_next_embed_and_labeled_by_apply_new(tmp_path):
+    from conftest import write_text_pool
+
+    from labelseed.project import Project
+
+    truth = write_text_pool(tmp_path / "pool.csv", 300, 4)
+    (tmp_path / "seed.csv").write_text("id,label\n" + "".join(f"{i},{c}\n" for i, c in list(truth.items())[:60]))
+    proj = Project.init(tmp_path / "proj", data=tmp_path / "pool.csv", text_column="text")
+    with proj:
+        proj.embed("hashing")
+        proj.import_labels(tmp_path / "seed.csv")
+        proj.fit()
+        more = write_text_pool(tmp_path / "more.csv", 330, 4)  # the same texts, then 30 more
+        new_truth = dict(list(more.items())[300:])
+        (tmp_path / "new.csv").write_text("id,text\n" + "\n".join(
+            line for line in (tmp_path / "more.csv").read_text().splitlines()[301:]) + "\n")
+        assert proj.add(tmp_path / "new.csv") == 30
+        with pytest.raises(Exception, match="not embedded yet"):
+            proj.apply(new=True)
+        before = np.load(proj.store.embeddings_path())
+        report = proj.embed("hashing")
+        assert report.embedded + report.from_cache == 30 and report.already_done == 300
+        after = np.load(proj.store.embeddings_path())
+        np.testing.assert_array_equal(after[:300], before)  # the vectors it had are kept
+        out = proj.apply(new=True)
+        import csv
+
+        rows = {r["id"]: r for r in csv.DictReader(open(out))}
+        got = [i for i in new_truth if i in rows]
+        assert len(got) >= 20 and all(rows[i]["label"] == new_truth[i] for i in got)

@@ -65,6 +65,9 @@ def test_readme_shell_examples_run_as_written(tmp_path):
     _answer_rows = rng.choice(sorted(truth), 30, replace=False)
     with open(loop / "seed.csv", "w", newline="") as f:
         csv.writer(f).writerows([["id", "label"], *[[i, truth[i]] for i in _answer_rows]])
+    # items that arrive after the fit: the same kind of texts under new ids
+    write_text_pool(loop / "later.csv", 60, words=4, suffix=" today")
+    (loop / "more.csv").write_text((loop / "later.csv").read_text().replace("\nt", "\nnew-t"))
     for line in project_loop:
         r = _run(loop, line)
         assert r.returncode == 0, (line, r.stdout[-2000:], r.stderr[-2000:])

@@ -153,7 +153,20 @@ def _project_parsers(sub: Any) -> None:
     ap.add_argument("--force", action="store_true", help="replace --out if it exists")
     ap.add_argument("--refit", action="store_true",
                     help="if the human labels changed since the run, fit again with its settings and apply that")
+    ap.add_argument("--new", action="store_true", help="also label the items added since the run was fitted "
+                    "(`add`, then `embed`), through the run's saved index and its thresholds for new items")
     ap.add_argument("--quiet", action="store_true")
+    ad = sub.add_parser("add", help="add items to a project after it was created (same columns; new ids); "
+                        "`embed`, then `apply --new` labels them against the last run, or `fit` refits")
+    ad.add_argument("project")
+    ad.add_argument("--data", default=None, help=".csv, .parquet or .jsonl of the new items, with the project's "
+                    "id and text/image columns")
+    ad.add_argument("--vectors", default=None, help="a vectors project: the new items' vectors (.npy in the row "
+                    "order of --data, or .parquet with their ids)")
+    ad.add_argument("--vector-column", default=None, help="a vectors project: a list-of-floats column of --data")
+    ad.add_argument("--label-column", default=None, help="column of --data with seed labels (empty = unlabeled)")
+    ad.add_argument("--skip-empty", action="store_true", help="leave out rows with empty text instead of stopping")
+    ad.add_argument("--truncate", action="store_true", help="keep the first 100,000 characters of longer texts")
     ex = sub.add_parser("export", help="items with their text or image reference, as CSV or Label Studio JSON")
     ex.add_argument("project")
     ex.add_argument("--out", required=True, help=".csv, or .json for Label Studio tasks")
@@ -644,6 +657,17 @@ def label_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_cmd(args: argparse.Namespace) -> int:
+    with _open(args) as proj:
+        n = proj.add(args.data, vectors=args.vectors, vector_column=args.vector_column, label_column=args.label_column,
+                     skip_empty=args.skip_empty, truncate=args.truncate)
+        kind = proj.meta.get("kind")
+    nxt = (f"labelseed apply {args.project} --new" if kind == "vectors"
+           else f"labelseed embed {args.project}, then labelseed apply {args.project} --new")
+    print(f"added {n} items; next: {nxt} (or fit again to take them into the pool)")
+    return 0
+
+
 def fit_cmd(args: argparse.Namespace) -> int:
     with _open(args) as proj:
         _fit(proj, args)
@@ -653,7 +677,8 @@ def fit_cmd(args: argparse.Namespace) -> int:
 
 def apply_cmd(args: argparse.Namespace) -> int:
     with _open(args) as proj, _Progress(not args.quiet) as progress:
-        out = proj.apply(run_id=args.run_id, out=args.out, force=args.force, refit=args.refit, progress=progress)
+        out = proj.apply(run_id=args.run_id, out=args.out, force=args.force, refit=args.refit, new=args.new,
+                         progress=progress)
         hand = (proj.run(args.run_id)["summary"] or {}).get("set_by_hand")
     print(f"written to {out}")
     if hand:
@@ -869,7 +894,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return audit_cmd(args)
         if args.command == "label":
             return label_cmd(args)
-        commands = {"init": init_cmd, "embed": embed_cmd, "import": import_cmd, "fit": fit_cmd, "apply": apply_cmd,
+        commands = {"init": init_cmd, "add": add_cmd, "embed": embed_cmd, "import": import_cmd, "fit": fit_cmd, "apply": apply_cmd,
                     "export": export_cmd, "status": status_cmd, "run": run_cmd, "report": report_cmd,
                     "simulate": simulate_cmd, "serve": serve_cmd}
         return commands[args.command](args)

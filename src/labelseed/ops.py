@@ -372,33 +372,51 @@ class LabelNewResult:
     seconds: float
 
 
-def _label_chunk(labeler: Any, ids: NDArray[Any], X: NDArray[Any], first_row: int, option: str) -> Any:
-    """One chunk of new items -> an Arrow table (id, label, confidence, source, predicted)."""
-    import pyarrow as pa
+@dataclass
+class NewItemLabels:
+    """New items' labels from a run's labeler: class codes (-1 where no label reached), the
+    confidence of that class, and whether it passed the class's new-item threshold."""
 
+    predicted: NDArray[np.int64]
+    confidence: NDArray[np.float32]
+    accepted: NDArray[np.bool_]
+
+
+def label_vectors(labeler: Any, X: ArrayLike, name: str = "X") -> NewItemLabels:
+    """Score new items' vectors against a run's labeler (:func:`labelseed.runs.read_labeler`)
+    and apply its new-item thresholds: the one step `label` and `apply --new` share."""
     from ._validation import check_embeddings
-    from .autolabeler import ABSTAIN, AUTO, accept_new
+    from .autolabeler import accept_new
     from .graph import normalize_rows
 
-    name = f"{option} rows {first_row + 1}-{first_row + len(ids)}"
     Xa = check_embeddings(X, name)
     if Xa.shape[1] != labeler.n_dims:
-        raise InputError(f"{option} has {Xa.shape[1]} dimensions but the run was fitted on {labeler.n_dims}; embed the "
+        raise InputError(f"{name} has {Xa.shape[1]} dimensions but the run was fitted on {labeler.n_dims}; embed the "
                          "new items with the run's model.")
     Q = normalize_rows(Xa, name)
     idx, sim = labeler.index.neighbors(Q, labeler.n_neighbors)
     scores = labeler.scorer.scores(idx, sim, Q)
-    ok = accept_new(scores, labeler.thresholds)
+    return NewItemLabels(scores.predicted, scores.confidence, accept_new(scores, labeler.thresholds))
+
+
+def _label_chunk(labeler: Any, ids: NDArray[Any], X: NDArray[Any], first_row: int, option: str) -> Any:
+    """One chunk of new items -> an Arrow table (id, label, confidence, source, predicted)."""
+    import pyarrow as pa
+
+    from .autolabeler import ABSTAIN, AUTO
+
+    got = label_vectors(labeler, X, f"{option} rows {first_row + 1}-{first_row + len(ids)}")
     names = labeler.classes.astype(object)
-    predicted: NDArray[np.object_] = np.where(scores.predicted >= 0, names[np.maximum(scores.predicted, 0)],
+    predicted: NDArray[np.object_] = np.where(got.predicted >= 0, names[np.maximum(got.predicted, 0)],
                                               np.array(None, dtype=object))
+    ok = got.accepted
     id_list = ids.tolist()
     id_arr = (pa.array(id_list, pa.int64()) if all(isinstance(i, (int, np.integer)) for i in id_list)
               else pa.array([str(i) for i in id_list], pa.string()))
     return pa.table({
         "id": id_arr,
         "label": pa.array([p if a else None for p, a in zip(predicted.tolist(), ok.tolist())], pa.string()),
-        "confidence": pa.array(scores.confidence.astype(np.float64)),
+        "confidence": pa.array(got.confidence.astype(np.float64)),
         "source": pa.array(np.where(ok, AUTO, ABSTAIN).tolist(), pa.string()),
         "predicted": pa.array(predicted.tolist(), pa.string()),
     })

@@ -158,64 +158,13 @@ class Project:
             contents: list[str | None] = [str(p) for p in files]
             meta.update(kind="image", source=str(root))
         else:
-            if data is None:
-                if vectors is None:
-                    raise InputError("--data FILE is needed (the table of items), except with --image-dir or --vectors.")
-                from ._io import read_embeddings
-
-                vid, vec = read_embeddings(vectors, id_column, option="--vectors")
-                ids = [str(v) for v in vid.tolist()]
-                contents = [None] * len(ids)
-                meta.update(kind="vectors", source=str(Path(vectors).resolve()))
-            else:
-                path = Path(data)
-                table = read_table(path, [c for c in (id_column, text_column, image_column, label_column) if c])
-                if table.num_rows == 0:
-                    raise InputError(f"--data {str(path)!r} has no rows.")
-                ids = str_ids(column(table, id_column, path, "--id-column"), path)
-                meta.update(source=str(path.resolve()))
-                if label_column is not None:
-                    label_values = column(table, label_column, path, "--label-column")
-                if text_column is not None:
-                    texts = ["" if t is None else str(t) for t in column(table, text_column, path, "--text-column")]
-                    empty = [i for i, t in enumerate(texts) if not t.strip()]
-                    huge = [i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS]
-                    problems = []  # every problem of the file in one message, not one per attempt
-                    if empty and not skip_empty:
-                        problems.append(f"empty text in column {text_column!r} on row(s) {rows_text(empty)}; fill or "
-                                        "remove them, or pass --skip-empty to leave them out")
-                    if huge and not truncate:
-                        problems.append(f"text longer than {MAX_TEXT_CHARS:,} characters on row(s) {rows_text(huge)}; "
-                                        f"shorten them, or pass --truncate to keep the first {MAX_TEXT_CHARS:,} "
-                                        "(the text model reads only the first ~256 tokens)")
-                    if problems:
-                        raise InputError(f"--data {str(path)!r}: " + ". Also, ".join(problems) + ".")
-                    texts = [t[:MAX_TEXT_CHARS] for t in texts]
-                    keep = [i for i, t in enumerate(texts) if t.strip()]
-                    if len(keep) < len(texts):
-                        meta["skipped_empty"] = [ids[i] for i in range(len(ids)) if not texts[i].strip()]
-                    ids, contents = [ids[i] for i in keep], [texts[i] for i in keep]
-                    if label_values is not None:
-                        label_values = [label_values[i] for i in keep]
-                    meta.update(kind="text", text_column=text_column)
-                elif image_column is not None:
-                    base = path.resolve().parent
-                    contents = [None if v is None else str((base / str(v)).resolve())
-                                for v in column(table, image_column, path, "--image-column")]
-                    meta.update(kind="image", image_column=image_column)
-                else:
-                    from ._io import read_embeddings
-
-                    if vector_column is not None:
-                        _, vec = read_embeddings(path, id_column, vector_column, option="--data")
-                    else:
-                        vid, vec = read_embeddings(vectors, id_column, option="--vectors")  # type: ignore[arg-type]
-                        if len(vec) != len(ids):
-                            raise InputError(f"--vectors {str(vectors)!r} has {len(vec)} rows but --data {str(path)!r} "
-                                             f"has {len(ids)}; they must describe the same items.")
-                        vec = align_vectors(vid, vec, {i: k for k, i in enumerate(ids)}, vectors)  # type: ignore[arg-type]
-                    contents = [None] * len(ids)
-                    meta.update(kind="vectors")
+            if data is None and vectors is None:
+                raise InputError("--data FILE is needed (the table of items), except with --image-dir or --vectors.")
+            got = _read_items(data, id_column=id_column, text_column=text_column, image_column=image_column,
+                              vectors=vectors, vector_column=vector_column, label_column=label_column,
+                              skip_empty=skip_empty, truncate=truncate)
+            ids, contents, label_values, vec = got.ids, got.contents, got.labels, got.vectors
+            meta.update(got.meta)
         if vec is not None:
             from ._validation import check_embeddings
 
@@ -275,6 +224,77 @@ class Project:
             raise InputError(f"This project already has vectors ({self.meta['embed_model']!r}); pass --force to replace them.")
         self._store_vectors(check_embeddings(X), f"vectors:{Path(path).resolve()}")
 
+    def add(self, data: str | Path | None = None, *, vectors: str | Path | None = None,
+            vector_column: str | None = None, label_column: str | None = None, skip_empty: bool = False,
+            truncate: bool = False) -> int:
+        """Add items to the project after it was created (and perhaps fitted): a table of the
+        project's kind, with new ids. Text and image items are embedded by the next `embed`;
+        vectors come with them. A fitted run labels them without a refit (``apply --new``);
+        the next `fit` takes them into the pool. Returns how many items were added."""
+        self.store.require_writable("add")
+        meta = self.meta
+        kind = meta.get("kind")
+        id_column = meta.get("id_column", "id")
+        if kind == "image" and not meta.get("image_column"):
+            raise InputError("This project was made from an image folder; `add` takes a table (--data with the image "
+                             "paths in a column): make a new project from a table to add images later.")
+        if kind == "vectors" and vectors is None and vector_column is None:
+            raise InputError("This project holds vectors: give the new items' vectors with --vectors (or "
+                             "--vector-column of --data).")
+        if data is None and kind != "vectors":
+            raise InputError("--data FILE is needed: a table of the new items with the project's columns.")
+        got = _read_items(data, id_column=id_column, text_column=meta.get("text_column"),
+                          image_column=meta.get("image_column"), vectors=vectors,
+                          vector_column=vector_column if kind == "vectors" else None, label_column=label_column,
+                          skip_empty=skip_empty, truncate=truncate)
+        known = self.store.row_lookup()
+        clash = [i for i in got.ids if i in known]
+        if clash:
+            raise InputError(f"{len(clash)} new item id(s) are already in the project (e.g. {clash[0]!r}); `add` only "
+                             "adds new items: drop those rows or give them new ids.")
+        n = self.store.n_items()
+        rows = list(range(n, n + len(got.ids)))
+        vec = None
+        if got.vectors is not None:
+            from ._validation import check_embeddings
+
+            vec = check_embeddings(got.vectors, "--vectors")
+            dim = meta.get("dim")
+            if dim is not None and vec.shape[1] != int(dim):
+                raise InputError(f"the new vectors have {vec.shape[1]} dimensions but the project's have {dim}; give "
+                                 "vectors from the same model.")
+            # the vectors first (a longer file is harmless: rows past the items are never read),
+            # then the items, their marks and labels in one transaction
+            self._grow_embeddings(n + len(rows), int(vec.shape[1]), tail=vec)
+        with self.store.transaction() as db:
+            db.executemany("INSERT INTO items(row, id, content) VALUES (?, ?, ?)",
+                           zip(rows, got.ids, got.contents))
+            if vec is not None:
+                db.executemany("INSERT OR REPLACE INTO embedded(row, hash, error) VALUES (?, ?, NULL)",
+                               ((r, "vectors") for r in rows))
+        if got.labels is not None:
+            entries = [(n + i, str(v).strip(), i + 1) for i, v in enumerate(got.labels) if v is not None and str(v).strip()]
+            if entries:
+                self.store.add_labels(entries, source=str(Path(data).resolve()), who="add")  # type: ignore[arg-type]
+                self._backup_labels()
+        return len(rows)
+
+    def _grow_embeddings(self, n: int, dim: int, tail: NDArray[np.float32] | None = None) -> None:
+        """Rewrite embeddings.npy with `n` rows (a copy renamed into place): the rows it has are
+        kept, `tail` (if given) fills the last rows, the others are zero until embedded."""
+        path = self.store.embeddings_path()
+        old = np.load(path, mmap_mode="r") if path.exists() else None
+        tmp = path.with_name(f".{path.name}.tmp")
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        keep = 0 if old is None else min(old.shape[0], n - (0 if tail is None else len(tail)))
+        for s in range(0, keep, 65536):
+            mm[s:min(s + 65536, keep)] = old[s:min(s + 65536, keep)]  # type: ignore[index]
+        if tail is not None:
+            mm[n - len(tail):] = tail
+        mm.flush()
+        del mm, old
+        os.replace(tmp, path)
+
     def embed(
         self, model: str | None = None, *, batch_size: int | None = None, image_size: int = 224,
         progress: Progress | None = None, force: bool = False, embedder: Any = None,
@@ -323,6 +343,10 @@ class Project:
         mm = None
         if path.exists():
             mm = np.load(path, mmap_mode="r+")
+            if mm.shape[0] < n and pending and min(pending) >= mm.shape[0]:  # items added since: room for them
+                del mm
+                self._grow_embeddings(n, int(np.load(path, mmap_mode="r").shape[1]))
+                mm = np.load(path, mmap_mode="r+")
             if mm.shape[0] != n:
                 raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
                                  "run `labelseed embed DIR --force` to rebuild it.")
@@ -404,7 +428,8 @@ class Project:
             raise InputError(f"{str(path)!r} is damaged ({exc}); rebuild it with `labelseed embed {self.folder} --force`."
                              ) from None
         dim = self.meta.get("dim")
-        if mm.ndim != 2 or mm.shape[0] != n or (dim is not None and mm.shape[1] != int(dim)):
+        # a longer file is what an interrupted `add` of vectors leaves: rows past the items are never read
+        if mm.ndim != 2 or mm.shape[0] < n or (dim is not None and mm.shape[1] != int(dim)):
             raise InputError(f"{str(path)!r} has shape {mm.shape} but the project has {n} items of {dim} dimensions; "
                              f"it does not belong to this store: rebuild it with `labelseed embed {self.folder} --force`.")
         X = np.ascontiguousarray(mm[ok], dtype=np.float32)
@@ -747,14 +772,18 @@ class Project:
 
     # ----------------------------------------------------------------- apply
     def apply(self, *, run_id: str | None = None, out: str | Path | None = None, force: bool = False,
-              refit: bool = False, progress: Progress | None = None) -> Path:
+              refit: bool = False, new: bool = False, progress: Progress | None = None) -> Path:
         """Record a run's auto-labels in the store (one transaction, replacing any earlier
         attempt) and write seed + auto labels (id, label, confidence, source) to `out`
         (default ``DIR/labels.csv``; ``.parquet`` works too), renamed into place.
 
         A run fitted before the human labels changed is stale (its auto-labels may contradict
         the new labels): it is refused, or with `refit` fitted again with the same settings
-        and that new run applied."""
+        and that new run applied.
+
+        With `new`, items added after the run was fitted (``add``, then ``embed``) are labeled
+        too, through the run's saved index and its thresholds for new items (no refit); their
+        auto-labels are recorded with the run's."""
         target = Path(out) if out is not None else self.folder / "labels.csv"
         check_output_free(target, force or out is None)  # DIR/labels.csv is labelseed's own, replaced each time
         run = self.run(run_id)
@@ -768,6 +797,7 @@ class Project:
 
             run = self.fit(FitSettings.from_config(run["config"]), progress=progress,
                            certify=(run["config"] or {}).get("certify", "cv"))
+            new = False  # the refit's pool holds every item added before it
         d = self.decisions(run["run_id"])
         if target.suffix.lower() not in (".csv", ".parquet"):
             raise InputError(f"--out {str(target)!r}: write a .csv or .parquet file.")
@@ -775,6 +805,8 @@ class Project:
         rows = [(run["run_id"], int(r), str(classes[c]), float(conf), float(t))
                 for r, c, conf, t in zip(d["accepted"], d["accepted_label"], d["accepted_confidence"],
                                          d["accepted_threshold"])]
+        if new:
+            rows += self._label_added(run["run_id"], d, progress)
         if self.store.read_only:  # the labels still come out; only the store's record of them is skipped
             log.warning("%s is read-only: the auto-labels are written to %s but not recorded in the project",
                         self.folder, target)
@@ -791,6 +823,38 @@ class Project:
         records += [(ids[r], label, conf, "auto") for _, r, label, conf, _ in rows]
         write_labels(target, records)
         return target
+
+    def _label_added(self, run_id: str, d: dict[str, Any], progress: Progress | None = None,
+                     ) -> list[tuple[str, int, str, float, float]]:
+        """Auto-labels of the items added after run `run_id` was fitted (embedded, without a
+        human label): its labeler, chunk by chunk."""
+        from .ops import LABEL_CHUNK_ROWS, label_vectors
+        from .runs import read_labeler
+
+        ok, failed = self.store.embedded_rows()
+        pending = self.store.n_items() - len(ok) - len(failed)
+        if pending:
+            raise InputError(f"{pending} item(s) are not embedded yet; run `labelseed embed {self.folder}` first, then "
+                             "apply --new again.")
+        human = self.store.current_labels()
+        added = ok[~np.isin(ok, np.asarray(d["rows"]))]
+        added = added[np.array([int(r) not in human for r in added], dtype=bool)] if len(added) else added
+        if not len(added):
+            raise InputError(f"No item was added after run {run_id!r} was fitted; add items with `labelseed add "
+                             f"{self.folder} --data FILE`, embed them, then apply --new.")
+        labeler = read_labeler(self.folder / "runs" / run_id)
+        path = self.store.embeddings_path()
+        mm = np.load(path, mmap_mode="r")
+        out: list[tuple[str, int, str, float, float]] = []
+        for s in range(0, len(added), LABEL_CHUNK_ROWS):
+            rows = added[s:s + LABEL_CHUNK_ROWS]
+            got = label_vectors(labeler, np.asarray(mm[rows], dtype=np.float32), "the added items' vectors")
+            for r, c, conf, a in zip(rows, got.predicted, got.confidence, got.accepted):
+                if a:
+                    out.append((run_id, int(r), str(labeler.classes[c]), float(conf), float(labeler.thresholds[c])))
+            if progress:
+                progress("label added items", min(s + LABEL_CHUNK_ROWS, len(added)), len(added))
+        return out
 
     # ------------------------------------------------------------- selection
     def _record(self, kind: str, sel: Any, audited: list[tuple[str, int, str, float]] | None = None) -> str:
@@ -998,6 +1062,86 @@ class Project:
             out["audit"] = self.audit_result(run["run_id"])
         out["classes"] = {k: per[k] for k in sorted(per)}
         return out
+
+
+@dataclass
+class _Items:
+    """Items read from a user's table: ids, what is embedded (text or image path; None for
+    vectors), seed labels when a label column was named, vectors when given, and what the
+    project's meta records about the source."""
+
+    ids: list[str]
+    contents: list[str | None]
+    labels: list[Any] | None
+    vectors: NDArray[np.float32] | None
+    meta: dict[str, Any]
+
+
+def _read_items(data: str | Path | None, *, id_column: str, text_column: str | None = None,
+                image_column: str | None = None, vectors: str | Path | None = None,
+                vector_column: str | None = None, label_column: str | None = None, skip_empty: bool = False,
+                truncate: bool = False) -> _Items:
+    """The items of a table (texts, image paths or vectors), checked: what `init` and `add` read."""
+    meta: dict[str, Any] = {}
+    label_values: list[Any] | None = None
+    vec: NDArray[np.float32] | None = None
+    if data is None:
+        from ._io import read_embeddings
+
+        vid, vec = read_embeddings(vectors, id_column, option="--vectors")  # type: ignore[arg-type]
+        ids = [str(v) for v in vid.tolist()]
+        return _Items(ids, [None] * len(ids), None, vec, {"kind": "vectors",
+                                                           "source": str(Path(vectors).resolve())})  # type: ignore[arg-type]
+    path = Path(data)
+    table = read_table(path, [c for c in (id_column, text_column, image_column, label_column) if c])
+    if table.num_rows == 0:
+        raise InputError(f"--data {str(path)!r} has no rows.")
+    ids = str_ids(column(table, id_column, path, "--id-column"), path)
+    meta.update(source=str(path.resolve()))
+    if label_column is not None:
+        label_values = column(table, label_column, path, "--label-column")
+    contents: list[str | None]
+    if text_column is not None:
+        texts = ["" if t is None else str(t) for t in column(table, text_column, path, "--text-column")]
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        huge = [i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS]
+        problems = []  # every problem of the file in one message, not one per attempt
+        if empty and not skip_empty:
+            problems.append(f"empty text in column {text_column!r} on row(s) {rows_text(empty)}; fill or "
+                            "remove them, or pass --skip-empty to leave them out")
+        if huge and not truncate:
+            problems.append(f"text longer than {MAX_TEXT_CHARS:,} characters on row(s) {rows_text(huge)}; "
+                            f"shorten them, or pass --truncate to keep the first {MAX_TEXT_CHARS:,} "
+                            "(the text model reads only the first ~256 tokens)")
+        if problems:
+            raise InputError(f"--data {str(path)!r}: " + ". Also, ".join(problems) + ".")
+        texts = [t[:MAX_TEXT_CHARS] for t in texts]
+        keep = [i for i, t in enumerate(texts) if t.strip()]
+        if len(keep) < len(texts):
+            meta["skipped_empty"] = [ids[i] for i in range(len(ids)) if not texts[i].strip()]
+        ids, contents = [ids[i] for i in keep], [texts[i] for i in keep]
+        if label_values is not None:
+            label_values = [label_values[i] for i in keep]
+        meta.update(kind="text", text_column=text_column)
+    elif image_column is not None:
+        base = path.resolve().parent
+        contents = [None if v is None else str((base / str(v)).resolve())
+                    for v in column(table, image_column, path, "--image-column")]
+        meta.update(kind="image", image_column=image_column)
+    else:
+        from ._io import read_embeddings
+
+        if vector_column is not None:
+            _, vec = read_embeddings(path, id_column, vector_column, option="--data")
+        else:
+            vid, vec = read_embeddings(vectors, id_column, option="--vectors")  # type: ignore[arg-type]
+            if len(vec) != len(ids):
+                raise InputError(f"--vectors {str(vectors)!r} has {len(vec)} rows but --data {str(path)!r} "
+                                 f"has {len(ids)}; they must describe the same items.")
+            vec = align_vectors(vid, vec, {i: k for k, i in enumerate(ids)}, vectors)  # type: ignore[arg-type]
+        contents = [None] * len(ids)
+        meta.update(kind="vectors")
+    return _Items(ids, contents, label_values, vec, meta)
 
 
 def _content_hash(kind: str, content: str | None) -> str | None:
