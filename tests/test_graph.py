@@ -165,3 +165,18 @@ def test_nprobe_tuning_stops_when_more_probes_add_no_similar_neighbours(monkeypa
     assert "similarity mass gained" in caplog.text
     assert g.recall_estimate < 1.0
     assert (y[g.indices] == y[:, None]).mean() > 0.99  # the neighbours found are as good for labels
+
+
+def test_a_released_index_is_read_back_with_the_same_neighbours_and_saved_whole(tmp_path):
+    X = _low_rank_pool(seed=4)
+    g = build_knn_graph(X, 10, method="ivf")
+    Q = normalize_rows(X[:40])
+    before = g.index.neighbors(Q, 10)
+    g.index.release()  # what a fit does while it spreads: the index is not needed until the run is saved
+    assert g.index._index is None and g.index.path is not None and g.index.path.exists()
+    g.index.save(tmp_path / "index.faiss")
+    np.testing.assert_array_equal(g.index.neighbors(Q, 10)[0], before[0])
+    from labelseed.graph import PoolIndex
+
+    again = PoolIndex.load(tmp_path / "index.faiss", g.index.kind, g.index.nprobe, g.index.k_factor)
+    np.testing.assert_array_equal(again.neighbors(Q, 10)[0], before[0])

@@ -131,3 +131,22 @@ def test_ensemble_fold_scores_never_see_the_fold_s_own_labels():
     np.testing.assert_allclose(a.oof.distribution[a.fold == 0], b.oof.distribution[b.fold == 0], atol=1e-6)
     assert not np.allclose(a.oof.distribution[a.fold == 1], b.oof.distribution[b.fold == 1], atol=1e-3)
     assert not np.allclose(a.final.distribution, b.final.distribution, atol=1e-3)
+
+
+def test_propagate_gives_the_same_scores_from_sparse_labels_and_in_narrow_column_blocks(monkeypatch):
+    # several label sets side by side are densified a block of columns at a time (memory at 1M
+    # rows); the solution must not depend on that, nor on the block width
+    import labelseed.spreading as sp
+    from labelseed.graph import build_knn_graph
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 8)).astype(np.float32)
+    S = sp.normalized_affinity(build_knn_graph(X, 8).affinity())
+    sets = [np.where(rng.random(600) < 0.05, rng.integers(0, 5, 600), -1) for _ in range(4)]
+    dense = np.concatenate([sp.one_hot(c, 5) for c in sets], axis=1)
+    F_dense = sp.propagate(S, dense)
+    F_sparse = sp.propagate(S, sp.one_hot_sets(sets, 5))
+    np.testing.assert_allclose(F_sparse, F_dense, atol=1e-6)
+    monkeypatch.setattr(sp, "CG_BUFFER_BYTES", 6 * 4 * 600 * 8)  # 8 columns per block
+    assert sp._column_block(600) == 8
+    np.testing.assert_allclose(sp.propagate(S, sp.one_hot_sets(sets, 5)), F_dense, atol=2e-3)

@@ -317,6 +317,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                 random_state=self.random_state, progress=progress,
             )
             lap("graph")
+            if self.graph_.index is not None:  # needed again only to save the run: not in memory meanwhile
+                self.graph_.index.release()
             S = normalized_affinity(self.graph_.affinity())
             lap("affinity")
 

@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import time
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,31 +292,66 @@ class PoolIndex:
     """
 
     def __init__(self, index: Any, kind: str, nprobe: int | None = None, k_factor: int = 1) -> None:
-        self.index, self.kind, self.k_factor = index, kind, int(k_factor)
+        self._index, self.kind, self.k_factor = index, kind, int(k_factor)
         self.path: Path | None = None  # the file it was saved to or read from
+        self._temporary: Any = None  # removes a file written only to release the index
         self.nprobe: int | None = None
         self.set_nprobe(nprobe)
 
     @property
+    def index(self) -> Any:
+        """The faiss index, read back from :attr:`path` if it was released."""
+        if self._index is None:
+            import faiss
+
+            self._index = faiss.read_index(str(self.path))
+            self.set_nprobe(self.nprobe)
+        return self._index
+
+    def release(self) -> None:
+        """Free the index's memory until it is next used (0.8 GB at 1M x 384): it is read back
+        from its file, written to a temporary one first if it has none (kept in memory when
+        that cannot be written)."""
+        import faiss
+
+        if self._index is None:
+            return
+        if self.path is None or not self.path.exists():
+            fd, tmp = tempfile.mkstemp(prefix="labelseed-index-", suffix=".faiss")
+            os.close(fd)
+            try:
+                faiss.write_index(self._index, tmp)
+            except (OSError, RuntimeError) as exc:
+                os.unlink(tmp)
+                log.info("keeping the index in memory (%s)", exc)
+                return
+            self.path = Path(tmp)
+            self._temporary = weakref.finalize(self, _unlink_quietly, tmp)
+        self._index = None
+        self._parts = ()
+
+    @property
     def n_rows(self) -> int:
-        return int(self.index.ntotal)  # type: ignore[attr-defined]
+        return int(self.index.ntotal)
 
     @property
     def n_dims(self) -> int:
-        return int(self.index.d)  # type: ignore[attr-defined]
+        return int(self.index.d)
 
     def set_nprobe(self, nprobe: int | None) -> None:
         import faiss
 
         self.nprobe = nprobe
+        if self._index is None:
+            return  # applied when it is read back
         if nprobe is not None:
-            faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
+            faiss.extract_index_ivf(self._index).nprobe = int(nprobe)
         if self.kind == "ivf-reduced":
-            self.index.k_factor = float(self.k_factor)  # type: ignore[attr-defined]
+            self._index.k_factor = float(self.k_factor)
 
     def search(self, Q: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """faiss's ``(similarities, indices)`` of unit-length queries `Q` (n_queries, n_dims)."""
-        return self.index.search(np.ascontiguousarray(Q, dtype=np.float32), k)  # type: ignore[attr-defined]
+        return self.index.search(np.ascontiguousarray(Q, dtype=np.float32), k)  # type: ignore[no-any-return]
 
     def neighbors(self, Q: NDArray[np.float32], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Top-`k` pool rows of each unit-length query: ``(indices, similarities)``, -1 / 0 where
@@ -325,16 +361,22 @@ class PoolIndex:
         return I.astype(np.int64), D
 
     def save(self, path: str | Path) -> None:
-        """Write the index to `path` atomically."""
+        """Write the index to `path` atomically (a released index is copied from its file)."""
+        import shutil
+
         import faiss
 
         path = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
-            faiss.write_index(self.index, tmp)
+            if self._index is None and self.path is not None:
+                shutil.copyfile(self.path, tmp)
+            else:
+                faiss.write_index(self.index, tmp)
             os.replace(tmp, path)
-            self.path = path
+            if self._temporary is None:  # a temporary file stays the one this index reads back
+                self.path = path
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -356,6 +398,13 @@ class PoolIndex:
         for start in range(0, unit.X.shape[0], ROW_BLOCK):
             index.add(unit.span(start, min(start + ROW_BLOCK, unit.X.shape[0])))
         return cls(index, "exact")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _search_all(search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]],

@@ -12,7 +12,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +30,15 @@ ALPHA = 0.9
 
 #: Label columns solved together by block CG (bounds memory at about 5 * n * 64 floats).
 COLUMN_BLOCK = 64
+#: Bytes the conjugate-gradient buffers of one column block may take (six (n, block) float32
+#: matrices): at 1M rows the block narrows to 32 columns, so spreading 6 label sets of 20
+#: classes stays near 0.8 GB instead of 1.5 GB (same total work: bench/README.md, "Scale").
+CG_BUFFER_BYTES = 800 << 20
+
+
+def _column_block(n_rows: int) -> int:
+    """Columns solved together: up to :data:`COLUMN_BLOCK`, fewer on large pools (memory)."""
+    return int(max(8, min(COLUMN_BLOCK, CG_BUFFER_BYTES // max(1, 6 * 4 * n_rows))))
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,21 @@ def one_hot(codes: NDArray[np.int64], n_classes: int) -> NDArray[np.float32]:
     lab = np.flatnonzero(codes >= 0)
     Y[lab, codes[lab]] = 1.0
     return Y
+
+
+def one_hot_sets(code_sets: list[NDArray[np.int64]], n_classes: int) -> sparse.csc_matrix:
+    """The indicators of several label vectors side by side, sparse: (n_rows, len(sets) *
+    n_classes). A few hundred labels in a pool of millions: the dense matrix would be mostly
+    zeros (480 MB for 6 sets of 20 classes at 1M rows); :func:`propagate` densifies a block
+    of columns at a time."""
+    rows, cols = [], []
+    for i, codes in enumerate(code_sets):
+        lab = np.flatnonzero(codes >= 0)
+        rows.append(lab)
+        cols.append(i * n_classes + codes[lab])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    return sparse.csc_matrix((np.ones(len(r), dtype=np.float32), (r, c)),
+                             shape=(len(code_sets[0]), len(code_sets) * n_classes))
 
 
 class _ParallelSpMM:
@@ -173,7 +197,7 @@ def _block_cg_loop(
 
 def propagate(
     S: sparse.csr_matrix,
-    Y: NDArray[np.float32],
+    Y: NDArray[np.float32] | sparse.spmatrix,
     alpha: float = ALPHA,
     *,
     solver: Literal["cg", "iterate"] = "cg",
@@ -189,9 +213,9 @@ def propagate(
     S : sparse matrix of shape (n_rows, n_rows)
         Normalised affinity (:func:`normalized_affinity`). ``"cg"`` needs it
         symmetric; ``"iterate"`` takes any S with spectral radius <= 1.
-    Y : ndarray of shape (n_rows, n_columns), float32
+    Y : ndarray or sparse matrix of shape (n_rows, n_columns), float32
         Initial label columns; several label sets (e.g. one per fold) may be
-        stacked side by side and are solved together.
+        stacked side by side and are solved together (:func:`one_hot_sets`).
     alpha : float in (0, 1), default=0.99
         How far labels spread (scikit-learn's ``alpha`` in LabelSpreading).
     solver : {"cg", "iterate"}, default="cg"
@@ -212,18 +236,22 @@ def propagate(
         raise InputError(f"`alpha` must be in (0, 1); got {alpha!r}.")
     check_fraction(tol, "tol")
     check_int(max_iter, "max_iter", 1)
-    Y = np.ascontiguousarray(Y, dtype=np.float32)
     S = sparse.csr_matrix(S, dtype=np.float32)
     if solver == "cg":
-        # columns in blocks: CG keeps five (n, block) matrices, so memory stays bounded
-        F = np.empty_like(Y)
-        for start in range(0, Y.shape[1], COLUMN_BLOCK):
-            cols = slice(start, start + COLUMN_BLOCK)
-            X, n_iter = _block_cg(S, (1.0 - alpha) * Y[:, cols], alpha, tol, max_iter, progress)
+        # columns in blocks: CG keeps five (n, block) matrices, so memory stays bounded; a sparse
+        # Y is densified one block at a time
+        F = np.empty(Y.shape, dtype=np.float32)
+        Yc: Any = sparse.csc_matrix(Y, dtype=np.float32) if sparse.issparse(Y) else np.ascontiguousarray(Y, np.float32)
+        width = _column_block(Y.shape[0])
+        for start in range(0, Y.shape[1], width):
+            cols = slice(start, start + width)
+            block = Yc[:, cols].toarray() if sparse.issparse(Yc) else Yc[:, cols]
+            X, n_iter = _block_cg(S, (1.0 - alpha) * block, alpha, tol, max_iter, progress)
             log.debug("block CG: %d columns, %d iterations", X.shape[1], n_iter)
             F[:, cols] = np.maximum(X, 0.0) if clip else X  # tiny negative round-off where mass is ~0
         return F
     if solver == "iterate":
+        Y = Y.toarray() if sparse.issparse(Y) else np.ascontiguousarray(Y, dtype=np.float32)  # type: ignore[union-attr]
         static = (1.0 - alpha) * Y
         F = Y.copy()
         for it in range(max_iter):
@@ -261,8 +289,7 @@ def spread_many(
     """
     groups = spread_groups(S, code_sets, n_classes, alpha, **kw)
     if groups is None:
-        Y = np.concatenate([one_hot(c, n_classes) for c in code_sets], axis=1)
-        F = propagate(S, Y, alpha, **kw)  # type: ignore[arg-type]
+        F = propagate(S, one_hot_sets(code_sets, n_classes), alpha, **kw)  # type: ignore[arg-type]
         return [Scores.from_unnormalized(F[:, i * n_classes : (i + 1) * n_classes]) for i in range(len(code_sets))]
     return [Scores.from_unnormalized(spread_without(groups, (f,))) for f in range(len(code_sets) - 1)] + [
         Scores.from_unnormalized(spread_without(groups, ()))]
@@ -276,7 +303,7 @@ def spread_groups(
     parts = _fold_parts(code_sets)
     if parts is None:
         return None
-    G = propagate(S, np.concatenate([one_hot(p, n_classes) for p in parts], axis=1), alpha, clip=False,
+    G = propagate(S, one_hot_sets(parts, n_classes), alpha, clip=False,
                   **kw)  # type: ignore[arg-type]
     return [G[:, i * n_classes : (i + 1) * n_classes] for i in range(len(parts))]
 
