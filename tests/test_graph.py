@@ -88,6 +88,7 @@ def test_ivf_graph_is_the_same_in_blocks_and_from_raw_rows(monkeypatch, nprobe):
     X *= np.random.default_rng(0).uniform(0.5, 3.0, size=(len(X), 1)).astype(np.float32)
     g = build_knn_graph(X, 8, method="ivf", nprobe=nprobe)
     monkeypatch.setattr(graph, "ROW_BLOCK", 500)
+    monkeypatch.setattr(graph, "COARSE_PROBES", 1)  # the final search through faiss's own search, not the lists found when adding
     h = build_knn_graph(normalize_rows(X), 8, method="ivf", nprobe=nprobe, normalized=True)
     assert g.nprobe == h.nprobe == nprobe
     np.testing.assert_array_equal(g.indices, h.indices)
@@ -114,7 +115,14 @@ def _low_rank_pool(n=6000, d=192, rank=12, seed=0):
     return X.astype(np.float32)
 
 
-def test_ivf_searches_a_reduced_space_where_it_keeps_the_neighbours_and_recall_holds():
+@pytest.fixture
+def reduced_on_small_pools(monkeypatch):
+    import labelseed.graph as graph
+
+    monkeypatch.setattr(graph, "REDUCED_MIN_ROWS", 0)  # the tests' pools are small
+
+
+def test_ivf_searches_a_reduced_space_where_it_keeps_the_neighbours_and_recall_holds(reduced_on_small_pools):
     from labelseed.graph import exact_neighbors
 
     X = _low_rank_pool()
@@ -128,13 +136,18 @@ def test_ivf_searches_a_reduced_space_where_it_keeps_the_neighbours_and_recall_h
     assert abs(recall - g.recall_estimate) < 0.08  # the sample's estimate is what the graph reached
 
 
-def test_ivf_keeps_the_full_space_when_no_few_components_hold_the_neighbours():
+def test_ivf_keeps_the_full_space_when_no_few_components_hold_the_neighbours(reduced_on_small_pools):
     X = np.random.default_rng(1).standard_normal((6000, 192)).astype(np.float32)  # isotropic
     g = build_knn_graph(X, 10, method="ivf")
     assert g.index is not None and g.index.kind == "ivf"
 
 
-def test_pool_index_round_trips_through_a_file_with_the_same_neighbours(tmp_path):
+def test_small_pools_keep_the_full_space_without_testing_a_reduced_one():
+    g = build_knn_graph(_low_rank_pool(), 10, method="ivf")  # 6,000 rows: below REDUCED_MIN_ROWS
+    assert g.index.kind == "ivf"
+
+
+def test_pool_index_round_trips_through_a_file_with_the_same_neighbours(tmp_path, reduced_on_small_pools):
     from labelseed.graph import KnnGraph
 
     X = _low_rank_pool(seed=2)
@@ -167,7 +180,12 @@ def test_nprobe_tuning_stops_when_more_probes_add_no_similar_neighbours(monkeypa
     assert (y[g.indices] == y[:, None]).mean() > 0.99  # the neighbours found are as good for labels
 
 
-def test_a_released_index_is_read_back_with_the_same_neighbours_and_saved_whole(tmp_path):
+@pytest.mark.parametrize("reduced", [True, False])
+def test_a_released_index_is_read_back_with_the_same_neighbours_and_saved_whole(tmp_path, monkeypatch, reduced):
+    import labelseed.graph as graph
+
+    if reduced:
+        monkeypatch.setattr(graph, "REDUCED_MIN_ROWS", 0)
     X = _low_rank_pool(seed=4)
     g = build_knn_graph(X, 10, method="ivf")
     Q = normalize_rows(X[:40])

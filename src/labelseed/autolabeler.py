@@ -476,8 +476,9 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
 
         Without `X`, the fitted rows (transductive). With new rows, the inductive scores
         that :meth:`predict` thresholds: the similarity-weighted mean of their `n_neighbors`
-        nearest fitted rows' spread scores (exact search here; a saved run searches its
-        index), mixed with the linear classifier as the fit chose.
+        nearest fitted rows' spread scores (found with the graph's index, as a saved run
+        finds them; exact search for an exact graph), mixed with the linear classifier as
+        the fit chose.
         """
         self._check_fitted()
         if X is None:
@@ -491,7 +492,10 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         Q = normalize_rows(check_embeddings(X))
         if Q.shape[1] != self._X_fit.shape[1]:
             raise InputError(f"`X` has {Q.shape[1]} dimensions but the fitted data had {self._X_fit.shape[1]}.")
-        idx, sim = exact_neighbors(Q, normalize_rows(self._X_fit), self.n_neighbors)
+        if self.graph_ is not None and self.graph_.index is not None:  # the index a saved run searches
+            idx, sim = self.graph_.index.neighbors(Q, self.n_neighbors)
+        else:
+            idx, sim = exact_neighbors(Q, normalize_rows(self._X_fit), self.n_neighbors)
         return self.new_item_scorer_.scores(idx, sim, Q)
 
     def predict(self, X: ArrayLike | None = None) -> np.ndarray:

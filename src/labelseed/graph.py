@@ -264,6 +264,12 @@ K_FACTOR = 4
 REDUCED_RECALL = 0.97
 #: Rows of the subsample that test the reduced space.
 REDUCED_TEST_ROWS = 50_000
+#: Pools smaller than this keep the full space without testing (measured at 20,000 rows: the test
+#: and the re-ranking cost more than the cheaper scan saves; bench/README.md, "Scale").
+REDUCED_MIN_ROWS = 100_000
+#: Nearest IVF lists found per row in the pass that adds it (full space); a tuned nprobe up to
+#: this searches from them instead of routing every row through the centroids again.
+COARSE_PROBES = 8
 #: Tuning stops when one more step would raise the sample's neighbour similarity mass by less
 #: than this share: the neighbours it would add are as similar as those found, so the spread
 #: scores (similarity-weighted means) would not move (measured on the final labels: bench/scale.py).
@@ -437,7 +443,7 @@ def _reduction(unit: "_UnitRows", k: int, rng: np.random.Generator) -> NDArray[n
     on a subsample of the pool; None when none does (high intrinsic dimension: search the full space)."""
     n, d = unit.X.shape
     dims = [m for m in REDUCED_DIMS if m <= d // 3]
-    if not dims:
+    if not dims or n < REDUCED_MIN_ROWS:
         return None
     sub = np.sort(rng.choice(n, min(n, REDUCED_TEST_ROWS), replace=False))
     S = unit.take(sub)
@@ -501,13 +507,26 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
     ivf.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
     n_train = IVF_TRAIN_PER_LIST * nlist
     index.train(unit.take(np.arange(n) if n <= n_train else np.sort(rng.choice(n, n_train, replace=False))))
+    routes: tuple[NDArray[np.float32], NDArray[np.int64]] | None = None
+    if kind == "ivf":
+        # every row is both stored and searched, so one pass over the centroids gives each row its
+        # list (to add it) and its nearest lists (to search from), instead of one pass for each
+        n_coarse = min(COARSE_PROBES, nlist)
+        routes = (np.empty((n, n_coarse), dtype=np.float32), np.empty((n, n_coarse), dtype=np.int64))
     for start in range(0, n, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, n)
-        index.add(unit.span(start, stop))
+        block = unit.span(start, stop)
+        if routes is None:
+            index.add(block)
+        else:
+            routes[0][start:stop], routes[1][start:stop] = ivf.quantizer.search(block, routes[0].shape[1])
+            own_list = np.ascontiguousarray(routes[1][start:stop, 0])
+            ivf.add_core(stop - start, faiss.swig_ptr(block), None, faiss.swig_ptr(own_list))
         if progress:
             progress("knn graph (index)", stop, n)
     pool = PoolIndex(index, kind, None, k_factor)
     pool._parts = pool_parts  # type: ignore[attr-defined]
+    pool._coarse = routes  # type: ignore[attr-defined]
     return pool
 
 
@@ -570,7 +589,24 @@ def _ivf(
                 break
     pool.set_nprobe(chosen)
     log.info("IVF (%s): %d lists, nprobe %d (%s), sample recall@%d %.3f", pool.kind, nlist, chosen, why, k, recall)
-    idx, sim = _search_all(pool.search, unit.span, np.arange(n), k, progress)
+    search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]] = pool.search
+    routes = getattr(pool, "_coarse", None)
+    if routes is not None and chosen <= routes[1].shape[1]:
+        ivf = faiss_ivf(pool)
+        ivf.parallel_mode = 3  # split the queries over threads inside search_preassigned too
+        cd, ci = np.ascontiguousarray(routes[0][:, :chosen]), np.ascontiguousarray(routes[1][:, :chosen])
+        done = [0]
+
+        def preassigned(x: NDArray[np.float32], kk: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+            start = done[0]  # _search_all asks for the rows in order, a block at a time
+            done[0] += len(x)
+            return ivf.search_preassigned(x, kk, ci[start:start + len(x)], cd[start:start + len(x)])  # type: ignore
+
+        search = preassigned
+    pool._coarse = None  # type: ignore[attr-defined]
+    idx, sim = _search_all(search, unit.span, np.arange(n), k, progress)
+    if routes is not None:
+        faiss_ivf(pool).parallel_mode = 0
     return idx, sim, recall, chosen, pool
 
 
@@ -634,7 +670,7 @@ def graph_cache_key(X: NDArray[np.float32], n_neighbors: int, **params: object) 
     h = hashlib.blake2b(digest_size=16)
     # the defaults that shape a graph are part of the key, so a changed default rebuilds it
     defaults = (GRAPH_FORMAT, EXACT_MAX_ROWS, SAMPLE_ROWS, NPROBE_STEPS, IVF_NITER, IVF_TRAIN_PER_LIST, REDUCED_DIMS,
-                K_FACTOR, REDUCED_RECALL, SIMILARITY_GAIN_STOP)
+                K_FACTOR, REDUCED_RECALL, SIMILARITY_GAIN_STOP, REDUCED_MIN_ROWS)
     h.update(repr((defaults, X.shape, str(X.dtype), n_neighbors, sorted(params.items()))).encode())
     step = 1 << 16
     for start in range(0, X.shape[0], step):
