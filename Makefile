@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,text,image,report,web]'
+	$(BIN)/pip install -q -e '.[test,text,image,report,web,ray]'
 	touch $(STAMP)
 
 # Real labeled data from Debian (skipped with a message where apt is missing).

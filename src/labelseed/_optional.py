@@ -15,6 +15,7 @@ EXTRAS = {
     "starlette": "web",
     "uvicorn": "web",
     "jinja2": "web",
+    "ray": "ray",
 }
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
@@ -34,8 +34,15 @@ from .exceptions import InputError, LabelseedError
 EXIT_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (what was wrong and where the help is), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"error: {self.prog}: {message}; see `{self.prog} --help`.\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="labelseed", description="Grow a small labeled seed into reliable labels.")
+    p = _Parser(prog="labelseed", description="Grow a small labeled seed into reliable labels.")
     p.add_argument("--version", action="version", version=f"labelseed {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("autolabel", help="auto-label a pool of embeddings from a labeled seed")
@@ -104,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                     "resumes from the last chunk written")
     lb.add_argument("--force", action="store_true", help="replace --out if it exists")
     lb.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _engine_option(lb)
     _project_parsers(sub)
     return p
 
@@ -132,6 +140,7 @@ def _project_parsers(sub: Any) -> None:
     e.add_argument("--vectors", default=None, help="use your own vectors instead (.npy in item order, or .parquet with ids)")
     e.add_argument("--force", action="store_true", help="re-embed everything (e.g. with another model)")
     e.add_argument("--quiet", action="store_true")
+    _engine_option(e)
     im = sub.add_parser("import", help="import human labels: CSV id,label or a Label Studio JSON export")
     im.add_argument("project")
     im.add_argument("file")
@@ -581,7 +590,7 @@ def embed_cmd(args: argparse.Namespace) -> int:
             return 0
         with _Progress(not args.quiet, rate=True) as progress:
             rep = proj.embed(args.model, batch_size=args.batch_size, image_size=args.image_size, progress=progress,
-                             force=args.force)
+                             force=args.force, engine=args.engine, workers=args.workers)
     print(f"embedded {rep.embedded} items with {rep.model} ({rep.from_cache} from the content-hash cache, "
           f"{rep.already_done} done before) in {rep.seconds:.1f} s")
     if rep.failed:
@@ -637,6 +646,13 @@ def _print_basis(summary: dict[str, Any]) -> None:
                   "would certify it if the calibration holds")
 
 
+def _engine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where the batches run: this process (default) or Ray (RAY_ADDRESS, else a local cluster; "
+                   "pip install 'labelseed[ray]')")
+    p.add_argument("--workers", type=int, default=None, help="Ray actors (default: the cluster's CPUs minus one)")
+
+
 def label_cmd(args: argparse.Namespace) -> int:
     from . import ops
 
@@ -644,7 +660,7 @@ def label_cmd(args: argparse.Namespace) -> int:
         res = ops.label_new(args.run, args.embeddings, args.out, id_column=args.id_column,
                             vector_column=args.vector_column,
                             chunk_rows=ops.LABEL_CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows,
-                            force=args.force, progress=progress)
+                            force=args.force, progress=progress, engine=args.engine, workers=args.workers)
     if not args.quiet:
         rate = res.n_items / res.seconds if res.seconds > 0 else float("inf")
         resumed = f" ({res.chunks_resumed} chunk(s) resumed from an earlier attempt)" if res.chunks_resumed else ""

@@ -8,6 +8,7 @@ each step exists once. Run folders are read and written by :mod:`labelseed.runs`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 import warnings
@@ -422,9 +423,15 @@ def _label_chunk(labeler: Any, ids: NDArray[Any], X: NDArray[Any], first_row: in
     })
 
 
+def _label_item(labeler: Any, item: tuple[int, NDArray[Any], NDArray[Any], int], option: str) -> tuple[int, Any]:
+    """One engine batch of :func:`label_new`: (chunk number, ids, vectors, first row) -> (chunk number, table)."""
+    i, ids, X, first = item
+    return i, _label_chunk(labeler, ids, X, first, option)
+
+
 def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, id_column: str = "id",
               vector_column: str | None = None, chunk_rows: int = LABEL_CHUNK_ROWS, force: bool = False,
-              progress: Progress | None = None) -> LabelNewResult:
+              progress: Progress | None = None, engine: str = "local", workers: int | None = None) -> LabelNewResult:
     """Label items that were not in a run's fit, against the run's saved index and thresholds.
 
     Each new item is scored as the run's out-of-fold rows were when the new-item thresholds
@@ -461,6 +468,9 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
     check_output_free(out, force, inputs=(embeddings, run_dir))
     summary = read_summary(run_dir)
     labeler = read_labeler(run_dir)
+    from .engines import get_engine
+
+    runner = get_engine(engine, workers=workers)  # before anything is written: an unknown engine is bad input
     option = "--embeddings"
     n_items, chunks = iter_embeddings(embeddings, id_column, vector_column, chunk_rows=chunk_rows, option=option)
     pool_ids: set[str] | None = None
@@ -491,9 +501,11 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
         (parts / _PARTS_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     seen: set[str] = set()
     done = 0
-    try:
+
+    def pending() -> Any:
+        """The chunks still to label, each after its ids were checked (in the driver, in order)."""
+        nonlocal done, resumed
         for i, (ids, X) in enumerate(chunks):
-            part = parts / f"part-{i:06d}.parquet"
             keys = [str(v) for v in ids.tolist()]
             for k, key in enumerate(keys):
                 if key in seen:
@@ -503,13 +515,25 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
                     raise InputError(f"{option} row {done + k + 1} has the id {key!r}, which is already in the run's "
                                      "pool (it has its label there); drop those rows or give new items new ids.")
                 seen.add(key)
-            if part.exists():
+            first, done = done, done + len(ids)
+            if (parts / f"part-{i:06d}.parquet").exists():
                 resumed += 1
-            else:
-                write_table_file(part, _label_chunk(labeler, ids, X, done, option))
-            done += len(ids)
+                if progress:
+                    progress("label new items", done, n_items)
+                continue
+            yield i, ids, X, first
+
+    if runner.name == "local":
+        def make() -> Any:
+            return labeler
+    else:  # each actor reads the run itself; the driver keeps only what it checked
+        make = functools.partial(read_labeler, run_dir)
+        del labeler
+    try:
+        for i, table in runner.map(make, functools.partial(_label_item, option=option), pending()):
+            write_table_file(parts / f"part-{i:06d}.parquet", table)
             if progress:
-                progress("label new items", done, n_items)
+                progress("label new items", min(done, (i + 1) * chunk_rows), n_items)
     except InputError:
         shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing written, no parts left behind
         raise

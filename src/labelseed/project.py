@@ -246,7 +246,7 @@ class Project:
         got = _read_items(data, id_column=id_column, text_column=meta.get("text_column"),
                           image_column=meta.get("image_column"), vectors=vectors,
                           vector_column=vector_column if kind == "vectors" else None, label_column=label_column,
-                          skip_empty=skip_empty, truncate=truncate)
+                          skip_empty=skip_empty, truncate=truncate, own_columns=True)
         known = self.store.row_lookup()
         clash = [i for i in got.ids if i in known]
         if clash:
@@ -297,7 +297,8 @@ class Project:
 
     def embed(
         self, model: str | None = None, *, batch_size: int | None = None, image_size: int = 224,
-        progress: Progress | None = None, force: bool = False, embedder: Any = None,
+        progress: Progress | None = None, force: bool = False, embedder: Any = None, engine: str = "local",
+        workers: int | None = None,
     ) -> EmbedReport:
         """Embed every item not embedded yet, batch by batch (resumable, flat memory).
 
@@ -306,7 +307,9 @@ class Project:
         the batch in flight. Items with the same content hash are embedded once.
         Items that fail (an unreadable image) are recorded with their error and left
         out of the pool. A different `model` than the one used so far needs `force`
-        (all vectors are recomputed).
+        (all vectors are recomputed). ``engine="ray"`` embeds the batches on a pool of Ray actors
+        that each load the model once; this process still writes every batch and its marks, in
+        order, so a killed job resumes the same way.
         """
         self.store.require_writable("embed")
         t0 = time.perf_counter()
@@ -350,17 +353,27 @@ class Project:
             if mm.shape[0] != n:
                 raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
                                  "run `labelseed embed DIR --force` to rebuild it.")
-        for s in range(0, len(pending), bs):
-            rows = pending[s:s + bs]
-            items = self.store.contents(rows)
-            hashes = [_content_hash(kind, c) for c in items]
-            known = self._vectors_by_hash([h for h in hashes if h], mm)
-            todo = [i for i, h in enumerate(hashes) if h and h not in known]
-            vecs: NDArray[np.float32] | None = None
-            errors: dict[int, str] = {}
-            if todo:
-                vecs, err = embedder.embed([str(items[i]) for i in todo])
-                errors = {todo[j]: e for j, e in err.items()}
+        from collections import deque
+
+        from .engines import get_engine
+
+        runner = get_engine(engine, workers=workers)
+        batches: deque[tuple[int, list[int], list[str | None], list[str | None], dict[str, Any], list[int]]] = deque()
+
+        def work() -> Any:
+            """Each batch's texts (or image paths) still to embed; the rest of the batch stays here."""
+            for s in range(0, len(pending), bs):
+                rows = pending[s:s + bs]
+                items = self.store.contents(rows)
+                hashes = [_content_hash(kind, c) for c in items]
+                known = self._vectors_by_hash([h for h in hashes if h], mm)
+                todo = [i for i, h in enumerate(hashes) if h and h not in known]
+                batches.append((s, rows, items, hashes, known, todo))
+                yield [str(items[i]) for i in todo]
+
+        for vecs, errs in runner.map(lambda: embedder, _embed_batch, work()):
+            s, rows, items, hashes, known, todo = batches.popleft()
+            errors = {todo[j]: e for j, e in errs.items()}
             for i, h in enumerate(hashes):
                 if not h:
                     errors[i] = "missing file" if kind == "image" else "empty item"
@@ -1080,8 +1093,10 @@ class _Items:
 def _read_items(data: str | Path | None, *, id_column: str, text_column: str | None = None,
                 image_column: str | None = None, vectors: str | Path | None = None,
                 vector_column: str | None = None, label_column: str | None = None, skip_empty: bool = False,
-                truncate: bool = False) -> _Items:
-    """The items of a table (texts, image paths or vectors), checked: what `init` and `add` read."""
+                truncate: bool = False, own_columns: bool = False) -> _Items:
+    """The items of a table (texts, image paths or vectors), checked: what `init` and `add` read.
+    With `own_columns` (``add``) the id, text and image columns are the project's, not options."""
+    flag = (lambda option: None) if own_columns else (lambda option: option)
     meta: dict[str, Any] = {}
     label_values: list[Any] | None = None
     vec: NDArray[np.float32] | None = None
@@ -1096,13 +1111,13 @@ def _read_items(data: str | Path | None, *, id_column: str, text_column: str | N
     table = read_table(path, [c for c in (id_column, text_column, image_column, label_column) if c])
     if table.num_rows == 0:
         raise InputError(f"--data {str(path)!r} has no rows.")
-    ids = str_ids(column(table, id_column, path, "--id-column"), path)
+    ids = str_ids(column(table, id_column, path, flag("--id-column")), path)
     meta.update(source=str(path.resolve()))
     if label_column is not None:
         label_values = column(table, label_column, path, "--label-column")
     contents: list[str | None]
     if text_column is not None:
-        texts = ["" if t is None else str(t) for t in column(table, text_column, path, "--text-column")]
+        texts = ["" if t is None else str(t) for t in column(table, text_column, path, flag("--text-column"))]
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         huge = [i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS]
         problems = []  # every problem of the file in one message, not one per attempt
@@ -1126,7 +1141,7 @@ def _read_items(data: str | Path | None, *, id_column: str, text_column: str | N
     elif image_column is not None:
         base = path.resolve().parent
         contents = [None if v is None else str((base / str(v)).resolve())
-                    for v in column(table, image_column, path, "--image-column")]
+                    for v in column(table, image_column, path, flag("--image-column"))]
         meta.update(kind="image", image_column=image_column)
     else:
         from ._io import read_embeddings
@@ -1142,6 +1157,14 @@ def _read_items(data: str | Path | None, *, id_column: str, text_column: str | N
         contents = [None] * len(ids)
         meta.update(kind="vectors")
     return _Items(ids, contents, label_values, vec, meta)
+
+
+def _embed_batch(embedder: Any, texts: list[str]) -> tuple[NDArray[np.float32] | None, dict[int, str]]:
+    """One engine batch of :meth:`Project.embed`: the embedder's vectors and errors (none to embed: no call)."""
+    if not texts:
+        return None, {}
+    vecs, errors = embedder.embed(texts)
+    return vecs, dict(errors)
 
 
 def _content_hash(kind: str, content: str | None) -> str | None:

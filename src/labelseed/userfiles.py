@@ -57,10 +57,14 @@ def read_table(path: Path, text_columns: list[str]) -> Any:
     raise InputError(f"--data {str(path)!r}: expected a .csv, .parquet or .jsonl file.")
 
 
-def column(table: Any, name: str, path: Path, option: str) -> list[Any]:
+def column(table: Any, name: str, path: Path, option: str | None) -> list[Any]:
+    """A column of the user's table; `option` is the flag that names it (None: the project's own
+    column, which new items must have too)."""
     if name not in table.column_names:
+        fix = (f"pass {option} with one of them" if option else
+               "the project's items have it: give the new items the same columns")
         raise InputError(f"--data {str(path)!r} has no column {name!r} (columns: {', '.join(table.column_names)}); "
-                         f"pass {option} with one of them.")
+                         f"{fix}.")
     return table.column(name).to_pylist()
 
 

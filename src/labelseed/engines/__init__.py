@@ -1,0 +1,56 @@
+"""Where per-batch work runs: in this process (``local``) or on a Ray cluster (``ray``).
+
+Both engines run the *same* per-batch functions (:func:`labelseed.ops.label_vectors` for new
+items, an embedder's ``embed`` for a project), so there is no second code path: an engine
+only decides where a worker lives and where each batch goes. A worker is built once per
+process that holds it (a run's labeler and its index; an embedding model), then fed batches
+in order; results come back in the order the batches went in, with a bounded number in
+flight, so the caller writes them (part files, the embeddings file) exactly as the local
+engine does and a killed job resumes the same way.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
+
+from ..exceptions import InputError
+
+ENGINES = ("local", "ray")
+
+W = TypeVar("W")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Engine(Protocol):
+    name: str
+
+    def map(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """``fn(worker, item)`` for every item, in order; `make_worker` builds a worker where it runs."""
+        ...
+
+
+class LocalEngine:
+    """Every batch in this process, one after the other."""
+
+    name = "local"
+
+    def map(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Iterable[T]) -> Iterator[R]:
+        worker = None
+        for item in items:
+            if worker is None:  # built only when there is work (a resumed job may have none)
+                worker = make_worker()
+            yield fn(worker, item)
+
+
+def get_engine(name: str = "local", *, workers: int | None = None) -> Engine:
+    """The engine called `name`: ``"local"`` or ``"ray"`` (connects to ``RAY_ADDRESS`` or
+    starts a local cluster; needs ``pip install 'labelseed[ray]'``)."""
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1; got {workers}.")
+    if name == "local":
+        return LocalEngine()
+    if name == "ray":
+        from .ray import RayEngine
+
+        return RayEngine(workers=workers)
+    raise InputError(f"--engine must be one of {', '.join(ENGINES)}; got {name!r}.")
