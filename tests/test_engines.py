@@ -105,3 +105,47 @@ def test_a_killed_ray_label_job_resumes_and_writes_every_item_once(cluster, tmp_
     r = _cli(cluster, "label", "--run", str(tmp_path / "run"), "--embeddings", str(tmp_path / "new.npy"), "--out",
              str(tmp_path / "local.parquet"), "--chunk-rows", "2000", "--quiet")
     assert pq.read_table(out).equals(pq.read_table(tmp_path / "local.parquet"))
+
+
+def test_a_killed_ray_embedding_resumes_and_ends_with_every_item_embedded_once(cluster, tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    from labelseed.project import Project
+
+    write_text_pool(tmp_path / "pool.csv", 60_000, 4)
+    for name in ("killed", "local"):
+        Project.init(tmp_path / name, data=tmp_path / "pool.csv", text_column="text").close()
+    args = [str(EXE), "embed", str(tmp_path / "killed"), "--model", "hashing", "--batch-size", "500", "--engine", "ray",
+            "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(args, env={**os.environ, "RAY_ADDRESS": cluster}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def marked() -> int:
+        try:
+            with sqlite3.connect(f"file:{tmp_path / 'killed' / 'labelseed.db'}?mode=ro", uri=True, timeout=1) as db:
+                return int(db.execute("SELECT COUNT(*) FROM embedded").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 120
+    while time.time() < deadline and marked() < 2000 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = marked()
+    if done_before >= 60_000:
+        pytest.skip("the job finished before it could be killed")
+    assert done_before >= 2000
+    r = _cli(cluster, "embed", str(tmp_path / "killed"), "--model", "hashing", "--batch-size", "500", "--engine", "ray",
+             "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    assert f"{done_before} done before" in r.stdout  # only the rest was embedded again
+    with Project.open(tmp_path / "local") as proj:
+        proj.embed("hashing", batch_size=500)
+        want = np.load(proj.store.embeddings_path())
+    with Project.open(tmp_path / "killed") as proj:
+        rows, failed = proj.store.embedded_rows()
+        assert len(rows) == 60_000 and not len(failed)
+        np.testing.assert_array_equal(np.load(proj.store.embeddings_path()), want)
