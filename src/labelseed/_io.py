@@ -17,6 +17,25 @@ from .exceptions import InputError, OutputExistsError
 from .store import DB_NAME, EMBEDDINGS
 
 
+def _existing(path: str | Path, option: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{option} file {str(p)!r} does not exist.")
+    return p
+
+
+def _open_npy(p: Path, option: str) -> np.ndarray:
+    """A 2-D numeric .npy, memory-mapped (nothing read yet)."""
+    try:
+        X = np.load(p, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise InputError(f"{option} {str(p)!r} is not a readable .npy array: {exc}.") from exc
+    if X.ndim != 2:
+        raise InputError(f"{option} {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
+    _check_pool(p, X, option)
+    return X
+
+
 def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str | None = None, *,
                     option: str = "--embeddings") -> tuple[np.ndarray, NDArray[np.float32]]:
     """Read ``(ids, X)`` from a ``.npy`` (ids = row numbers) or ``.parquet`` file.
@@ -24,18 +43,10 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
     A Parquet file has an id column and either one list-of-floats column (or
     `vector_column`) or numeric columns, one per dimension. `option` names the file in messages.
     """
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{option} file {str(p)!r} does not exist.")
+    p = _existing(path, option)
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        try:
-            X = np.load(p, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"{option} {str(p)!r} is not a readable .npy array: {exc}.") from exc
-        if X.ndim != 2:
-            raise InputError(f"{option} {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
-        _check_pool(p, X, option)
+        X = _open_npy(p, option)
         return np.arange(X.shape[0]), np.asarray(X)
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -382,18 +393,10 @@ def iter_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
     ``.parquet`` file (read a batch at a time) as ``(ids, X)`` chunks of `chunk_rows`, so a
     file larger than memory streams. The file is opened and its layout checked before this
     returns; each chunk is checked as it is read."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{option} file {str(p)!r} does not exist.")
+    p = _existing(path, option)
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        try:
-            X = np.load(p, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"{option} {str(p)!r} is not a readable .npy array: {exc}.") from exc
-        if X.ndim != 2:
-            raise InputError(f"{option} {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
-        _check_pool(p, X, option)
+        X = _open_npy(p, option)
 
         def npy_chunks() -> Iterator[tuple[np.ndarray, NDArray[np.float32]]]:
             for a in range(0, X.shape[0], chunk_rows):
