@@ -157,7 +157,7 @@ def test_an_add_killed_after_its_vectors_were_written_leaves_a_usable_project(tm
     # between the two leaves a file with rows past the items, which is never read
     proj, X, _ = _vector_project(tmp_path)
     with proj:
-        proj._grow_embeddings(330, 16, tail=X[300:330])  # what the killed add had written
+        proj._write_embeddings(330, 16, tail=X[300:330])  # what the killed add had written
         rows, V = proj.vectors()
         assert len(rows) == 300
         np.testing.assert_array_equal(V, X[:300])

@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
                     "resumes from the last chunk written")
     lb.add_argument("--force", action="store_true", help="replace --out if it exists")
     lb.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    _engine_option(lb)
+    _cluster_options(lb)
     _project_parsers(sub)
     return p
 
@@ -140,7 +140,7 @@ def _project_parsers(sub: Any) -> None:
     e.add_argument("--vectors", default=None, help="use your own vectors instead (.npy in item order, or .parquet with ids)")
     e.add_argument("--force", action="store_true", help="re-embed everything (e.g. with another model)")
     e.add_argument("--quiet", action="store_true")
-    _engine_option(e)
+    _cluster_options(e)
     im = sub.add_parser("import", help="import human labels: CSV id,label or a Label Studio JSON export")
     im.add_argument("project")
     im.add_argument("file")
@@ -646,7 +646,7 @@ def _print_basis(summary: dict[str, Any]) -> None:
                   "would certify it if the calibration holds")
 
 
-def _engine_option(p: argparse.ArgumentParser) -> None:
+def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="where the batches run: this process (default) or Ray (RAY_ADDRESS, else a local cluster; "
                    "pip install 'labelseed[ray]')")

@@ -297,8 +297,10 @@ class PoolIndex:
         Candidates re-ranked per neighbour (reduced space only).
     """
 
-    def __init__(self, index: Any, kind: str, nprobe: int | None = None, k_factor: int = 1) -> None:
+    def __init__(self, index: Any, kind: str, nprobe: int | None = None, k_factor: int = 1,
+                 parts: tuple[Any, ...] = ()) -> None:
         self._index, self.kind, self.k_factor = index, kind, int(k_factor)
+        self._parts = parts  # faiss objects a composed index points to: kept alive with it
         self.path: Path | None = None  # the file it was saved to or read from
         self._temporary: Any = None  # removes a file written only to release the index
         self.nprobe: int | None = None
@@ -437,6 +439,11 @@ def _search_all(search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.fl
     return idx, sim
 
 
+def _recall(found: NDArray[np.int64], truth: NDArray[np.int64], k: int) -> float:
+    """Mean share of each row's `k` true neighbours (rows of `truth`) among those `found`."""
+    return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(found, truth)]) / k)
+
+
 def _reduction(unit: "_UnitRows", k: int, rng: np.random.Generator) -> NDArray[np.float32] | None:
     """The projection (dims x d) onto the fewest principal components of :data:`REDUCED_DIMS`
     whose top-(K_FACTOR k) candidates hold :data:`REDUCED_RECALL` of the true neighbours, tested
@@ -457,7 +464,7 @@ def _reduction(unit: "_UnitRows", k: int, rng: np.random.Generator) -> NDArray[n
     for m in dims:
         Rm = np.ascontiguousarray(R[:, :m])
         cand, _ = _topk_exact(Rm[q], Rm, K_FACTOR * k, _block_rows(len(sub)), None, self_rows=q)
-        recall = float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(cand, truth)]) / k)
+        recall = _recall(cand, truth, k)
         log.info("reduced space %d dims: candidate recall %.3f", m, recall)
         if recall >= REDUCED_RECALL:
             return np.ascontiguousarray(P[:m])
@@ -471,11 +478,16 @@ def faiss_ivf(pool: PoolIndex) -> Any:
     return faiss.extract_index_ivf(pool.index)
 
 
+#: Each row's nearest IVF lists found when it was added (similarities, list numbers), shape
+#: (n_rows, COARSE_PROBES) each: the full-space graph search starts from them.
+Routes = tuple[NDArray[np.float32], NDArray[np.int64]]
+
+
 def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state: int,
-              progress: Progress | None = None) -> PoolIndex:
+              progress: Progress | None = None) -> tuple[PoolIndex, Routes | None]:
     """Train and fill the IVF index of every row (2 sqrt(n) lists): in a reduced space with
     exact re-ranking where :func:`_reduction` finds one that keeps the neighbours, else fp16
-    codes of the full vectors. nprobe is left unset."""
+    codes of the full vectors (then with each row's routes). nprobe is left unset."""
     import faiss
 
     n, d = unit.X.shape
@@ -507,7 +519,7 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
     ivf.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
     n_train = IVF_TRAIN_PER_LIST * nlist
     index.train(unit.take(np.arange(n) if n <= n_train else np.sort(rng.choice(n, n_train, replace=False))))
-    routes: tuple[NDArray[np.float32], NDArray[np.int64]] | None = None
+    routes: Routes | None = None
     if kind == "ivf":
         # every row is both stored and searched, so one pass over the centroids gives each row its
         # list (to add it) and its nearest lists (to search from), instead of one pass for each
@@ -524,10 +536,7 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
             ivf.add_core(stop - start, faiss.swig_ptr(block), None, faiss.swig_ptr(own_list))
         if progress:
             progress("knn graph (index)", stop, n)
-    pool = PoolIndex(index, kind, None, k_factor)
-    pool._parts = pool_parts  # type: ignore[attr-defined]
-    pool._coarse = routes  # type: ignore[attr-defined]
-    return pool
+    return PoolIndex(index, kind, None, k_factor, parts=pool_parts), routes
 
 
 def _ivf(
@@ -547,7 +556,7 @@ def _ivf(
     """
     n = unit.X.shape[0]
     rng = np.random.default_rng(random_state)
-    pool = ivf_index(unit, k, rng, random_state, progress)
+    pool, routes = ivf_index(unit, k, rng, random_state, progress)
     nlist = int(faiss_ivf(pool).nlist)
     sample = np.sort(rng.choice(n, min(n, SAMPLE_ROWS), replace=False))
     Q = unit.take(sample)
@@ -560,7 +569,7 @@ def _ivf(
         t = time.perf_counter()
         got, got_sim = _search_all(pool.search, lambda a, b: Q[a:b], sample, k, None)
         seconds = (time.perf_counter() - t) * n / len(sample)
-        recall = float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(got, truth)]) / k)
+        recall = _recall(got, truth, k)
         mass = float(np.mean(np.clip(got_sim, 0, None).sum(axis=1) / np.maximum(truth_mass, 1e-12)))
         return recall, mass, seconds
 
@@ -590,7 +599,6 @@ def _ivf(
     pool.set_nprobe(chosen)
     log.info("IVF (%s): %d lists, nprobe %d (%s), sample recall@%d %.3f", pool.kind, nlist, chosen, why, k, recall)
     search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]] = pool.search
-    routes = getattr(pool, "_coarse", None)
     if routes is not None and chosen <= routes[1].shape[1]:
         ivf = faiss_ivf(pool)
         ivf.parallel_mode = 3  # split the queries over threads inside search_preassigned too
@@ -603,10 +611,9 @@ def _ivf(
             return ivf.search_preassigned(x, kk, ci[start:start + len(x)], cd[start:start + len(x)])  # type: ignore
 
         search = preassigned
-    pool._coarse = None  # type: ignore[attr-defined]
+    del routes
     idx, sim = _search_all(search, unit.span, np.arange(n), k, progress)
-    if routes is not None:
-        faiss_ivf(pool).parallel_mode = 0
+    faiss_ivf(pool).parallel_mode = 0  # the saved index searches new items the default way
     return idx, sim, recall, chosen, pool
 
 

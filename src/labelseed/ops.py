@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -405,17 +404,15 @@ def _label_chunk(labeler: Any, ids: NDArray[Any], X: NDArray[Any], first_row: in
     import pyarrow as pa
 
     from .autolabeler import ABSTAIN, AUTO
+    from .runs import id_array
 
     got = label_vectors(labeler, X, f"{option} rows {first_row + 1}-{first_row + len(ids)}")
     names = labeler.classes.astype(object)
     predicted: NDArray[np.object_] = np.where(got.predicted >= 0, names[np.maximum(got.predicted, 0)],
                                               np.array(None, dtype=object))
     ok = got.accepted
-    id_list = ids.tolist()
-    id_arr = (pa.array(id_list, pa.int64()) if all(isinstance(i, (int, np.integer)) for i in id_list)
-              else pa.array([str(i) for i in id_list], pa.string()))
     return pa.table({
-        "id": id_arr,
+        "id": id_array(ids.tolist()),
         "label": pa.array([p if a else None for p, a in zip(predicted.tolist(), ok.tolist())], pa.string()),
         "confidence": pa.array(got.confidence.astype(np.float64)),
         "source": pa.array(np.where(ok, AUTO, ABSTAIN).tolist(), pa.string()),
@@ -537,35 +534,18 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
     except InputError:
         shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing written, no parts left behind
         raise
-    # assemble: stream the parts into one file, renamed into place
-    files = sorted(parts.glob("part-*.parquet"))
+    # assemble: stream the parts into one file, renamed into place, counting the auto-labels on the way
     counts: dict[str, int] = {}
     n_auto = 0
-    tables = (pq.read_table(f) for f in files)
-    import tempfile
 
-    import pyarrow.csv as pacsv
+    def counted() -> Any:
+        nonlocal n_auto
+        for f in sorted(parts.glob("part-*.parquet")):
+            table = pq.read_table(f)
+            n_auto += _count(table, counts)
+            yield table
 
-    from ._io import csv_safe_table
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        writer: Any = None
-        for t in tables:
-            if out.suffix.lower() == ".parquet":
-                writer = writer or pq.ParquetWriter(tmp, t.schema)
-            else:
-                t = csv_safe_table(t)
-                writer = writer or pacsv.CSVWriter(tmp, t.schema)
-            writer.write_table(t)
-            n_auto += _count(t, counts)
-        if writer is not None:
-            writer.close()
-        os.replace(tmp, out)
-    finally:
-        if Path(tmp).exists():
-            Path(tmp).unlink()
+    write_table_file(out, counted())
     shutil.rmtree(parts, ignore_errors=True)
     new = summary.get("new_items") or {}
     interval = tuple(new.get("expected_precision_interval") or (None, None))

@@ -189,14 +189,7 @@ class Project:
 
     # ------------------------------------------------------------ embeddings
     def _store_vectors(self, X: NDArray[np.float32], name: str) -> None:
-        path = self.store.embeddings_path()
-        tmp = path.with_name(f".{path.name}.tmp")
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=X.shape)
-        for s in range(0, len(X), 65536):
-            mm[s:s + 65536] = X[s:s + 65536]
-        mm.flush()
-        del mm
-        os.replace(tmp, path)
+        self._write_embeddings(X.shape[0], X.shape[1], tail=X)
         with self.store.transaction() as db:
             db.execute("DELETE FROM embedded")
             db.executemany("INSERT INTO embedded(row, hash, error) VALUES (?, ?, NULL)",
@@ -265,7 +258,7 @@ class Project:
                                  "vectors from the same model.")
             # the vectors first (a longer file is harmless: rows past the items are never read),
             # then the items, their marks and labels in one transaction
-            self._grow_embeddings(n + len(rows), int(vec.shape[1]), tail=vec)
+            self._write_embeddings(n + len(rows), int(vec.shape[1]), tail=vec)
         with self.store.transaction() as db:
             db.executemany("INSERT INTO items(row, id, content) VALUES (?, ?, ?)",
                            zip(rows, got.ids, got.contents))
@@ -279,18 +272,21 @@ class Project:
                 self._backup_labels()
         return len(rows)
 
-    def _grow_embeddings(self, n: int, dim: int, tail: NDArray[np.float32] | None = None) -> None:
-        """Rewrite embeddings.npy with `n` rows (a copy renamed into place): the rows it has are
-        kept, `tail` (if given) fills the last rows, the others are zero until embedded."""
+    def _write_embeddings(self, n: int, dim: int, tail: NDArray[np.float32] | None = None) -> None:
+        """(Re)write embeddings.npy with `n` rows of `dim`, a copy renamed into place: the rows the
+        file has are kept (a new file: none), `tail` (if given) fills the last rows, the others are
+        zero until embedded. The one writer of the whole file: `init --vectors`, `embed`'s first
+        batch, `add` and `embed` after an `add`."""
         path = self.store.embeddings_path()
         old = np.load(path, mmap_mode="r") if path.exists() else None
         tmp = path.with_name(f".{path.name}.tmp")
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-        keep = 0 if old is None else min(old.shape[0], n - (0 if tail is None else len(tail)))
+        keep = 0 if old is None or old.shape[1] != dim else min(old.shape[0], n - (0 if tail is None else len(tail)))
         for s in range(0, keep, 65536):
             mm[s:min(s + 65536, keep)] = old[s:min(s + 65536, keep)]  # type: ignore[index]
         if tail is not None:
-            mm[n - len(tail):] = tail
+            for s in range(0, len(tail), 65536):
+                mm[n - len(tail) + s:n - len(tail) + s + 65536] = tail[s:s + 65536]
         mm.flush()
         del mm, old
         os.replace(tmp, path)
@@ -348,7 +344,7 @@ class Project:
             mm = np.load(path, mmap_mode="r+")
             if mm.shape[0] < n and pending and min(pending) >= mm.shape[0]:  # items added since: room for them
                 del mm
-                self._grow_embeddings(n, int(np.load(path, mmap_mode="r").shape[1]))
+                self._write_embeddings(n, int(np.load(path, mmap_mode="r").shape[1]))
                 mm = np.load(path, mmap_mode="r+")
             if mm.shape[0] != n:
                 raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
@@ -403,11 +399,7 @@ class Project:
         return EmbedReport(embedder.name, n_new, n_cached, len(done), failed, time.perf_counter() - t0)
 
     def _create_embeddings(self, path: Path, n: int, dim: int) -> Any:
-        tmp = path.with_name(f".{path.name}.tmp")
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-        mm.flush()
-        del mm
-        os.replace(tmp, path)
+        self._write_embeddings(n, dim)
         return np.load(path, mmap_mode="r+")
 
     def _vectors_by_hash(self, hashes: list[str], mm: Any) -> dict[str, NDArray[np.float32]]:
@@ -818,8 +810,9 @@ class Project:
         rows = [(run["run_id"], int(r), str(classes[c]), float(conf), float(t))
                 for r, c, conf, t in zip(d["accepted"], d["accepted_label"], d["accepted_confidence"],
                                          d["accepted_threshold"])]
+        human = self.store.current_labels()
         if new:
-            rows += self._label_added(run["run_id"], d, progress)
+            rows += self._label_added(run["run_id"], d, human, progress)
         if self.store.read_only:  # the labels still come out; only the store's record of them is skipped
             log.warning("%s is read-only: the auto-labels are written to %s but not recorded in the project",
                         self.folder, target)
@@ -830,14 +823,13 @@ class Project:
                                rows)
                 db.execute("UPDATE runs SET status = 'applied', finished = ? WHERE run_id = ?", (now(), run["run_id"]))
         ids = self.store.ids()
-        human = self.store.current_labels()
         # every human label, also of an item that could not be embedded: it is known without a vector
         records = [(ids[r], label, 1.0, "seed") for r, label in sorted(human.items())]
         records += [(ids[r], label, conf, "auto") for _, r, label, conf, _ in rows]
         write_labels(target, records)
         return target
 
-    def _label_added(self, run_id: str, d: dict[str, Any], progress: Progress | None = None,
+    def _label_added(self, run_id: str, d: dict[str, Any], human: dict[int, str], progress: Progress | None = None,
                      ) -> list[tuple[str, int, str, float, float]]:
         """Auto-labels of the items added after run `run_id` was fitted (embedded, without a
         human label): its labeler, chunk by chunk."""
@@ -849,7 +841,6 @@ class Project:
         if pending:
             raise InputError(f"{pending} item(s) are not embedded yet; run `labelseed embed {self.folder}` first, then "
                              "apply --new again.")
-        human = self.store.current_labels()
         added = ok[~np.isin(ok, np.asarray(d["rows"]))]
         added = added[np.array([int(r) not in human for r in added], dtype=bool)] if len(added) else added
         if not len(added):

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import write_json_atomic, write_table_csv
+from ._io import write_json_atomic
 from .exceptions import InputError
 
 SUMMARY = "summary.json"
@@ -86,7 +86,8 @@ def write_labeler(folder: Path, model: Any) -> None:
         if graph.method == "exact":
             index = PoolIndex.exact(unit)
         else:
-            index = ivf_index(unit, graph.n_neighbors, np.random.default_rng(model.random_state), model.random_state)
+            index, _ = ivf_index(unit, graph.n_neighbors, np.random.default_rng(model.random_state),
+                                 model.random_state)
             index.set_nprobe(graph.nprobe)
     linked = False
     source = getattr(index, "path", None)
@@ -252,24 +253,35 @@ def accepted_labels(decisions: Mapping[str, NDArray[Any]]) -> NDArray[np.object_
 # ------------------------------------------------------------------ label tables
 
 
+def id_array(ids: list[Any]) -> Any:
+    """Ids as an Arrow column: int64 when every id is an int (they stay ints), else strings."""
+    import pyarrow as pa
+
+    if ids and all(isinstance(i, (int, np.integer)) for i in ids):
+        return pa.array(ids, pa.int64())
+    return pa.array([str(i) for i in ids], pa.string())
+
+
 def label_table(records: list[tuple[Any, str, float, str]]) -> Any:
     """(id, label, confidence, source) records as a pyarrow table: the one layout of every labels
     file labelseed writes (ids that are all ints stay ints)."""
     import pyarrow as pa
 
-    ids = [r[0] for r in records]
-    id_arr = (pa.array(ids, pa.int64()) if ids and all(isinstance(i, (int, np.integer)) for i in ids)
-              else pa.array([str(i) for i in ids], pa.string()))
-    return pa.table({"id": id_arr,
+    return pa.table({"id": id_array([r[0] for r in records]),
                      "label": pa.array([r[1] for r in records], pa.string()),
                      "confidence": pa.array([float(r[2]) for r in records], pa.float64()),
                      "source": pa.array([r[3] for r in records], pa.string())})
 
 
-def write_table_file(target: Path, table: Any) -> None:
-    """A table as .parquet or CSV (formula cells neutralised), written to a temporary file and
-    renamed into place; temporary files a killed earlier attempt left are removed first."""
+def write_table_file(target: Path, tables: Any) -> None:
+    """A table, or an iterable of tables of one schema written one after the other (a file
+    larger than memory), as .parquet or CSV (formula cells neutralised), written to a temporary
+    file and renamed into place; temporary files a killed earlier attempt left are removed first."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
+
+    from ._io import csv_safe_table
 
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -277,11 +289,17 @@ def write_table_file(target: Path, table: Any) -> None:
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    parquet = target.suffix.lower() == ".parquet"
     try:
-        if target.suffix.lower() == ".parquet":
-            pq.write_table(table, tmp)
-        else:
-            write_table_csv(table, tmp)
+        writer: Any = None
+        for table in [tables] if isinstance(tables, pa.Table) else tables:
+            if not parquet:
+                table = csv_safe_table(table)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema) if parquet else pacsv.CSVWriter(tmp, table.schema)
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

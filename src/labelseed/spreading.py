@@ -526,8 +526,6 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         The linear classifier's weight in the last call (0 without `Xn`).
     spread_runs : list of Scores or None
         The scores of spreading alone for every label vector (when a weight was learned).
-    last_spread : Scores or None
-        Spread scores (before mixing) of the last label vector scored.
     last_linear : LinearModel or None
         Linear classifier of the last label vector scored.
     set_spread : list of Scores
@@ -544,12 +542,14 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         self.S, self.Xn, self.n_classes, self.alpha, self.scale = S, Xn, n_classes, alpha, scale
         self.random_state, self.progress = random_state, progress
         self.weight = 0.0
-        self.last_spread: Scores | None = None
-        self.last_linear: LinearModel | None = None
         self.spread_runs: list[Scores] | None = None
         self.set_spread: list[Scores] = []
         self.set_linear: list[LinearModel] | None = None
         self.set_weight: list[float] = []
+
+    @property
+    def last_linear(self) -> LinearModel | None:
+        return self.set_linear[-1] if self.set_linear else None
 
     def __call__(self, code_sets: list[NDArray[np.int64]]) -> list[Scores]:
         self.spread_runs = None
@@ -558,7 +558,6 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
                                                             progress=self.progress)
         if groups is None:  # spreading alone, or sets that are not folds: no weight can be learned out of fold
             runs = spread_many(self.S, code_sets, self.n_classes, self.alpha, progress=self.progress)
-            self.last_spread = runs[-1]
             self.set_spread = runs
             if self.Xn is None:
                 self.weight = 0.0
@@ -566,14 +565,10 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
                 return runs
             self.weight = LINEAR_WEIGHTS[0]
             self.set_weight = [self.weight] * len(runs)
-            self.set_linear = []
-            out = []
-            for codes, r in zip(code_sets, runs):
-                self.last_linear = fit_linear(self.Xn, codes, self.n_classes, random_state=self.random_state,
-                                              scale=self.scale)
-                self.set_linear.append(self.last_linear)
-                out.append(mix_scores(r, self.last_linear.probabilities(self.Xn, self.scale), self.weight))
-            return out
+            self.set_linear = [fit_linear(self.Xn, codes, self.n_classes, random_state=self.random_state,
+                                          scale=self.scale) for codes in code_sets]
+            return [mix_scores(r, model.probabilities(self.Xn, self.scale), self.weight)
+                    for r, model in zip(runs, self.set_linear)]
         return self._nested(code_sets, groups)
 
     def _nested(self, code_sets: list[NDArray[np.int64]], groups: list[NDArray[np.float32]]) -> list[Scores]:
@@ -637,13 +632,12 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         self.set_weight = [choose([(f, g) for g in range(n_folds) if g != f]) for f in range(n_folds)]
         out = [mix_scores(self.spread_runs[f], proba(single[f]), self.set_weight[f]) for f in range(n_folds)]
         self.weight = choose([(g, g) for g in range(n_folds)])
-        self.last_spread = Scores.from_unnormalized(spread_without(groups, ()))
-        self.spread_runs.append(self.last_spread)
-        self.last_linear = linear(())
+        final_spread, final_linear = Scores.from_unnormalized(spread_without(groups, ())), linear(())
+        self.spread_runs.append(final_spread)
         self.set_spread = self.spread_runs
-        self.set_linear = [*single, self.last_linear]
+        self.set_linear = [*single, final_linear]
         self.set_weight.append(self.weight)
-        out.append(mix_scores(self.last_spread, proba(self.last_linear), self.weight))
+        out.append(mix_scores(final_spread, proba(final_linear), self.weight))
         return out
 
 
