@@ -198,3 +198,22 @@ def test_a_released_index_is_read_back_with_the_same_neighbours_and_saved_whole(
 
     again = PoolIndex.load(tmp_path / "index.faiss", g.index.kind, g.index.nprobe, g.index.k_factor)
     np.testing.assert_array_equal(again.neighbors(Q, 10)[0], before[0])
+
+
+def test_reduced_candidates_are_the_exact_top_list_of_the_projected_pool(monkeypatch):
+    # the reduced-space test runs against the whole pool a block at a time; its running top lists
+    # must be the exact nearest rows in the projected space, each query's own row left out
+    import labelseed.graph as graph
+    from labelseed.graph import _UnitRows, _reduced_candidates, _topk_exact
+
+    monkeypatch.setattr(graph, "ROW_BLOCK", 700)  # several blocks
+    X = _low_rank_pool(n=3000, seed=5)
+    unit = _UnitRows(X, normalized=False)
+    P = np.linalg.qr(np.random.default_rng(0).standard_normal((X.shape[1], 32)))[0].T.astype(np.float32)
+    rows = np.array([0, 5, 1400, 2999])
+    Q = unit.take(rows)
+    got = _reduced_candidates(unit, P, Q, rows, [16, 32], 20)
+    R = normalize_rows(X) @ P.T
+    for m in (16, 32):
+        want, _ = _topk_exact(Q @ P[:m].T, np.ascontiguousarray(R[:, :m]), 20, 3000, None, self_rows=rows)
+        assert [set(a) for a in got[m]] == [set(b) for b in want]
