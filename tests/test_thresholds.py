@@ -225,3 +225,31 @@ def test_labels_needed_predicts_when_a_clean_class_is_certified():
     short = AutoLabeler().fit(X, datasets.hide_labels(y, 8 + (more - 4) // 2, 0)).result_.thresholds
     assert all(c.meets_target for c in enough.per_class)
     assert not any(c.meets_target for c in short.per_class)
+
+
+def test_global_mode_class_without_its_own_evidence_abstains():
+    # one cut for all, but a class with fewer than `min_support` held-out seed rows above it
+    # has no evidence of its own: it abstains instead of riding on the others' precision
+    # (bench/honesty.py, imbalanced pool: such classes reported 0.81 on average, realized 0.48)
+    X, y = blobs(n_per=150, n_classes=3, spread=1.2, seed=1)
+    keep = np.concatenate([np.flatnonzero(y < 2), np.flatnonzero(y == 2)[:25]])  # class 2 is rare
+    X, y = X[keep], y[keep]
+    codes = np.full(len(y), -1)
+    rows = np.random.default_rng(16).choice(len(y), 24, replace=False)  # uniform labels: 2 of class 2
+    codes[rows] = y[rows]
+    assert (codes == 2).sum() == 2
+    m = AutoLabeler(per_class=False, target_precision=0.9, min_support=3, random_state=0).fit(X, codes)
+    r, cv = m.result_, m.cv_scores_
+    assert r.thresholds.mode == "global"
+    cut = m.thresholds_[0]
+    assert np.isfinite(cut) and m.thresholds_[1] == cut  # the others share one cut
+    # the case is real: class 2's pool rows clear the shared cut, on too little evidence of its own
+    pool = cv.unlabeled
+    assert ((cv.final.predicted[pool] == 2) & (cv.final.confidence[pool] >= cut)).sum() > 10
+    assert ((cv.oof.predicted == 2) & (cv.oof.confidence >= cut)).sum() < 3
+    assert np.isinf(m.thresholds_[2])
+    assert not (r.labels[r.accepted] == 2).any()
+    assert not r.thresholds.per_class[2].meets_target
+    # with min_support 2 its two rows are evidence enough
+    m2 = AutoLabeler(per_class=False, target_precision=0.9, min_support=2, random_state=0).fit(X, codes)
+    assert np.isfinite(m2.thresholds_[2]) and (m2.result_.labels[m2.result_.accepted] == 2).any()

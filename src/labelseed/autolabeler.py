@@ -116,7 +116,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         ``metric(y_true, y_pred) -> float`` (y_pred -1 = abstained) is maximised instead.
     per_class : bool or "auto", default="auto"
         True: one threshold per class, each class meeting the target; False: one global
-        threshold, the accepted rows meeting it together. ``"auto"`` (with the target
+        threshold, the accepted rows meeting it together (a class with fewer than
+        `min_support` held-out seed rows of its own above that cut abstains). ``"auto"`` (with the target
         metric) chooses both ways and keeps the one that certifies more of the pool
         (``result_.thresholds.mode`` says which; ties go to per class). Either way the
         accepted rows together meet the target; only True promises it for every class.
@@ -128,7 +129,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
     n_splits : int, default=5
         Stratified folds over the labeled rows.
     min_support : int, default=3
-        Seed rows that must lie at or above each threshold.
+        Seed rows that must lie at or above each threshold (in global mode: of each class
+        that gets auto-labels).
     confidence_level : float in (0, 1), default=0.8
         How conservative the precision estimate behind a threshold is.
     graph_method : {"auto", "exact", "ivf"}, default="auto"

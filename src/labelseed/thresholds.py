@@ -872,7 +872,8 @@ def choose_thresholds(
     per_class : bool, default=True
         One threshold per class ("separately") or one for all ("altogether").
     min_support : int, default=3
-        Seed rows that must lie at or above a threshold.
+        Seed rows that must lie at or above a threshold. In global mode (target metric)
+        each class needs that many of its own predicted rows above the one cut, or abstains.
     confidence_level : float, default=0.8
         A threshold is accepted when the expected precision's lower
         ``1 - confidence_level`` bootstrap quantile meets the target.
@@ -936,6 +937,13 @@ def choose_thresholds(
         return _block(np.asarray(out)), ok
 
     thresholds, feasible = thresholds_with(cals, None)
+    if target_mode and not per_class:
+        # One cut, but each class still needs evidence of its own: a class with fewer than
+        # `min_support` held-out seed rows predicted as it above the cut abstains, as it would
+        # in per-class mode. Without this, small classes ride on the big ones' precision
+        # (imbalanced pool, uniform labels: classes reported 0.81 on average realized 0.48).
+        support = np.bincount(np.maximum(_oof_pred_at(cv, thresholds), -1) + 1, minlength=n_classes + 1)[1:]
+        thresholds = np.where(support >= min_support, thresholds, np.inf)
 
     # threshold spread: choose again with each fold left out of the choice
     fold_th = np.full((cv.n_splits, n_classes), np.inf)
