@@ -6,6 +6,9 @@ process; Ray's own overhead (starting a local cluster, starting actors) is measu
 and shown beside the totals. Every configuration is run `--repeats` times; medians.
 
     python bench/engines.py --texts-hashing 100000 --texts-minilm 3000 --pool 200000 --new 200000
+    python bench/engines.py --stages fit     # `autolabel` (the kNN graph's search) only
+
+`fit`: `autolabel` of the real-like pool on each engine, the graph's search on the workers.
 """
 from __future__ import annotations
 
@@ -102,6 +105,26 @@ def labeling(n_pool: int, n_new: int, repeats: int, work: Path) -> dict:
     return out
 
 
+def fitting(n_pool: int, repeats: int, work: Path) -> dict:
+    """`autolabel` of the real-like pool: the kNN graph's search on each engine, the rest local."""
+    X, y = real_like(n_pool, seed=3)
+    np.save(work / "pool.npy", X)
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.choice(np.flatnonzero(y == c), 25, replace=False) for c in range(20)])
+    (work / "labels.csv").write_text("id,label\n" + "".join(f"{r},c{y[r]}\n" for r in rows))
+    out: dict = {"pool": n_pool}
+    for name, extra in (("local", []), ("ray 1 worker", ["--engine", "ray", "--workers", "1"]),
+                        ("ray 2 workers", ["--engine", "ray", "--workers", "2"])):
+        runs, graph = [], []
+        for _ in range(repeats):
+            runs.append(_time(["autolabel", "--embeddings", str(work / "pool.npy"), "--labels", str(work / "labels.csv"),
+                               "--out", str(work / "run"), "--force", "--quiet", "--no-cache", *extra]))
+            graph.append(json.loads((work / "run" / "summary.json").read_text())["timings"]["graph"])
+        out[name] = {"seconds": statistics.median(runs), "graph_s": statistics.median(graph)}
+        print("fit", name, json.dumps(out[name]), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--texts-hashing", type=int, default=100_000)
@@ -109,18 +132,27 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=200_000)
     ap.add_argument("--new", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stages", default="embed,label,fit", help="comma-separated: embed, label, fit")
     ap.add_argument("--out", default=str(RESULTS / "engines.json"))
     args = ap.parse_args()
-    results = {"ray_overhead": ray_overhead()}
+    stages = set(args.stages.split(","))
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}  # other stages' results stay
+    results["ray_overhead"] = ray_overhead()
     print("overhead", json.dumps(results["ray_overhead"]), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=RESULTS) as d:
-        results["embed_hashing"] = embedding(args.texts_hashing, "hashing", args.repeats, Path(d))
-    with tempfile.TemporaryDirectory(dir=RESULTS) as d:
-        results["embed_minilm"] = embedding(args.texts_minilm, "all-MiniLM-L6-v2", args.repeats, Path(d))
-    with tempfile.TemporaryDirectory(dir=RESULTS) as d:
-        results["label"] = labeling(args.pool, args.new, args.repeats, Path(d))
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    if "embed" in stages:
+        with tempfile.TemporaryDirectory(dir=RESULTS) as d:
+            results["embed_hashing"] = embedding(args.texts_hashing, "hashing", args.repeats, Path(d))
+        with tempfile.TemporaryDirectory(dir=RESULTS) as d:
+            results["embed_minilm"] = embedding(args.texts_minilm, "all-MiniLM-L6-v2", args.repeats, Path(d))
+    if "label" in stages:
+        with tempfile.TemporaryDirectory(dir=RESULTS) as d:
+            results["label"] = labeling(args.pool, args.new, args.repeats, Path(d))
+    if "fit" in stages:
+        with tempfile.TemporaryDirectory(dir=RESULTS) as d:
+            results["fit"] = fitting(args.pool, args.repeats, Path(d))
+    out_path.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

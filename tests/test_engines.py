@@ -149,3 +149,57 @@ def test_a_killed_ray_embedding_resumes_and_ends_with_every_item_embedded_once(c
         rows, failed = proj.store.embedded_rows()
         assert len(rows) == 60_000 and not len(failed)
         np.testing.assert_array_equal(np.load(proj.store.embeddings_path()), want)
+
+
+def _spectrum_pool(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Classes x sub-topics through a power-law spectrum (bench/scale.py's real-like shape)."""
+    rng = np.random.default_rng(seed)
+    B = np.linalg.qr(rng.standard_normal((d, d)))[0] * (np.arange(1, d + 1) ** -0.8)[None, :]
+    c, u = rng.standard_normal((4, d)), rng.standard_normal((4, 10, d))
+    y, s = rng.integers(0, 4, n), rng.integers(0, 10, n)
+    Z = (c[y] + 0.7 * u[y, s] + rng.standard_normal((n, d))) @ B.T
+    return (Z / np.linalg.norm(Z, axis=1, keepdims=True)).astype(np.float32), y
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivf-reduced"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_graph_through_ray_equals_the_local_graph(cluster, monkeypatch, kind, workers):
+    from labelseed import graph as graph_module
+    from labelseed.engines import get_engine
+    from labelseed.graph import build_knn_graph
+
+    if kind == "ivf-reduced":  # the reduced-space path, on a pool small enough for a test
+        monkeypatch.setattr(graph_module, "REDUCED_MIN_ROWS", 5_000)
+    X, _ = _spectrum_pool(9_000, 192, 3)
+    local = build_knn_graph(X, 10, random_state=0)
+    assert local.index is not None and local.index.kind == kind  # the path this case is about
+    remote = build_knn_graph(X, 10, random_state=0, engine=get_engine("ray", workers=workers))
+    assert remote.nprobe == local.nprobe
+    np.testing.assert_array_equal(remote.indices, local.indices)
+    np.testing.assert_array_equal(remote.similarities, local.similarities)
+    # not a trivial graph: most rows' neighbours are real, and differ between rows
+    assert (local.indices >= 0).all() and len(np.unique(local.indices[:, 0])) > 1000
+
+
+def test_fit_and_select_through_ray_give_the_local_results(cluster, tmp_path):
+    import json
+
+    X, y = _spectrum_pool(8_000, 48, 5)
+    np.save(tmp_path / "pool.npy", X)
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(
+        f"{r},c{y[r]}\n" for c in range(4) for r in np.flatnonzero(y == c)[:25]))
+    for engine in ("local", "ray"):
+        r = _cli(cluster, "autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels",
+                 str(tmp_path / "labels.csv"), "--out", str(tmp_path / engine), "--quiet", "--no-cache",
+                 "--engine", engine, "--workers", "1")
+        assert r.returncode == 0, r.stderr
+        r = _cli(cluster, "select", "--embeddings", str(tmp_path / "pool.npy"), "--budget", "12", "--strategy",
+                 "typiclust", "--out", str(tmp_path / f"{engine}-picks.csv"), "--engine", engine)
+        assert r.returncode == 0, r.stderr
+    for name in ("auto_labels.csv", "abstained.csv"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    s = {e: json.loads((tmp_path / e / "summary.json").read_text()) for e in ("local", "ray")}
+    assert s["ray"]["graph"] == "ivf" and s["ray"]["n_auto"] > 1000
+    for key in ("expected_precision", "expected_precision_interval", "coverage", "n_auto", "graph_recall"):
+        assert s["ray"][key] == s["local"][key], key
+    assert (tmp_path / "ray-picks.csv").read_text() == (tmp_path / "local-picks.csv").read_text()

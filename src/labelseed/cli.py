@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--labels", required=True, help="CSV with columns id,label")
     a.add_argument("--out", required=True, help="output folder (written atomically)")
     _engine_options(a, methods=("ensemble", "spreading", "self_training"))
+    _cluster_options(a)
     a.add_argument("--id-column", default="id")
     a.add_argument("--vector-column", default=None)
     _random_seed(a)
@@ -72,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--vector-column", default=None)
     _random_seed(s)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    _cluster_options(s)
     q = sub.add_parser("query", help="the next rows a person should label, after a seed exists")
     q.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings and --labels)")
     q.add_argument("--embeddings", default=None)
@@ -291,6 +293,7 @@ def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ens
 
 def _fit_options(p: argparse.ArgumentParser) -> None:
     _engine_options(p)
+    _cluster_options(p)
     _random_seed(p)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--allow-single-class", action="store_true",
@@ -364,7 +367,7 @@ def autolabel(args: argparse.Namespace) -> int:
     labels = read_seed_labels(args.labels, ids)
     ops.check_classes(labels, args.allow_single_class)
     with _Progress(not args.quiet) as progress:
-        outcome = ops.fit(X, labels, _settings(args), progress=progress,
+        outcome = ops.fit(X, labels, _settings(args), progress=progress, engine=args.engine, workers=args.workers,
                           cache_dir=None if args.no_cache else _cache_dir(args),
                           inputs={"embeddings": str(Path(args.embeddings).resolve()),
                                   "labels": str(Path(args.labels).resolve())})
@@ -426,6 +429,7 @@ def _need(args: argparse.Namespace, command: str, *names: str) -> None:
 
 
 def select_cmd(args: argparse.Namespace) -> int:
+    from .engines import get_engine
     from .select import select
 
     if args.project:
@@ -438,7 +442,8 @@ def select_cmd(args: argparse.Namespace) -> int:
     if args.labels:
         labels = read_seed_labels(args.labels, ids)
         labeled = np.flatnonzero(labels != None)  # noqa: E711
-    sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.random_state)
+    sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.random_state,
+                 engine=get_engine(args.engine, workers=args.workers))
     _write_selection(out, ids.tolist(), sel)
     return 0
 
@@ -547,7 +552,8 @@ def _project_pick(args: argparse.Namespace, kind: str) -> int:
         out = Path(args.out) if args.out else proj.folder / "exports" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
         _check_selection_out(out, args.force, args.budget)
         if kind == "select":
-            batch, sel = proj.select(args.budget, strategy=args.strategy, random_state=args.random_state)
+            batch, sel = proj.select(args.budget, strategy=args.strategy, random_state=args.random_state,
+                                     engine=args.engine, workers=args.workers)
         elif kind == "query":
             batch, sel = proj.query(args.budget, strategy=args.strategy, random_state=args.random_state,
                                     target_precision=args.target_precision)
@@ -618,7 +624,8 @@ def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     check_classes(list(proj.labels().values()), args.allow_single_class)
     with _Progress(not args.quiet) as progress:
-        run = proj.fit(_settings(args), progress=progress, certify=args.certify)
+        run = proj.fit(_settings(args), progress=progress, certify=args.certify, engine=args.engine,
+                       workers=args.workers)
     s = run["summary"]
     lo, hi = s["expected_precision_interval"]
     print(f"run {run['run_id']}: {s['n_auto']} auto-labels, {s['n_abstained']} abstained; expected precision "
@@ -648,8 +655,8 @@ def _print_basis(summary: dict[str, Any]) -> None:
 
 def _cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="local", choices=["local", "ray"],
-                   help="where the batches run: this process (default) or Ray (RAY_ADDRESS, else a local cluster; "
-                   "pip install 'labelseed[ray]')")
+                   help="where the batches run (embedding, the kNN graph's search, labeling new items): this "
+                   "process (default) or Ray (RAY_ADDRESS, else a local cluster; pip install 'labelseed[ray]')")
     p.add_argument("--workers", type=int, default=None, help="Ray actors (default: the cluster's CPUs minus one)")
 
 
@@ -813,7 +820,8 @@ def run_cmd(args: argparse.Namespace) -> int:
                              "project's items: drop --data to continue this project, or give a new project folder.")
     with Project.open(folder) as proj:
         with _Progress(not args.quiet, rate=True) as progress:
-            rep = proj.embed(args.model, image_size=args.image_size, progress=progress)
+            rep = proj.embed(args.model, image_size=args.image_size, progress=progress, engine=args.engine,
+                             workers=args.workers)
         print(f"embedded {rep.embedded} items ({rep.already_done} done before, {len(rep.failed)} skipped)")
         if args.labels:
             imp = proj.import_labels(args.labels)

@@ -17,13 +17,15 @@ import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from functools import partial
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
 from ._validation import check_int
+from .engines import Engine, LocalEngine
 from .exceptions import InputError
 
 log = logging.getLogger(__name__)
@@ -415,28 +417,70 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
+def _search_block(search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]],
+                  Q: NDArray[np.float32], rows: NDArray[np.int64], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Top-`k` neighbours of pool rows `rows` (unit vectors `Q`), each row itself dropped;
+    ``search(x, kk)`` returns faiss's ``(D, I)``."""
+    m = len(rows)
+    D, I = search(Q, k + 1)
+    own = I == rows[:, None]
+    # drop the row itself where found, else the least similar result
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+    keep = np.ones_like(own)
+    keep[np.arange(m), drop] = False
+    idx, sim = I[keep].reshape(m, k), D[keep].reshape(m, k).astype(np.float32)
+    sim[idx < 0] = 0.0
+    return idx, sim
+
+
 def _search_all(search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]],
                 queries: Callable[[int, int], NDArray[np.float32]], rows: NDArray[np.int64],
-                k: int, progress: Progress | None) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Top-`k` neighbours of row ``rows[i]``, each row itself dropped. ``queries(a, b)`` gives
-    the unit vectors of ``rows[a:b]``; ``search(x, kk)`` returns faiss's ``(D, I)`` for them."""
+                k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """:func:`_search_block` over ``rows`` a block at a time; ``queries(a, b)`` gives the unit
+    vectors of ``rows[a:b]``."""
     m = len(rows)
     idx = np.empty((m, k), dtype=np.int64)
     sim = np.empty((m, k), dtype=np.float32)
     for start in range(0, m, ROW_BLOCK):
         stop = min(start + ROW_BLOCK, m)
-        D, I = search(queries(start, stop), k + 1)
-        own = I == rows[start:stop, None]
-        # drop the row itself where found, else the least similar result
-        drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-        keep = np.ones_like(own)
-        keep[np.arange(stop - start), drop] = False
-        idx[start:stop] = I[keep].reshape(stop - start, k)
-        sim[start:stop] = D[keep].reshape(stop - start, k)
-        if progress and m > ROW_BLOCK:
-            progress("knn graph (search)", stop, m)
-    sim[idx < 0] = 0.0
+        idx[start:stop], sim[start:stop] = _search_block(search, queries(start, stop), rows[start:stop], k)
     return idx, sim
+
+
+@dataclass(frozen=True)
+class _GraphBlock:
+    """One engine batch of the graph search: pool rows ``start:stop``, their unit vectors and,
+    where the index was filled with routes, the lists each row probes."""
+
+    start: int
+    stop: int
+    Q: NDArray[np.float32]
+    lists: NDArray[np.int64] | None
+    list_sims: NDArray[np.float32] | None
+    k: int
+
+
+def _graph_block(pool: "PoolIndex", block: _GraphBlock) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Search one block of the pool's own rows (the per-batch function of every engine)."""
+    search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]] = pool.search
+    if block.lists is not None:
+        ivf = faiss_ivf(pool)
+
+        def search(x: NDArray[np.float32], kk: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+            return ivf.search_preassigned(x, kk, block.lists, block.list_sims)  # type: ignore[no-any-return]
+
+    return _search_block(search, block.Q, np.arange(block.start, block.stop), block.k)
+
+
+def _pool_from_bytes(data: NDArray[np.uint8], kind: str, nprobe: int | None, k_factor: int,
+                     parallel_mode: int) -> "PoolIndex":
+    """A worker's copy of a pool index (sent to it serialized)."""
+    import faiss
+
+    pool = PoolIndex(faiss.deserialize_index(data), kind, nprobe, k_factor)
+    if kind != "exact":
+        faiss_ivf(pool).parallel_mode = parallel_mode
+    return pool
 
 
 def _recall(found: NDArray[np.int64], truth: NDArray[np.int64], k: int) -> float:
@@ -568,7 +612,7 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
 
 def _ivf(
     unit: _UnitRows, k: int, nprobe: int | None, target_recall: float, random_state: int,
-    progress: Progress | None,
+    progress: Progress | None, engine: "Engine | None" = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], float, int, PoolIndex]:
     """All-rows kNN with faiss IVF (2 sqrt(n) lists).
 
@@ -579,7 +623,8 @@ def _ivf(
     smallest step that reaches `target_recall` + 0.01; tuning also stops when a step would add
     neighbours no more similar than those found (:data:`SIMILARITY_GAIN_STOP`) or when the
     next step's full search is projected past :data:`SEARCH_BUDGET_S`. Returns the graph, the
-    sample's recall@k, the nprobe used and the index.
+    sample's recall@k, the nprobe used and the index. The search of every row runs on `engine`
+    (default: this process), a block of rows per batch; each worker holds a copy of the index.
     """
     n = unit.X.shape[0]
     rng = np.random.default_rng(random_state)
@@ -594,7 +639,7 @@ def _ivf(
         """(recall, similarity mass found / exact, projected seconds of the full search) at nprobe `p`."""
         pool.set_nprobe(p)
         t = time.perf_counter()
-        got, got_sim = _search_all(pool.search, lambda a, b: Q[a:b], sample, k, None)
+        got, got_sim = _search_all(pool.search, lambda a, b: Q[a:b], sample, k)
         seconds = (time.perf_counter() - t) * n / len(sample)
         recall = _recall(got, truth, k)
         mass = float(np.mean(np.clip(got_sim, 0, None).sum(axis=1) / np.maximum(truth_mass, 1e-12)))
@@ -625,21 +670,37 @@ def _ivf(
                 break
     pool.set_nprobe(chosen)
     log.info("IVF (%s): %d lists, nprobe %d (%s), sample recall@%d %.3f", pool.kind, nlist, chosen, why, k, recall)
-    search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]] = pool.search
-    if routes is not None and chosen <= routes[1].shape[1]:
-        ivf = faiss_ivf(pool)
-        ivf.parallel_mode = 3  # split the queries over threads inside search_preassigned too
-        cd, ci = np.ascontiguousarray(routes[0][:, :chosen]), np.ascontiguousarray(routes[1][:, :chosen])
-        done = [0]
+    preassigned = routes is not None and chosen <= routes[1].shape[1]
+    if preassigned:
+        faiss_ivf(pool).parallel_mode = 3  # split the queries over threads inside search_preassigned too
+    runner: Engine = engine if engine is not None else LocalEngine()
+    make_worker: Callable[[], PoolIndex]
+    if runner.name == "local":
+        make_worker = lambda: pool  # noqa: E731
+    else:  # each worker gets a copy of the index, searches blocks of rows: the same graph
+        import faiss
 
-        def preassigned(x: NDArray[np.float32], kk: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-            start = done[0]  # _search_all asks for the rows in order, a block at a time
-            done[0] += len(x)
-            return ivf.search_preassigned(x, kk, ci[start:start + len(x)], cd[start:start + len(x)])  # type: ignore
+        make_worker = partial(_pool_from_bytes, faiss.serialize_index(pool.index), pool.kind, chosen,
+                              pool.k_factor, 3 if preassigned else 0)
 
-        search = preassigned
+    def blocks(routes: Routes | None) -> Iterator[_GraphBlock]:
+        for start in range(0, n, ROW_BLOCK):
+            stop = min(start + ROW_BLOCK, n)
+            lists = sims = None
+            if routes is not None:
+                lists = np.ascontiguousarray(routes[1][start:stop, :chosen])
+                sims = np.ascontiguousarray(routes[0][start:stop, :chosen])
+            yield _GraphBlock(start, stop, unit.span(start, stop), lists, sims, k)
+
+    idx = np.empty((n, k), dtype=np.int64)
+    sim = np.empty((n, k), dtype=np.float32)
+    stop = 0
+    for block_idx, block_sim in runner.map(make_worker, _graph_block, blocks(routes if preassigned else None)):
+        start, stop = stop, stop + len(block_idx)
+        idx[start:stop], sim[start:stop] = block_idx, block_sim
+        if progress and n > ROW_BLOCK:
+            progress("knn graph (search)", stop, n)
     del routes
-    idx, sim = _search_all(search, unit.span, np.arange(n), k, progress)
     faiss_ivf(pool).parallel_mode = 0  # the saved index searches new items the default way
     return idx, sim, recall, chosen, pool
 
@@ -655,6 +716,7 @@ def build_knn_graph(
     random_state: int = 0,
     normalized: bool = False,
     progress: Progress | None = None,
+    engine: Engine | None = None,
 ) -> KnnGraph:
     """Build the cosine kNN graph of `X`.
 
@@ -676,6 +738,10 @@ def build_knn_graph(
         Seeds the IVF k-means and its training sample.
     normalized : bool, default=False
         Set when `X` rows already have unit L2 norm, to skip a copy.
+    engine : Engine, optional
+        Where the IVF search of every row runs (:func:`labelseed.engines.get_engine`; default
+        this process): blocks of rows, each worker holding a copy of the index. The graph is the
+        same on every engine.
 
     Returns
     -------
@@ -694,7 +760,7 @@ def build_knn_graph(
         use = "exact"
     else:
         unit = _UnitRows(X, normalized)
-        idx, sim, recall, used, index = _ivf(unit, k, nprobe, target_recall, random_state, progress)
+        idx, sim, recall, used, index = _ivf(unit, k, nprobe, target_recall, random_state, progress, engine)
         return KnnGraph(indices=idx, similarities=sim, method=use, recall_estimate=recall, nprobe=used, index=index)
     return KnnGraph(indices=idx, similarities=sim, method=use)
 
@@ -714,10 +780,11 @@ def graph_cache_key(X: NDArray[np.float32], n_neighbors: int, **params: object) 
 
 def cached_knn_graph(
     X: NDArray[np.float32], n_neighbors: int, cache_dir: str | Path, progress: Progress | None = None,
-    **params: object,
+    engine: Engine | None = None, **params: object,
 ) -> tuple[KnnGraph, bool]:
     """:func:`build_knn_graph`, reusing a graph saved under `cache_dir` for the same vectors
-    and parameters (an interrupted or repeated run skips the expensive step).
+    and parameters (an interrupted or repeated run skips the expensive step; the engine is not
+    part of the key: it builds the same graph).
 
     Returns ``(graph, reused)``.
     """
@@ -730,7 +797,7 @@ def cached_knn_graph(
                 return graph, True
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # damaged: rebuild
             log.warning("ignoring unreadable graph cache %s: %s", path, exc)
-    graph = build_knn_graph(X, n_neighbors, progress=progress, **params)  # type: ignore[arg-type]
+    graph = build_knn_graph(X, n_neighbors, progress=progress, engine=engine, **params)  # type: ignore[arg-type]
     try:
         graph.save(path)
     except OSError as exc:  # the cache is an optimisation: a run never fails for it

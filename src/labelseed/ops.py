@@ -90,7 +90,7 @@ class FitOutcome:
 def fit(
     X: ArrayLike, y: ArrayLike, settings: FitSettings | None = None, *, calibrate: ArrayLike | None = None,
     cache_dir: str | Path | None = None, progress: Progress | None = None, audit: AuditEvidence | None = None,
-    inputs: dict[str, str] | None = None,
+    inputs: dict[str, str] | None = None, engine: str = "local", workers: int | None = None,
 ) -> FitOutcome:
     """Fit one run.
 
@@ -109,10 +109,17 @@ def fit(
         Leave these rows out of the spread and certify the thresholds on them instead.
     inputs : dict, optional
         Where the data came from, recorded in the summary.
+    engine, workers :
+        Where the kNN graph's search runs: ``"local"`` (this process) or ``"ray"`` with
+        `workers` actors (:func:`labelseed.engines.get_engine`); the graph, and so the run,
+        is the same on either. Propagation and thresholds run here.
     """
     from ._validation import check_embeddings
+    from .engines import get_engine
+    from .graph import build_knn_graph
 
     settings = settings or FitSettings()
+    runner = get_engine(engine, workers=workers)  # an unknown engine is bad input before any work
     t0 = time.perf_counter()
     Xa = check_embeddings(X)  # one float32 copy shared by the graph cache key and the fit
     y_fit = np.asarray(y, dtype=object).copy()
@@ -123,10 +130,14 @@ def fit(
     with warnings.catch_warnings():  # every input check before the graph is built (and cached); fit warns
         warnings.simplefilter("ignore")
         model._prepare(Xa, y_fit, calibrate)
+    graph_params = dict(method=settings.graph_method, exact_max_rows=settings.exact_max_rows,
+                        random_state=settings.random_state)
     if cache_dir is not None and settings.method != "self_training":
-        graph, reused = cached_knn_graph(Xa, settings.n_neighbors, cache_dir, progress=progress,
-                                         method=settings.graph_method, exact_max_rows=settings.exact_max_rows,
-                                         random_state=settings.random_state)
+        graph, reused = cached_knn_graph(Xa, settings.n_neighbors, cache_dir, progress=progress, engine=runner,
+                                         **graph_params)
+    elif runner.name != "local" and settings.method != "self_training":
+        graph = build_knn_graph(Xa, settings.n_neighbors, progress=progress, engine=runner,
+                                **graph_params)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         if audit is not None:  # the audit, not the calibration, decides what this run reports
             warnings.simplefilter("ignore", UntrustedEstimateWarning)

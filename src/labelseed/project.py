@@ -621,7 +621,7 @@ class Project:
 
     def fit(
         self, settings: "FitSettings | None" = None, *, progress: Progress | None = None, certify: str = "cv",
-        **params: Any,
+        engine: str = "local", workers: int | None = None, **params: Any,
     ) -> dict[str, Any]:
         """Run the core engine on the embedded items and the current human labels.
 
@@ -638,7 +638,8 @@ class Project:
         probability) meets the target (:meth:`AutoLabeler.certify_with_audit`).
 
         Records a run (config, package versions, summary) and its decisions under
-        ``runs/<run_id>/``; ``apply`` writes them out. Returns the run record.
+        ``runs/<run_id>/``; ``apply`` writes them out. Returns the run record. ``engine="ray"``
+        searches the kNN graph on Ray actors (the same graph; :func:`labelseed.ops.fit`).
         """
         from . import ops
         from .runs import write_run
@@ -664,7 +665,8 @@ class Project:
             y_cal = y
         calibrate = self._calibrate_mask(y_cal, origin)
         outcome = ops.fit(X, y, settings, calibrate=calibrate, cache_dir=self.folder / "cache", progress=progress,
-                          audit=audit, inputs={"project": str(self.folder.resolve())})
+                          audit=audit, inputs={"project": str(self.folder.resolve())}, engine=engine,
+                          workers=workers)
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         config = {**settings.config(), "certify": certify, "embed_model": self.meta.get("embed_model"),
                   "labels_digest": labels_digest}
@@ -875,15 +877,19 @@ class Project:
                                [(batch, *a) for a in audited])
         return batch
 
-    def select(self, budget: int, *, strategy: str = "kmeans", random_state: int = 0) -> tuple[str, Any]:
+    def select(self, budget: int, *, strategy: str = "kmeans", random_state: int = 0, engine: str = "local",
+               workers: int | None = None) -> tuple[str, Any]:
         """Cold-start picks among the unlabeled, embedded items; recorded as a request batch.
-        Returns (batch id, Selection with project row numbers)."""
+        Returns (batch id, Selection with project row numbers). ``engine="ray"``: the kNN graph
+        of the graph-based strategies is searched on Ray actors (the same picks)."""
+        from .engines import get_engine
         from .select import Selection, select
 
         self.store.require_writable("select")
         rows, X = self.vectors()
         labeled = np.flatnonzero(np.isin(rows, list(self.store.current_labels())))
-        sel = select(X, budget, strategy, labeled=labeled, random_state=random_state)
+        runner = get_engine(engine, workers=workers)
+        sel = select(X, budget, strategy, labeled=labeled, random_state=random_state, engine=runner)
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("select", sel), sel
 

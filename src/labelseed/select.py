@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import check_embeddings, check_int
+from .engines import Engine
 from .exceptions import InputError
 from .graph import KnnGraph, build_knn_graph, normalize_rows
 
@@ -197,7 +198,7 @@ def _one_per_kmeans_cluster(X: NDArray[np.float32], budget: int, labeled: NDArra
 
 def typiclust(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None,
-    graph: KnnGraph | None = None, n_neighbors: int = 20, random_state: int = 0,
+    graph: KnnGraph | None = None, n_neighbors: int = 20, random_state: int = 0, engine: "Engine | None" = None,
 ) -> Selection:
     """TypiClust: `budget` k-means clusters, the most typical unlabeled row of each.
 
@@ -206,7 +207,8 @@ def typiclust(
     labeled row go last, so a seed's gaps are filled first.
     """
     Xn, lab = _check(X, budget, labeled)
-    g = graph if graph is not None else build_knn_graph(Xn, n_neighbors, normalized=True, random_state=random_state)
+    g = graph if graph is not None else build_knn_graph(Xn, n_neighbors, normalized=True, random_state=random_state,
+                                                         engine=engine)
     if g.n_rows != len(Xn):
         raise InputError(f"`graph` has {g.n_rows} rows but `X` has {len(Xn)}.")
     typicality = np.where(g.indices >= 0, g.similarities, 0).mean(axis=1)
@@ -221,7 +223,7 @@ def typiclust(
 
 def facility_location(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None,
-    graph: KnnGraph | None = None, n_neighbors: int = 10, random_state: int = 0,
+    graph: KnnGraph | None = None, n_neighbors: int = 10, random_state: int = 0, engine: "Engine | None" = None,
 ) -> Selection:
     """Lazy greedy facility location on the symmetric kNN affinity (plus self-similarity 1).
 
@@ -233,7 +235,8 @@ def facility_location(
     import heapq
 
     Xn, lab = _check(X, budget, labeled)
-    g = graph if graph is not None else build_knn_graph(Xn, n_neighbors, normalized=True, random_state=random_state)
+    g = graph if graph is not None else build_knn_graph(Xn, n_neighbors, normalized=True, random_state=random_state,
+                                                         engine=engine)
     if g.n_rows != len(Xn):
         raise InputError(f"`graph` has {g.n_rows} rows but `X` has {len(Xn)}.")
     W = g.affinity()
@@ -326,17 +329,18 @@ def gaps(
 
 def select(
     X: NDArray[np.float32], budget: int, strategy: str = "kmeans", *, labeled: NDArray[np.int64] | None = None,
-    random_state: int = 0,
+    random_state: int = 0, engine: "Engine | None" = None,
 ) -> Selection:
-    """Cold-start selection by name (see module docstring); ``"kmeans"`` by default."""
+    """Cold-start selection by name (see module docstring); ``"kmeans"`` by default. `engine`
+    runs the kNN graph's search of the graph-based strategies (typiclust, facility)."""
     if strategy == "typiclust":
-        return typiclust(X, budget, labeled=labeled, random_state=random_state)
+        return typiclust(X, budget, labeled=labeled, random_state=random_state, engine=engine)
     if strategy == "kcenter":
         return kcenter_greedy(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "kmeans":
         return kmeans_medoids(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "facility":
-        return facility_location(X, budget, labeled=labeled, random_state=random_state)
+        return facility_location(X, budget, labeled=labeled, random_state=random_state, engine=engine)
     if strategy == "stratified":
         return stratified(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "gaps":
