@@ -132,12 +132,14 @@ def fit(
         model._prepare(Xa, y_fit, calibrate)
     graph_params = dict(method=settings.graph_method, exact_max_rows=settings.exact_max_rows,
                         random_state=settings.random_state)
+    t_graph = time.perf_counter()
     if cache_dir is not None and settings.method != "self_training":
         graph, reused = cached_knn_graph(Xa, settings.n_neighbors, cache_dir, progress=progress, engine=runner,
                                          **graph_params)
     elif runner.name != "local" and settings.method != "self_training":
         graph = build_knn_graph(Xa, settings.n_neighbors, progress=progress, engine=runner,
                                 **graph_params)  # type: ignore[arg-type]
+    graph_seconds = time.perf_counter() - t_graph
     with warnings.catch_warnings():
         if audit is not None:  # the audit, not the calibration, decides what this run reports
             warnings.simplefilter("ignore", UntrustedEstimateWarning)
@@ -145,6 +147,9 @@ def fit(
     if audit is not None:
         model.certify_with_audit(audit.rows, audit.labels, inclusion=audit.inclusion)
     summary = run_summary(model, Xa.shape, inputs or {}, time.perf_counter() - t0)
+    if graph is not None:  # built (or read from the cache) here, not inside the estimator's fit
+        summary["timings"]["graph"] = round(graph_seconds, 3)
+        summary["graph_reused"] = reused
     summary["settings"] = settings.config()
     return FitOutcome(model, summary, settings, reused)
 
