@@ -217,3 +217,43 @@ def test_reduced_candidates_are_the_exact_top_list_of_the_projected_pool(monkeyp
     for m in (16, 32):
         want, _ = _topk_exact(Q @ P[:m].T, np.ascontiguousarray(R[:, :m]), 20, 3000, None, self_rows=rows)
         assert [set(a) for a in got[m]] == [set(b) for b in want]
+
+
+def test_one_slow_timing_does_not_stop_nprobe_tuning(monkeypatch, caplog):
+    # the time bound projects a full search from 128 sampled rows searched in milliseconds, so a
+    # single pause of the process (another job on the machine) must not read as a slow search
+    import logging
+    import time as real_time
+
+    from labelseed import graph as graph_module
+
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((20, 96))
+    y = rng.integers(0, 20, 8000)
+    X = (0.3 * centres[y] + 4 * rng.standard_normal((8000, 96)) / np.sqrt(96)).astype(np.float32)
+    want = build_knn_graph(X, 10, method="ivf", target_recall=0.99)
+    assert want.nprobe > graph_module.NPROBE_STEPS[0]  # tuning has a second step to take
+
+    class PausedOnce:  # the first timed search of the second step takes an hour
+        def __init__(self):
+            self.calls = 0
+
+        def perf_counter(self):
+            self.calls += 1
+            return real_time.perf_counter() + (3600.0 if self.calls >= 2 * graph_module.TIMING_REPEATS + 2 else 0.0)
+
+    clock = PausedOnce()
+    monkeypatch.setattr(graph_module, "time", clock)
+    with caplog.at_level(logging.INFO, logger="labelseed.graph"):
+        got = build_knn_graph(X, 10, method="ivf", target_recall=0.99)
+    assert "time: the next step" not in caplog.text
+    assert got.nprobe == want.nprobe
+    np.testing.assert_array_equal(got.indices, want.indices)
+    # when every timing of a step is slow, the bound still stops tuning before it
+    monkeypatch.setattr(graph_module, "TIMING_REPEATS", 1)
+    clock.calls = 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="labelseed.graph"):
+        stopped = build_knn_graph(X, 10, method="ivf", target_recall=0.99)
+    assert "time: the next step" in caplog.text
+    assert stopped.nprobe == graph_module.NPROBE_STEPS[0]
