@@ -942,7 +942,7 @@ def choose_thresholds(
         # `min_support` held-out seed rows predicted as it above the cut abstains, as it would
         # in per-class mode. Without this, small classes ride on the big ones' precision
         # (imbalanced pool, uniform labels: classes reported 0.81 on average realized 0.48).
-        support = np.bincount(np.maximum(_oof_pred_at(cv, thresholds), -1) + 1, minlength=n_classes + 1)[1:]
+        support = np.bincount(_oof_pred_at(cv, thresholds) + 1, minlength=n_classes + 1)[1:]  # -1: abstained
         thresholds = np.where(support >= min_support, thresholds, np.inf)
 
     # threshold spread: choose again with each fold left out of the choice
