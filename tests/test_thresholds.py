@@ -5,6 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from labelseed import AutoLabeler, UntrustedEstimateWarning
+from labelseed.exceptions import InputError
 from labelseed.graph import build_knn_graph
 from labelseed.metrics import fbeta, precision, recall, resolve_metric
 from labelseed.spreading import normalized_affinity, spread_many
@@ -253,3 +254,51 @@ def test_global_mode_class_without_its_own_evidence_abstains():
     # with min_support 2 its two rows are evidence enough
     m2 = AutoLabeler(per_class=False, target_precision=0.9, min_support=2, random_state=0).fit(X, codes)
     assert np.isfinite(m2.thresholds_[2]) and (m2.result_.labels[m2.result_.accepted] == 2).any()
+
+
+def test_design_weights_scale_each_draw_to_mean_one():
+    from labelseed.thresholds import design_weights
+
+    w = design_weights(np.array([0.1, 0.1, 0.4, 0.4, 0.5, 0.5]), np.array([0, 0, 0, 0, 1, 1]))
+    np.testing.assert_allclose(w, [1.6, 1.6, 0.4, 0.4, 1.0, 1.0])
+    np.testing.assert_allclose(design_weights(np.full(7, 0.03)), np.ones(7))  # a uniform draw: plain random labels
+    for bad in ([0.0, 0.5], [1.5], [np.nan]):
+        with pytest.raises(ValueError, match="inclusion"):
+            design_weights(np.array(bad))
+
+
+def _oversampled_hard_rows(seed):
+    """Three overlapping blobs; rows near a class boundary are drawn for labeling 5 times as
+    often as the rest (a query that targets hard rows), with known probabilities."""
+    X, y = blobs(n_per=800, n_classes=3, dim=8, spread=2.2, seed=seed)
+    cent = np.stack([X[y == c].mean(0) for c in range(3)])
+    d = np.sort(np.linalg.norm(X[:, None] - cent[None], axis=2), axis=1)
+    gap = d[:, 1] - d[:, 0]
+    p = np.where(gap < np.quantile(gap, 0.3), 0.10, 0.02)
+    lab = np.random.default_rng(seed).random(len(X)) < p
+    return X, y, np.where(lab, y, -1), p
+
+
+def test_design_weights_undo_the_bias_of_an_unequal_draw():
+    # Unweighted, the oversampled hard rows make every estimate pessimistic; weighted by
+    # 1 / inclusion they stand for the pool and the error averages out (6 draws).
+    errors = {"plain": [], "weighted": []}
+    for seed in range(6):
+        X, y, codes, p = _oversampled_hard_rows(seed)
+        for name, w in (("plain", None), ("weighted", 1 / p)):
+            r = AutoLabeler(target_precision=0.9, random_state=0).fit(X, codes, design_weight=w).result_
+            assert len(r.accepted)
+            realized = float((r.labels[r.accepted].astype(int) == y[r.accepted]).mean())
+            errors[name].append(r.thresholds.expected_precision - realized)
+    assert np.mean(errors["plain"]) < -0.015
+    assert abs(np.mean(errors["weighted"])) < 0.01
+
+
+def test_design_weight_is_checked():
+    X, y, codes, p = _oversampled_hard_rows(0)
+    with pytest.raises(InputError, match="design_weight"):
+        AutoLabeler().fit(X, codes, design_weight=np.ones(5))
+    bad = 1 / p
+    bad[np.flatnonzero(codes >= 0)[0]] = -1.0
+    with pytest.raises(InputError, match="design_weight"):
+        AutoLabeler().fit(X, codes, design_weight=bad)

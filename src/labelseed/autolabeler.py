@@ -277,7 +277,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
 
     def fit(
         self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None,
-        calibrate: ArrayLike | None = None,
+        calibrate: ArrayLike | None = None, design_weight: ArrayLike | None = None,
     ) -> "AutoLabeler":
         """Fit on all rows; `y` marks unlabeled rows with -1 (ints) or None (strings).
 
@@ -296,9 +296,21 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             rows (a sample of one run's *accepted* rows). When no labeled row is marked,
             every labeled row calibrates and the result is marked untrusted
             (``result_.thresholds.trusted`` is False; a warning asks for an audit).
+        design_weight : array-like of float, shape (n_rows,), optional
+            For calibrating rows drawn with unequal but known probabilities (select
+            ``"stratified"``, query ``"sampled"``): each row's weight, 1 / its probability of
+            being drawn, scaled per draw (:func:`labelseed.thresholds.design_weights`); read
+            only at calibrating rows. Default: every calibrating row was equally likely.
         """
         Xa, codes, classes, target, metric_name, metric_fn, min_support, cal_mask, trusted, in_cv, single, n_splits = \
             self._prepare(X, y, calibrate)
+        dw = None
+        if design_weight is not None:
+            dw = np.asarray(design_weight, dtype=np.float64)
+            if dw.shape != (Xa.shape[0],):
+                raise InputError(f"`design_weight` must have shape ({Xa.shape[0]},); got {dw.shape}.")
+            if not (np.isfinite(dw[in_cv]).all() and (dw[in_cv] > 0).all()):
+                raise InputError("`design_weight` must be finite and positive at every calibrating row.")
         n_classes = len(classes)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -342,7 +354,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                         progress("self-training", i + 1, len(code_sets))
                 return out
 
-        cv = cross_val_scores(scorer, codes, n_classes, n_splits, self.random_state, calibrate=cal_mask)
+        cv = cross_val_scores(scorer, codes, n_classes, n_splits, self.random_state, calibrate=cal_mask, weight=dw)
         lap("propagation")
         modes = [True, False] if self.per_class == "auto" and metric_fn is None else [bool(self.per_class)]
 
@@ -363,7 +375,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             # the log-loss that set the weight is not the certified coverage: spreading alone is also
             # thresholded and kept when it certifies more (at 5-10 labels per class on Fashion-MNIST it does)
             cv_spread = cross_val_scores(lambda sets: spread_runs, codes, n_classes, n_splits, self.random_state,
-                                         fold=cv.fold, calibrate=cal_mask)
+                                         fold=cv.fold, calibrate=cal_mask, weight=dw)
             options += [(cv_spread, th, 0.0, False) for th in thresholds_for(cv_spread)]
         cv, th, weight, mixed = max(options, key=lambda o: o[1].coverage)  # the first of equals
         th = th.with_labels_needed()
@@ -583,7 +595,8 @@ def _fit_new_items(scorer: ensemble_scorer, mixed: bool, graph: KnnGraph, X: NDA
     final_dist = np.zeros((graph.n_rows, n_classes), dtype=np.float32)
     final_dist[cv.unlabeled] = score(cv.unlabeled, sets - 1).distribution
     new_cv = CrossValScores(labeled=cv.labeled, y_true=cv.y_true, fold=cv.fold, oof=Scores.from_unnormalized(dist),
-                            final=Scores.from_unnormalized(final_dist), n_splits=cv.n_splits, unlabeled=cv.unlabeled)
+                            final=Scores.from_unnormalized(final_dist), n_splits=cv.n_splits, unlabeled=cv.unlabeled,
+                            weight=cv.weight)
     last = scorer.set_spread[-1].distribution
     linear = scorer.set_linear[-1] if use_linear and scorer.set_linear is not None else None
     model = NewItemScorer(spread=last, linear=linear, weight=scorer.set_weight[-1] if linear is not None else 0.0)
@@ -723,7 +736,7 @@ def estimate_basis(th: ThresholdResult) -> dict[str, Any]:
     }
 
 
-def query_next(model: AutoLabeler, X: ArrayLike, y: ArrayLike, budget: int, strategy: str = "abstained", *,
+def query_next(model: AutoLabeler, X: ArrayLike, y: ArrayLike, budget: int, strategy: str = "sampled", *,
                random_state: int = 0) -> Any:
     """The next rows to label after `model` was fitted on ``(X, y)``: :func:`labelseed.select.query`
     fed with the model's decisions (accepted rows, classes whose target lacks support, and for

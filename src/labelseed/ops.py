@@ -91,6 +91,7 @@ def fit(
     X: ArrayLike, y: ArrayLike, settings: FitSettings | None = None, *, calibrate: ArrayLike | None = None,
     cache_dir: str | Path | None = None, progress: Progress | None = None, audit: AuditEvidence | None = None,
     inputs: dict[str, str] | None = None, engine: str = "local", workers: int | None = None,
+    design_weight: ArrayLike | None = None,
 ) -> FitOutcome:
     """Fit one run.
 
@@ -102,6 +103,9 @@ def fit(
     settings : FitSettings, default=FitSettings()
     calibrate : array-like of bool, shape (n_rows,), optional
         Labeled rows that may calibrate the precision estimate (drawn at random); default all.
+    design_weight : array-like of float, shape (n_rows,), optional
+        Weight of each calibrating row drawn with a known, unequal probability (select
+        ``stratified``, query ``sampled``; :func:`labelseed.thresholds.design_weights`).
     cache_dir : path, optional
         Keep the kNN graph here for later runs on the same vectors (none for self-training,
         which uses no graph).
@@ -143,7 +147,7 @@ def fit(
     with warnings.catch_warnings():
         if audit is not None:  # the audit, not the calibration, decides what this run reports
             warnings.simplefilter("ignore", UntrustedEstimateWarning)
-        model.fit(Xa, y_fit, graph=graph, progress=progress, calibrate=calibrate)
+        model.fit(Xa, y_fit, graph=graph, progress=progress, calibrate=calibrate, design_weight=design_weight)
     if audit is not None:
         model.certify_with_audit(audit.rows, audit.labels, inclusion=audit.inclusion)
     summary = run_summary(model, Xa.shape, inputs or {}, time.perf_counter() - t0)
@@ -155,8 +159,8 @@ def fit(
 
 
 def query(
-    X: ArrayLike, y: ArrayLike, budget: int, strategy: str = "abstained", *, settings: FitSettings | None = None,
-    calibrate: ArrayLike | None = None, cache_dir: str | Path | None = None,
+    X: ArrayLike, y: ArrayLike, budget: int, strategy: str = "sampled", *, settings: FitSettings | None = None,
+    calibrate: ArrayLike | None = None, cache_dir: str | Path | None = None, design_weight: ArrayLike | None = None,
 ) -> Any:
     """The next rows a person should label: a fresh fit on the current labels with `settings`
     (a run's own, so the query asks about that model's gaps), then
@@ -164,7 +168,7 @@ def query(
     settings = settings or FitSettings()
     with warnings.catch_warnings():  # the estimate is not what a query reports
         warnings.simplefilter("ignore", UntrustedEstimateWarning)
-        outcome = fit(X, y, settings, calibrate=calibrate, cache_dir=cache_dir)
+        outcome = fit(X, y, settings, calibrate=calibrate, cache_dir=cache_dir, design_weight=design_weight)
     return query_next(outcome.model, X, y, budget, strategy, random_state=settings.random_state)
 
 

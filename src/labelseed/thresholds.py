@@ -62,6 +62,9 @@ class CrossValScores:
     n_splits : int
     unlabeled : ndarray of int64
         The pool rows (no label at all): what thresholds are chosen for.
+    weight : ndarray of shape (n_labeled,), float64, or None
+        Design weight of each labeled row, 1 / its probability of being drawn, scaled to mean
+        1 (:func:`design_weights`); None when every row was equally likely to be drawn.
     """
 
     labeled: NDArray[np.int64]
@@ -71,6 +74,7 @@ class CrossValScores:
     final: Scores
     n_splits: int
     unlabeled: NDArray[np.int64]
+    weight: NDArray[np.float64] | None = None  # design weight per labeled row (mean 1); None: all 1
 
 
 def fold_code_sets(
@@ -107,15 +111,25 @@ def fold_code_sets(
 def cross_val_scores(
     scorer: Scorer, codes: NDArray[np.int64], n_classes: int, n_splits: int, random_state: int = 0,
     fold: NDArray[np.int64] | None = None, calibrate: NDArray[np.bool_] | None = None,
+    weight: NDArray[np.float64] | None = None,
 ) -> CrossValScores:
     """Out-of-fold scores for every labeled row in `calibrate` (default: all labeled rows).
 
     `fold` (one entry per such row) fixes the fold assignment instead of drawing it.
     Labeled rows outside `calibrate` (e.g. picked by active learning, so not a
     random sample of the pool) spread their labels in every run but are never
-    held out, so they never shape the precision estimates.
+    held out, so they never shape the precision estimates. `weight` (one per row,
+    read at the calibrating rows) is each row's design weight, 1 / its probability of
+    being drawn (:func:`design_weights`); default: equal.
     """
     sets, labeled, fold = fold_code_sets(codes, n_splits, random_state, fold, calibrate)
+    w = None
+    if weight is not None:
+        w = np.asarray(weight, dtype=np.float64)[labeled]
+        if len(w) and not np.allclose(w, w[0]):
+            w = w / w.mean()
+        else:
+            w = None
     runs = scorer(sets)
     dist = np.zeros((len(labeled), n_classes), dtype=np.float32)
     for f in range(n_splits):
@@ -129,7 +143,50 @@ def cross_val_scores(
         final=runs[-1],
         n_splits=n_splits,
         unlabeled=np.flatnonzero(codes < 0),
+        weight=w,
     )
+
+
+def design_weights(inclusion: NDArray[np.floating], batch: NDArray[np.int64] | None = None) -> NDArray[np.float64]:
+    """Weights that make rows drawn with unequal probabilities stand for the pool.
+
+    A row drawn with probability ``pi`` stands for ``1 / pi`` rows of the pool (Horvitz and
+    Thompson 1952). Each batch (one draw: a select, a query; default: all rows one batch) is
+    scaled to mean 1, so batches count by their size, and a batch drawn uniformly at random
+    gets weight 1 everywhere, as plain random labels do.
+
+    Parameters
+    ----------
+    inclusion : ndarray of shape (n,)
+        Probability in (0, 1] with which each row was drawn.
+    batch : ndarray of int, shape (n,), optional
+        The draw each row came from.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    inc = np.asarray(inclusion, dtype=np.float64)
+    if inc.size and not (np.isfinite(inc).all() and (inc > 0).all() and (inc <= 1).all()):
+        raise ValueError("`inclusion` must hold probabilities in (0, 1].")
+    w = 1.0 / inc
+    b = np.zeros(len(w), dtype=np.int64) if batch is None else np.unique(np.asarray(batch), return_inverse=True)[1]
+    mean = np.bincount(b, weights=w) / np.maximum(np.bincount(b), 1)
+    return w / mean[b]
+
+
+def _evidence_weights(cv: CrossValScores, n_classes: int) -> NDArray[np.float64] | None:
+    """Design weights scaled within each true class to sum to its effective sample size
+    ``(sum w)^2 / sum w^2`` (Kish): counts of right and wrong answers then carry the
+    precision that unequal weights leave them, not the number of rows."""
+    if cv.weight is None:
+        return None
+    w, y = cv.weight, cv.y_true
+    s1 = np.bincount(y, weights=w, minlength=n_classes)
+    s2 = np.bincount(y, weights=w * w, minlength=n_classes)
+    n_eff = np.divide(s1 * s1, s2, out=np.zeros(n_classes), where=s2 > 0)
+    scale = np.divide(n_eff, s1, out=np.zeros(n_classes), where=s1 > 0)
+    return w * scale[y]
 
 
 # ---------------------------------------------------------------- calibration
@@ -446,6 +503,7 @@ class _Evidence:
     left_out: int | None
     priors: NDArray[np.float64]
     group: int | None  # the class, or None for one global threshold
+    weight: NDArray[np.float64] | None = None  # per row (see _evidence_weights); None: 1 each
 
     @property
     def n_true(self) -> NDArray[np.float64]:
@@ -455,7 +513,7 @@ class _Evidence:
     def without_fold(self, fold: int) -> "_Evidence":
         keep = self.fold != fold
         return replace(self, conf=self.conf[keep], true=self.true[keep], right=self.right[keep],
-                       fold=self.fold[keep], left_out=fold)
+                       fold=self.fold[keep], left_out=fold, weight=None if self.weight is None else self.weight[keep])
 
     def counts(self, thresholds: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Right and wrong counts per true class at or above each threshold: two (n_t, K) arrays."""
@@ -463,7 +521,8 @@ class _Evidence:
         order = np.argsort(-self.conf, kind="stable")
         conf = self.conf[order]
         hits = np.zeros((len(conf) + 1, 2 * K))
-        hits[np.arange(1, len(conf) + 1), self.true[order] + K * (~self.right[order])] = 1.0
+        hits[np.arange(1, len(conf) + 1), self.true[order] + K * (~self.right[order])] = (
+            1.0 if self.weight is None else self.weight[order])
         cum = np.cumsum(hits, axis=0)
         idx = np.searchsorted(-conf, -np.asarray(thresholds, dtype=np.float32), side="right")
         c = cum[idx]
@@ -541,7 +600,8 @@ def stratified_interval(
 
 
 def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int | None,
-           priors: NDArray[np.float64], fold_counts: NDArray[np.float64]) -> _Group:
+           priors: NDArray[np.float64], fold_counts: NDArray[np.float64],
+           ev_weight: NDArray[np.float64] | None = None) -> _Group:
     """Rows predicted as class `cls` (every reached row when None), pool sorted by confidence.
 
     `fold_counts` (n_splits, n_classes): calibration rows per fold and true class."""
@@ -561,6 +621,7 @@ def _group(final: Scores, pool: NDArray[np.int64], cv: CrossValScores, cls: int 
         evidence=_Evidence(
             conf=cv.oof.confidence[smask], true=cv.y_true[smask], right=(sp == cv.y_true)[smask],
             fold=cv.fold[smask], fold_counts=fold_counts, left_out=None, priors=priors, group=cls,
+            weight=None if ev_weight is None else ev_weight[smask],
         ),
     )
 
@@ -724,26 +785,30 @@ def class_prior_weights(
     """
     y = cv.y_true
     m = len(y)
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    share = counts / max(m, 1)
+    design = np.ones(m) if cv.weight is None else cv.weight  # rows drawn with unequal probabilities
+    counts = np.bincount(y, weights=design, minlength=n_classes).astype(np.float64)
+    share = counts / max(counts.sum(), 1e-300) if m else counts
     if sampling == "random" or m == 0:
-        return np.ones(m), share, "random", math.nan
+        return design.copy(), share, "random", math.nan
     p_value = math.nan
     if sampling == "auto":
         p_value = _same_mix_p_value(cv, n_classes)
         if p_value >= 0.05:
-            return np.ones(m), share, "random", p_value
+            return design.copy(), share, "random", p_value
     priors = estimate_class_priors(cv, n_classes)
     present = counts > 0
     ratio = np.zeros(n_classes)
     ratio[present] = priors[present] / share[present]
-    w = ratio[y]
+    w = design * ratio[y]
     return w * (m / max(w.sum(), 1e-300)), priors, "per_class", p_value
 
 
-def _outcome_counts(predicted: NDArray[np.int64], n_classes: int) -> NDArray[np.float64]:
-    """How many rows were predicted as each class, then how many got no prediction: shape (K + 1,)."""
-    return np.bincount(np.where(predicted >= 0, predicted, n_classes), minlength=n_classes + 1).astype(np.float64)
+def _outcome_counts(predicted: NDArray[np.int64], n_classes: int,
+                    weight: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """How many rows (or how much `weight`) were predicted as each class, then how many got
+    no prediction: shape (K + 1,)."""
+    return np.bincount(np.where(predicted >= 0, predicted, n_classes), weights=weight,
+                       minlength=n_classes + 1).astype(np.float64)
 
 
 def _pool_outcome_shares(cv: CrossValScores, n_classes: int) -> NDArray[np.float64]:
@@ -756,7 +821,10 @@ def _same_mix_p_value(cv: CrossValScores, n_classes: int) -> float:
     pool's predicted-class mix ("no prediction" is one more outcome)."""
     from scipy.stats import chi2
 
-    seed = _outcome_counts(cv.oof.predicted, n_classes)
+    seed = _outcome_counts(cv.oof.predicted, n_classes, cv.weight)
+    if cv.weight is not None:  # weighted counts, scaled to the effective sample size (Kish)
+        w = cv.weight
+        seed *= float(w.sum()) / float((w * w).sum())
     expected = seed.sum() * _pool_outcome_shares(cv, n_classes)
     seen = (expected > 0) | (seed > 0)
     stat = float((((seed - expected)[seen] ** 2) / np.maximum(expected[seen], 0.5)).sum())
@@ -776,9 +844,9 @@ def estimate_class_priors(cv: CrossValScores, n_classes: int) -> NDArray[np.floa
     K = n_classes
     y, p = cv.y_true, cv.oof.predicted
     outcome = np.where(p >= 0, p, K)
-    counts = np.bincount(y, minlength=K).astype(np.float64)
+    counts = np.bincount(y, weights=cv.weight, minlength=K).astype(np.float64)
     C = np.zeros((K + 1, K))
-    np.add.at(C, (outcome, y), 1.0)
+    np.add.at(C, (outcome, y), 1.0 if cv.weight is None else cv.weight)
     present = counts > 0
     C[:, present] /= counts[present]
     q = _pool_outcome_shares(cv, n_classes)
@@ -907,10 +975,11 @@ def choose_thresholds(
     cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
+    ev_w = _evidence_weights(cv, n_classes)
     fold_counts = np.zeros((cv.n_splits, n_classes))
-    np.add.at(fold_counts, (cv.fold, cv.y_true), 1.0)
-    groups = ([_group(cv.final, pool, cv, c, priors, fold_counts) for c in range(n_classes)] if per_class
-              else [_group(cv.final, pool, cv, None, priors, fold_counts)])
+    np.add.at(fold_counts, (cv.fold, cv.y_true), 1.0 if ev_w is None else ev_w)
+    groups = ([_group(cv.final, pool, cv, c, priors, fold_counts, ev_w) for c in range(n_classes)] if per_class
+              else [_group(cv.final, pool, cv, None, priors, fold_counts, ev_w)])
 
     def _block(th: NDArray[np.float64]) -> NDArray[np.float64]:
         if blocked is not None and len(blocked):
@@ -958,13 +1027,14 @@ def choose_thresholds(
     lfc = _logit(fc)
 
     oof_pred = _oof_pred_at(cv, thresholds)
-    n_true = np.bincount(cv.y_true, minlength=n_classes).astype(np.float64)
+    n_true = np.bincount(cv.y_true, weights=ev_w, minlength=n_classes).astype(np.float64)
 
     def evidence_counts(group: int | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         acc = (oof_pred >= 0) if group is None else (oof_pred == group)
-        right = np.bincount(cv.y_true[acc & (oof_pred == cv.y_true)], minlength=n_classes).astype(np.float64)
-        wrong = np.bincount(cv.y_true[acc & (oof_pred != cv.y_true)], minlength=n_classes).astype(np.float64)
-        return right, wrong
+        r, w = acc & (oof_pred == cv.y_true), acc & (oof_pred != cv.y_true)
+        right = np.bincount(cv.y_true[r], weights=None if ev_w is None else ev_w[r], minlength=n_classes)
+        wrong = np.bincount(cv.y_true[w], weights=None if ev_w is None else ev_w[w], minlength=n_classes)
+        return right.astype(np.float64), wrong.astype(np.float64)
 
     def estimate(mask: NDArray[np.bool_], group: int | None) -> tuple[float, float, float]:
         """Point estimate on every accepted row; interval from the bootstrap on a sample of
