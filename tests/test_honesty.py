@@ -201,7 +201,8 @@ def test_audit_certification_raises_thresholds_until_the_exact_bound_meets_the_t
             above = mine[conf[mine] >= row.threshold]
             k, n = int((y[above] == c).sum()), len(above)
             assert row.support == n
-            assert row.expected_precision == pytest.approx(k / n)
+            assert row.expected_precision == pytest.approx((k + 0.5) / (n + 1))  # Jeffreys posterior mean
+            assert row.precision_low <= row.expected_precision <= row.precision_high
             assert clopper_pearson(k, n, 0.2) >= 0.85
             assert row.precision_low == pytest.approx(clopper_pearson(k, n, 0.05))
             # the threshold is the lowest candidate cut that certifies: the run's own, or a decile
@@ -216,6 +217,7 @@ def test_audit_certification_raises_thresholds_until_the_exact_bound_meets_the_t
                 assert clopper_pearson(int((y[a] == c).sum()), len(a), 0.2) < 0.85
         else:
             assert row.threshold == math.inf and row.n_accepted == 0
+    assert th.precision_low <= th.expected_precision <= th.precision_high
     # accepted rows follow the new thresholds
     acc = res.accepted
     assert (conf[acc] >= m.thresholds_[pred[acc]]).all()

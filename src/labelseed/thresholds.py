@@ -415,6 +415,8 @@ class ThresholdResult:
         The pool class shares the estimates used.
     n_calibration : int
         Labeled rows the estimates learned from (held out by the folds).
+    design_weighted : bool
+        True when those rows carried design weights (drawn with unequal, known probabilities).
     trusted : bool
         False when those rows were picked by the tool (select/query), not drawn at random.
     certified_by : str
@@ -436,6 +438,7 @@ class ThresholdResult:
     sampling_p_value: float = math.nan
     class_priors: NDArray[np.float64] | None = None
     n_calibration: int = 0
+    design_weighted: bool = False
     trusted: bool = True
     certified_by: str = "cross-validation"
     _explain: Callable[["ThresholdResult"], "ThresholdResult"] | None = field(default=None, repr=False, compare=False)
@@ -1111,6 +1114,7 @@ def choose_thresholds(
         sampling_p_value=sampling_p,
         class_priors=priors,
         n_calibration=int(len(cv.y_true)),
+        design_weighted=cv.weight is not None,
         trusted=bool(trusted),
         _explain=explain if target_mode and per_class else None,
     )
@@ -1195,7 +1199,8 @@ def audit_thresholds(
     and those at or above any confidence t a random sample of the accepted rows above t.
     Each class keeps the lowest threshold (not below its current one) at which the exact
     Clopper-Pearson lower bound (one-sided, `confidence_level`) of the audited share of
-    right labels meets the target; a class no threshold certifies gets none (``inf``) and
+    right labels meets the target, and reports the Jeffreys posterior mean of that share
+    ``(right + 1/2) / (audited + 1)`` as its expected precision; a class no threshold certifies gets none (``inf``) and
     an `audit_needed` count. The candidate thresholds are the current one and the
     ``AUDIT_CUTS``-quantiles of the accepted confidences, fixed before the answers are seen.
 
@@ -1256,7 +1261,9 @@ def audit_thresholds(
         n_acc = int(((fp == c) & (fc >= new_t)).sum()) if found else 0
         if found:
             parts.append((n_acc, k_best, n_best))
-        point = k_best / n_best if n_best > 0 else math.nan
+        # the expected share right: the mean of the Jeffreys posterior the interval comes from, not
+        # the raw share, which says 1.000 whenever the audit found no error (above its own interval)
+        point = (k_best + 0.5) / (n_best + 1) if n_best > 0 else math.nan
         per.append(replace(
             row, threshold=new_t,
             expected_precision=point if found else math.nan,
@@ -1267,7 +1274,9 @@ def audit_thresholds(
             audit_needed=None if found or not (math.isfinite(t0) and accepted_c.any())
             else audit_rows_needed(k_best, n_best, target, confidence_level),
         ))
-    point, lo, hi = stratified_share([(n, k, m, False) for n, k, m in parts], lo_q, hi_q,
-                                     np.random.default_rng(random_state))
+    _, lo, hi = stratified_share([(n, k, m, False) for n, k, m in parts], lo_q, hi_q,
+                                 np.random.default_rng(random_state))
+    total = sum(n for n, _, _ in parts)
+    point = sum(n / total * (k + 0.5) / (m + 1) for n, k, m in parts) if total else math.nan
     return replace(base, thresholds=th, per_class=per, expected_precision=point, precision_low=lo,
                    precision_high=hi, coverage=sum(p[0] for p in parts) / n_pool, certified_by="audit", trusted=True)
