@@ -12,6 +12,9 @@ Labeling schemes (the same total budget, 10 labels per class):
 - ``per_class``: a fixed number of random rows in each class;
 - ``loop``: the default ``select`` (4 per class), then 3 ``query`` rounds (2 per class each),
   the truth revealed for every pick; these labels are *picked*, so they may not calibrate;
+- ``drawn``: the same loop drawn at random with known probabilities (``select --strategy
+  stratified``, then ``query --strategy sampled``): every label calibrates, weighted by 1 / its
+  probability of being drawn;
 - each of these ``+audit``: then a stratified audit of 50 accepted rows per class, verified,
   and thresholds certified by the audit (``AutoLabeler.certify_with_audit``).
 
@@ -35,7 +38,7 @@ from _common import RESULTS, load  # noqa: E402
 from labelseed import AutoLabeler  # noqa: E402
 from labelseed.graph import build_knn_graph  # noqa: E402
 
-SCHEMES = ["random", "per_class", "loop", "random+audit", "per_class+audit", "loop+audit"]
+SCHEMES = ["random", "per_class", "loop", "drawn", "random+audit", "per_class+audit", "loop+audit", "drawn+audit"]
 DATASETS = ["digits", "gaussians", "fashion", "imbalanced", "wordnet"]
 PER_CLASS = 10
 AUDIT_PER_CLASS = 50
@@ -75,20 +78,37 @@ def dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw_labels(scheme: str, truth: np.ndarray, X: np.ndarray, graph, rng: np.random.Generator,
-                rep: int) -> tuple[np.ndarray, np.ndarray]:
-    """Human labels (None = unlabeled) and which of them are a random sample (may calibrate)."""
+                rep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Human labels (None = unlabeled), which of them may calibrate, and their design weights."""
     classes = np.unique(truth)
     n, k = len(truth), len(classes)
     y = np.full(n, None, dtype=object)
     if scheme == "random":
         rows = rng.choice(n, PER_CLASS * k, replace=False)
         y[rows] = truth[rows]
-        return y, y != None  # noqa: E711
+        return y, y != None, None  # noqa: E711
     if scheme == "per_class":
         for c in classes:
             rows = rng.choice(np.flatnonzero(truth == c), min(PER_CLASS, int((truth == c).sum())), replace=False)
             y[rows] = truth[rows]
-        return y, y != None  # noqa: E711
+        return y, y != None, None  # noqa: E711
+    if scheme == "drawn":  # the loop drawn with known probabilities: every label calibrates, weighted
+        from labelseed.autolabeler import query_next
+        from labelseed.select import select
+        from labelseed.thresholds import design_weights
+
+        weight = np.ones(n)
+        sel = select(X, 4 * k, "stratified", random_state=rep)
+        y[sel.rows] = truth[sel.rows]
+        weight[sel.rows] = design_weights(sel.extra["inclusion"])
+        for _ in range(3):
+            model = fit(X, y, graph, y != None, rep, weight)  # noqa: E711
+            if model is None:
+                break
+            q = query_next(model, X, y, 2 * k, "sampled", random_state=rep)
+            y[q.rows] = truth[q.rows]
+            weight[q.rows] = design_weights(q.extra["inclusion"])
+        return y, y != None, weight  # noqa: E711
     # the loop: default cold-start picks, then query rounds against fresh fits
     from labelseed.autolabeler import query_next
     from labelseed.select import select
@@ -99,18 +119,19 @@ def draw_labels(scheme: str, truth: np.ndarray, X: np.ndarray, graph, rng: np.ra
         model = fit(X, y, graph, None, rep)
         if model is None:
             break
-        q = query_next(model, X, y, 2 * k, random_state=rep)
+        q = query_next(model, X, y, 2 * k, "abstained", random_state=rep)
         y[q.rows] = truth[q.rows]
-    return y, np.zeros(n, dtype=bool)
+    return y, np.zeros(n, dtype=bool), None
 
 
-def fit(X, y, graph, calibrate, rep) -> AutoLabeler | None:
+def fit(X, y, graph, calibrate, rep, weight=None) -> AutoLabeler | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             # spreading = the previous default: spreading alone with per-class thresholds
             params = {"method": "spreading", "per_class": True} if METHOD == "spreading" else {}
-            return AutoLabeler(random_state=rep, **params).fit(X, y, graph=graph, calibrate=calibrate)
+            return AutoLabeler(random_state=rep, **params).fit(X, y, graph=graph, calibrate=calibrate,
+                                                                design_weight=weight)
         except ValueError as e:  # e.g. too few labels of a class for any fold
             print(f"    fit refused: {e}", file=sys.stderr)
             return None
@@ -202,8 +223,8 @@ def main() -> None:
             for base in base_schemes:
                 rng = np.random.default_rng([rep, SCHEMES.index(base)])
                 t = time.perf_counter()
-                y, calibrate = draw_labels(base, truth, X, graph, rng, rep)
-                model = fit(X, y, graph, calibrate, rep)
+                y, calibrate, weight = draw_labels(base, truth, X, graph, rng, rep)
+                model = fit(X, y, graph, calibrate, rep, weight)
                 if model is None:
                     continue
                 secs = time.perf_counter() - t

@@ -36,7 +36,7 @@ def picked_project(tmp_path):
     truth = write_data(tmp_path / "pool.csv", n_per=80)
     p = Project.init(tmp_path / "proj", data=tmp_path / "pool.csv", text_column="text")
     p.embed("hashing")
-    _, sel = p.select(45)
+    _, sel = p.select(45, strategy="kmeans")  # medoids: picked, not drawn
     p.import_labels(_answers(tmp_path, "a1.csv", sel.rows, truth))
     yield p, truth, tmp_path
     p.close()
@@ -49,7 +49,7 @@ def test_picked_labels_spread_but_do_not_calibrate(picked_project):
         run = p.fit(target_precision=0.8)
     e = run["summary"]["estimate"]
     assert e["trusted"] is False and "audit" in e["assumes"]
-    assert e["labels"]["picked"] == 45 and e["calibrated_by"] == {"random": 0, "validation": 0}
+    assert e["labels"]["picked"] == 45 and e["calibrated_by"] == {"random": 0, "validation": 0, "sampled": 0}
     st = p.status()
     assert st["label_origins"] == {"picked": 45}
     assert st["last_run"]["estimate"]["trusted"] is False
@@ -86,7 +86,7 @@ def test_audit_certifies_the_run_and_audit_rows_never_calibrate(picked_project):
     # a plain fit: audit rows spread but do not calibrate (they are a sample of accepted rows only)
     with pytest.warns(UntrustedEstimateWarning):
         plain = p.fit(target_precision=0.8)
-    assert plain["summary"]["estimate"]["calibrated_by"] == {"random": 0, "validation": 0}
+    assert plain["summary"]["estimate"]["calibrated_by"] == {"random": 0, "validation": 0, "sampled": 0}
     run = p.fit(target_precision=0.8, certify="audit")
     s = run["summary"]
     assert s["estimate"]["certified_by"] == "audit" and s["estimate"]["trusted"] is True
@@ -195,3 +195,36 @@ def test_label_history_export_has_every_label_ever_given(picked_project):
     assert {row["origin"] for row in rows} == {"picked"} and all(row["who"] and row["at"] for row in rows)
     r = run_cli("export", str(p.folder), "--labels-history", "--out", str(tmp / "history.xml"))
     assert r.returncode == 2 and ".csv or .parquet" in r.stderr
+
+
+def test_drawn_labels_calibrate_with_their_design_weights(tmp_path):
+    """select --strategy stratified and query --strategy sampled draw at random with known
+    probabilities: their labels calibrate, weighted; other picks still do not."""
+    truth = write_data(tmp_path / "pool.csv", n_per=80)
+    p = Project.init(tmp_path / "proj", data=tmp_path / "pool.csv", text_column="text")
+    p.embed("hashing")
+    _, sel = p.select(30, strategy="stratified")
+    p.import_labels(_answers(tmp_path, "a1.csv", sel.rows, truth))
+    assert set(p.store.label_origins().values()) == {"sampled"}
+    run = p.fit(target_precision=0.8)
+    e = run["summary"]["estimate"]
+    assert e["trusted"] is True and e["calibrated_by"] == {"random": 0, "validation": 0, "sampled": 30}
+    _, q = p.query(20, strategy="sampled")
+    p.import_labels(_answers(tmp_path, "a2.csv", q.rows, truth))
+    _, picked = p.query(10, strategy="abstained")  # picks: they spread, never calibrate
+    p.import_labels(_answers(tmp_path, "a3.csv", picked.rows, truth))
+    draws = p.store.draw_inclusion()
+    assert set(draws) == set(sel.rows.tolist()) | set(q.rows.tolist())
+    assert all(0 < inc <= 1 for _, inc in draws.values())
+    rows, _ = p.vectors()
+    w = p._design_weight(rows, p._origins_for(rows))
+    drawn = np.isin(rows, list(draws))
+    assert np.allclose(w[~drawn], 1.0) and not np.allclose(w[drawn], 1.0)  # unequal draws: unequal weights
+    for batch in {b for b, _ in draws.values()}:  # each draw averages 1
+        mine = np.isin(rows, [r for r, (b, _) in draws.items() if b == batch])
+        assert abs(w[mine].mean() - 1) < 1e-9
+    run = p.fit(target_precision=0.8)
+    e = run["summary"]["estimate"]
+    assert e["calibrated_by"]["sampled"] == 50 and e["labels"]["picked"] == 10
+    assert p.status()["label_origins"] == {"sampled": 50, "picked": 10}
+    p.close()

@@ -304,3 +304,46 @@ def test_query_cli_unknown_label_ids(tmp_path):
     r = _run("query", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"), "--budget", "3",
              "--out", str(tmp_path / "o.csv"))
     assert r.returncode == 2 and "not in the pool" in r.stderr
+
+
+def _horvitz_thompson_totals(draw, free, accepted, n_draws=150):
+    """Mean over draws of sum(1 / inclusion) over all picks and over the accepted picks: a draw
+    whose stated probabilities are right estimates the free rows and the accepted free rows."""
+    total, acc = [], []
+    for s in range(n_draws):
+        sel = draw(s)
+        assert (np.isin(sel.rows, free)).all() and len(np.unique(sel.rows)) == len(sel.rows)
+        inv = 1.0 / sel.extra["inclusion"]
+        total.append(inv.sum())
+        acc.append(inv[accepted[sel.rows]].sum())
+    return float(np.mean(total)), float(np.mean(acc))
+
+
+def test_sampled_query_states_its_inclusion_probabilities():
+    X, y = blobs(n_per=60, n_classes=4, dim=6, spread=1.2, seed=2)
+    codes = np.full(len(X), -1)
+    codes[np.random.default_rng(0).choice(len(X), 20, replace=False)] = 0
+    free = np.flatnonzero(codes < 0)
+    accepted = np.zeros(len(X), dtype=bool)
+    accepted[free[free % 3 != 0]] = True  # two thirds of the free rows were auto-labeled
+    dist = np.zeros((len(X), 4), dtype=np.float32)
+
+    total, acc = _horvitz_thompson_totals(
+        lambda s: query(X, dist, codes, 15, "sampled", accepted=accepted, random_state=s), free, accepted)
+    assert abs(total / len(free) - 1) < 0.05
+    assert abs(acc / accepted[free].sum() - 1) < 0.08
+    sel = query(X, dist, codes, 15, "sampled", accepted=accepted, random_state=0)
+    # abstained rows are drawn more often than their share of the pool
+    assert (~accepted[sel.rows]).mean() > (~accepted[free]).mean() + 0.2
+
+
+def test_stratified_select_states_its_inclusion_probabilities():
+    X, _ = blobs(n_per=50, n_classes=4, dim=6, spread=1.0, seed=1)
+    labeled = np.arange(0, len(X), 10)
+    free = np.setdiff1d(np.arange(len(X)), labeled)
+    half = np.zeros(len(X), dtype=bool)
+    half[free[: len(free) // 2]] = True
+    total, part = _horvitz_thompson_totals(
+        lambda s: select(X, 12, "stratified", labeled=labeled, random_state=s), free, half)
+    assert abs(total / len(free) - 1) < 0.02  # one pick from every stratum: exact in every draw
+    assert abs(part / half.sum() - 1) < 0.1

@@ -45,12 +45,26 @@ def test_budgets_and_origins_add_up_and_precision_is_measured_against_the_truth(
     assert last.realized_precision == pytest.approx(float((m.result_.labels[acc] == codes[acc]).mean()))
 
 
-def test_no_random_share_marks_the_loop_untrusted(digits):
+def test_picks_without_random_labels_mark_the_loop_untrusted(digits):
     X, y = digits
-    r = simulate(X, y, 60, 2, random_share=0.0, compare_random=False)
+    r = simulate(X, y, 60, 2, random_share=0.0, select_strategy="kmeans", query_strategy="abstained",
+                 compare_random=False)
     assert [x.scheme for x in r.records] == ["loop", "loop"]
     assert not any(x.trusted for x in r.records if x.coverage > 0)
     assert all(x.n_random == 0 for x in r.records)
+
+
+def test_the_default_loop_draws_labels_that_calibrate(digits):
+    """Stratified select and sampled queries draw with known probabilities: with no uniformly
+    random label at all the estimate is trusted, and it certifies more than the same loop of
+    picks with half its labels random (digits, 5 labels per class, 2 draws)."""
+    X, y = digits
+    drawn = [simulate(X, y, 50, 3, compare_random=False, random_state=s).records[-1] for s in range(2)]
+    picked = [simulate(X, y, 50, 3, random_share=0.5, select_strategy="kmeans", query_strategy="abstained",
+                       compare_random=False, random_state=s).records[-1] for s in range(2)]
+    assert all(x.n_random == 0 and x.n_picked == 50 and x.trusted for x in drawn)
+    assert all(x.realized_precision >= 0.94 for x in drawn if x.coverage > 0)
+    assert np.mean([x.coverage for x in drawn]) > np.mean([x.coverage for x in picked]) + 0.1
 
 
 def test_cli_writes_table_json_and_plot(digits, tmp_path):

@@ -718,7 +718,9 @@ def estimate_basis(th: ThresholdResult) -> dict[str, Any]:
         assumes = ("the calibrating labels are a random sample within each class (class shares estimated "
                    "from the pool)")
     else:
-        assumes = "the calibrating labels are a uniform random sample of the pool"
+        assumes = ("the calibrating labels are a random sample of the pool, each weighted by 1 / the probability "
+                   "select/query drew it with" if th.design_weighted
+                   else "the calibrating labels are a uniform random sample of the pool")
         if not math.isnan(th.sampling_p_value):
             assumes += f" (the seed's class mix matches the pool's: chi-square p = {th.sampling_p_value:.2f})"
     if not th.trusted:
@@ -731,6 +733,7 @@ def estimate_basis(th: ThresholdResult) -> dict[str, Any]:
         "sampling_p_value": _json_num(th.sampling_p_value),
         "class_priors": None if th.class_priors is None else [round(float(v), 6) for v in th.class_priors],
         "n_calibration": int(th.n_calibration),
+        "design_weighted": bool(th.design_weighted),
         "trusted": bool(th.trusted),
         "assumes": assumes,
     }

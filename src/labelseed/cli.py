@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings)")
     s.add_argument("--embeddings", default=None, help=".npy (ids = row numbers) or .parquet (id + vector column)")
     s.add_argument("--budget", type=int, required=True, help="how many rows to pick")
-    s.add_argument("--strategy", default="kmeans", help="kmeans (default), stratified, typiclust, kcenter, facility, gaps (regions no label covers)")
+    s.add_argument("--strategy", default="stratified",
+                   help="stratified (default: a random row per k-means cluster, drawn with a known probability, "
+                   "so its labels calibrate the estimate), kmeans (medoids), typiclust, kcenter, facility, gaps "
+                   "(regions no label covers); all but stratified are picks that spread but never calibrate")
     s.add_argument("--labels", default=None, help="CSV id,label of rows already labeled (never picked again)")
     s.add_argument("--out", default=None, help="CSV to write (id, rank, strategy, reason); a Label Studio "
                    "tasks file is written beside it with the suffix .labelstudio.json")
@@ -79,8 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--embeddings", default=None)
     q.add_argument("--labels", default=None, help="CSV id,label of the rows labeled so far")
     q.add_argument("--budget", type=int, required=True)
-    q.add_argument("--strategy", default="abstained",
-                   help="abstained (default), uncertainty, unreached, unsupported, disagreement")
+    q.add_argument("--strategy", default="sampled",
+                   help="sampled (default: a random draw, 4x likelier among rows the last run abstained on; its "
+                   "labels calibrate, weighted), abstained, uncertainty, unreached, unsupported, disagreement "
+                   "(picks: they spread but never calibrate)")
     q.add_argument("--run", default=None, help="an autolabel output folder: refit with its settings (default: the "
                    "library's defaults; in a project, the last run's)")
     q.add_argument("--target-precision", type=float, default=None, help="override the run's target (default 0.95)")
@@ -216,16 +221,17 @@ def _project_parsers(sub: Any) -> None:
     sm.add_argument("--truth", required=True, help="CSV id,label with the true label of every embedded row")
     sm.add_argument("--budget", type=int, required=True, help="human labels to spend in all (audits included)")
     sm.add_argument("--rounds", type=int, default=3, help="rounds: select, then fit -> query -> reveal (default 3)")
-    sm.add_argument("--random-share", type=float, default=0.5,
-                    help="share of each round's labels drawn at random (they calibrate the estimate; default 0.5)")
+    sm.add_argument("--random-share", type=float, default=0.0,
+                    help="share of each round's labels drawn uniformly at random besides the strategies' draws "
+                    "(default 0: the default strategies draw with known probabilities, so their labels calibrate)")
     sm.add_argument("--audit", type=int, default=0, help="audit rows per round, certified exactly (default 0)")
     sm.add_argument("--no-random", dest="compare_random", action="store_false",
                     help="skip the same engine on the same number of random labels")
     sm.add_argument("--target-precision", type=float, default=0.95)
     sm.add_argument("--method", choices=["ensemble", "spreading"], default="ensemble")
     sm.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
-    sm.add_argument("--strategy", default="kmeans", help="cold-start strategy (as for select)")
-    sm.add_argument("--query-strategy", default="abstained", help="query strategy (as for query)")
+    sm.add_argument("--strategy", default="stratified", help="cold-start strategy (as for select)")
+    sm.add_argument("--query-strategy", default="sampled", help="query strategy (as for query)")
     sm.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
     sm.add_argument("--id-column", default="id")
     sm.add_argument("--vector-column", default=None)
@@ -645,7 +651,9 @@ def _print_basis(summary: dict[str, Any]) -> None:
                   "if they are right as often as these")
     elif e.get("trusted", True):  # an untrusted one was said by the library's warning, with the way out
         used = e.get("calibrated_by")
-        what = f"{sum(used.values())} random labels" if used else f"{e.get('n_calibration')} labels"
+        names = {"random": "random", "validation": "validation", "sampled": "drawn by select/query, weighted"}
+        parts = ", ".join(f"{n} {names.get(o, o)}" for o, n in (used or {}).items() if n)
+        what = f"{sum(used.values())} labels ({parts})" if used and parts else f"{e.get('n_calibration')} labels"
         print(f"estimate: calibrated on {what}; assumes {e.get('assumes')}")
         short = [c for c in summary.get("classes", []) if not c.get("meets_target") and c.get("labels_needed")]
         for c in short:

@@ -99,8 +99,8 @@ def loop(name: str, folder: Path, init_args: list[str], embed_args: list[str], t
 
     with Project.open(proj) as p:
         before = p.status()["last_run"]
-    # every label so far was picked by labelseed, so the estimate above cannot be trusted:
-    # a verified random sample of the auto-labels measures it and certifies the thresholds
+    # a verified random sample of the auto-labels measures the estimate above (calibrated on the
+    # labels select/query drew, each weighted by 1 / its probability) and certifies the thresholds
     n_classes = len(set(truth.values()))
     _audit(proj, folder, truth, audit_per_class * n_classes, "audit")
     _cli("fit", str(proj), "--target-precision", str(target), "--certify", "audit", "--quiet")
@@ -116,7 +116,10 @@ def loop(name: str, folder: Path, init_args: list[str], embed_args: list[str], t
         st = p.status()
     if first_audit:
         measured, inside = _against(before["expected_precision"], first_audit)
-        print(f"the run from picked labels only reported {_r(before['expected_precision'])} and was marked untrusted; "
+        trusted = (before.get("estimate") or {}).get("trusted", True)
+        how = ("calibrated on the labels select/query drew" if trusted
+               else "marked untrusted (picked labels only)")
+        print(f"the run before the audit reported {_r(before['expected_precision'])}, {how}; "
               f"the {measured}: {'inside' if inside else 'outside'} that interval")
     check = st.get("audit") or {}
     if check and check.get("run_id") == certified["run_id"]:

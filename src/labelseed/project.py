@@ -587,7 +587,24 @@ class Project:
     @staticmethod
     def _calibrate_mask(y: NDArray[np.object_], origin: NDArray[np.object_]) -> NDArray[np.bool_]:
         """Labeled rows drawn at random: the only ones a precision estimate may learn from."""
-        return np.asarray((y != None) & np.isin(origin, ["random", "validation"]), dtype=bool)  # noqa: E711
+        return np.asarray((y != None) & np.isin(origin, ["random", "validation", "sampled"]), dtype=bool)  # noqa: E711
+
+    def _design_weight(self, rows: NDArray[np.int64], origin: NDArray[np.object_]) -> NDArray[np.float64] | None:
+        """Each row's calibration weight: 1 / its probability of being drawn for rows a
+        select/query drew at random (scaled per draw, :func:`labelseed.thresholds.design_weights`),
+        1 for the rest; None when no such row is labeled."""
+        from .thresholds import design_weights
+
+        draws = self.store.draw_inclusion()
+        at = np.flatnonzero(origin == "sampled")
+        at = at[np.array([int(rows[i]) in draws for i in at], dtype=bool)] if len(at) else at
+        if not len(at):
+            return None
+        batch = np.array([draws[int(rows[i])][0] for i in at], dtype=object)
+        inc = np.array([draws[int(rows[i])][1] for i in at])
+        w = np.ones(len(rows))
+        w[at] = design_weights(inc, np.unique(batch, return_inverse=True)[1])
+        return w
 
     def _audit_evidence(self, rows: NDArray[np.int64], origins: dict[int, str]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Project rows that may certify a run (audited or validation labels) and each one's
@@ -627,10 +644,12 @@ class Project:
 
         `settings` (:class:`labelseed.ops.FitSettings`), or its fields as keyword arguments.
         Each label is used for what its origin supports (:meth:`Store.label_origins`): every
-        label spreads; only ``random`` and ``validation`` labels calibrate the precision
-        estimate (rows picked by select/query, or imported as picked, are no sample of the
-        pool, and audit rows are a sample of one run's *accepted* rows). With no random
-        label the estimate is kept but marked untrusted.
+        label spreads; ``random``, ``validation`` and ``sampled`` labels calibrate the
+        precision estimate, the last each weighted by 1 / its probability of being drawn
+        (select ``stratified`` and query ``sampled`` draw at random with known probabilities).
+        Rows other strategies picked, or imported as picked, are no sample of the pool, and
+        audit rows are a sample of one run's *accepted* rows: they never calibrate. With no
+        calibrating label the estimate is kept but marked untrusted.
 
         ``certify="audit"``: the audited and validation rows are left out of the spread and
         scored like any pool row; the thresholds are then raised until the exact bound on
@@ -666,16 +685,17 @@ class Project:
         calibrate = self._calibrate_mask(y_cal, origin)
         outcome = ops.fit(X, y, settings, calibrate=calibrate, cache_dir=self.folder / "cache", progress=progress,
                           audit=audit, inputs={"project": str(self.folder.resolve())}, engine=engine,
-                          workers=workers)
+                          workers=workers, design_weight=self._design_weight(rows, origin))
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         config = {**settings.config(), "certify": certify, "embed_model": self.meta.get("embed_model"),
                   "labels_digest": labels_digest}
         summary = outcome.summary
         labeled = y_cal != None  # noqa: E711
         summary["estimate"]["labels"] = {
-            o: int(((origin == o) & labeled).sum()) for o in ("random", "validation", "picked", "audit", "accepted")}
+            o: int(((origin == o) & labeled).sum())
+            for o in ("random", "validation", "sampled", "picked", "audit", "accepted")}
         summary["estimate"]["calibrated_by"] = {
-            o: int(((origin == o) & calibrate).sum()) for o in ("random", "validation")}
+            o: int(((origin == o) & calibrate).sum()) for o in ("random", "validation", "sampled")}
         if audit is not None:
             summary["estimate"]["audit_rows"] = int(len(audit.rows))
         run_dir = self.folder / "runs" / run_id
@@ -875,9 +895,12 @@ class Project:
             if audited:
                 db.executemany("INSERT INTO audits(batch, run_id, row, label, inclusion) VALUES (?,?,?,?,?)",
                                [(batch, *a) for a in audited])
+            elif "inclusion" in sel.extra:  # a random draw: its labels will calibrate, weighted
+                db.executemany("INSERT INTO draws(batch, row, inclusion) VALUES (?,?,?)",
+                               [(batch, int(r), float(p)) for r, p in zip(sel.rows.tolist(), sel.extra["inclusion"])])
         return batch
 
-    def select(self, budget: int, *, strategy: str = "kmeans", random_state: int = 0, engine: str = "local",
+    def select(self, budget: int, *, strategy: str = "stratified", random_state: int = 0, engine: str = "local",
                workers: int | None = None) -> tuple[str, Any]:
         """Cold-start picks among the unlabeled, embedded items; recorded as a request batch.
         Returns (batch id, Selection with project row numbers). ``engine="ray"``: the kNN graph
@@ -893,7 +916,7 @@ class Project:
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("select", sel), sel
 
-    def query(self, budget: int, *, strategy: str = "abstained", random_state: int = 0,
+    def query(self, budget: int, *, strategy: str = "sampled", random_state: int = 0,
               target_precision: float | None = None) -> tuple[str, Any]:
         """Warm queries from a fresh fit on the current labels with the last run's settings."""
         from .ops import FitSettings, query
@@ -906,8 +929,10 @@ class Project:
         rows, X = self.vectors()
         self._require_labels()
         y = self._labels_for(rows)
-        calibrate = self._calibrate_mask(y, self._origins_for(rows))
-        sel = query(X, y, budget, strategy, settings=settings, calibrate=calibrate, cache_dir=self.folder / "cache")
+        origin = self._origins_for(rows)
+        calibrate = self._calibrate_mask(y, origin)
+        sel = query(X, y, budget, strategy, settings=settings, calibrate=calibrate, cache_dir=self.folder / "cache",
+                    design_weight=self._design_weight(rows, origin))
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("query", sel), sel
 
@@ -1040,7 +1065,7 @@ class Project:
             "project": str(self.folder.resolve()), "kind": meta.get("kind"), "items": n,
             "embedded": int(len(ok)), "failed_to_embed": int(len(bad)), "embed_model": meta.get("embed_model"),
             "labeled": len(human),
-            "label_origins": {o: k for o in ("random", "validation", "picked", "audit", "accepted")
+            "label_origins": {o: k for o in ("random", "validation", "sampled", "picked", "audit", "accepted")
                               if (k := origins[o])},
             "conflicts": int(self.store.db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]),
             "last_run": None,

@@ -13,7 +13,8 @@ n x n matrix.
   clusters first.
 - :func:`stratified`: k-means into `budget` clusters, then a uniformly random row
   of each: as diverse as the medoids, but every pick is a random draw within its
-  stratum, so the precision estimates that calibrate on it are not optimistic.
+  stratum with a known probability (``extra["inclusion"]``), so its labels calibrate
+  the precision estimates, each weighted by 1 / that probability.
 - :func:`facility_location`: lazy greedy maximisation of the facility-location
   objective sum_i max_{j in S} w_ij on the sparse kNN graph (Minoux 1978;
   Mirzasoleiman et al. 2015): each pick best covers rows not yet covered.
@@ -30,9 +31,11 @@ from .engines import Engine
 from .exceptions import InputError
 from .graph import KnnGraph, build_knn_graph, normalize_rows
 
-#: The first is the default: k-means medoids covered the most classes at 1 and 2 labels per
-#: class on digits and Fashion-MNIST (bench/select_coverage.py, bench/README.md).
-STRATEGIES = ("kmeans", "stratified", "typiclust", "kcenter", "facility", "gaps")
+#: The first is the default: a random row per k-means cluster covers about as many classes at
+#: 1-2 labels per class as the medoids (bench/select_coverage.py), and, drawn with known
+#: probabilities, its labels calibrate the estimate; the loop built on it certified more than
+#: the loop on medoids and ``abstained`` queries (bench/label_efficiency.py, bench/README.md).
+STRATEGIES = ("stratified", "kmeans", "typiclust", "kcenter", "facility", "gaps")
 
 
 @dataclass(frozen=True)
@@ -179,9 +182,36 @@ def kmeans_medoids(
 def stratified(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None, random_state: int = 0
 ) -> Selection:
-    """k-means with `budget` centres; one uniformly random unlabeled row of each cluster, largest first."""
+    """k-means with `budget` centres; one uniformly random unlabeled row of each cluster, largest first.
+
+    ``extra["inclusion"]`` holds each pick's probability of being drawn (1 / the unlabeled
+    rows of its cluster), so its label can calibrate with weight 1 / that probability."""
     return _one_per_kmeans_cluster(X, budget, labeled, random_state, "stratified",
                                    "random row of a cluster of {size} rows")
+
+
+def _stratum_draw(assign: NDArray[np.int64], budget: int, rng: np.random.Generator,
+                  base: NDArray[np.float64] | None = None) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """One uniformly random row per stratum (`assign`: stratum of each candidate), largest strata
+    first, topped up by a uniform draw from the rest when strata run short. Returns the picked
+    positions and each one's probability of being drawn (times `base`, a probability that the
+    stratum itself was reached, default 1)."""
+    k = int(assign.max()) + 1 if len(assign) else 0
+    sizes = np.bincount(assign, minlength=k)
+    key = rng.random(len(assign))
+    by = np.lexsort((key, assign))
+    first = by[np.r_[0, np.flatnonzero(np.diff(assign[by])) + 1]] if len(by) else by
+    order = np.argsort(-sizes[assign[first]], kind="stable")
+    picks = first[order][:budget]
+    inc = 1.0 / sizes[assign[picks]].astype(np.float64)
+    if len(picks) < budget:
+        rest = np.setdiff1d(np.arange(len(assign)), picks)
+        extra = rng.choice(rest, min(budget - len(picks), len(rest)), replace=False)
+        picks = np.r_[picks, extra]
+        inc = np.r_[inc, np.full(len(extra), len(extra) / max(len(rest), 1))]
+    if base is not None:
+        inc = inc * base[picks]
+    return picks.astype(np.int64), inc
 
 
 def _one_per_kmeans_cluster(X: NDArray[np.float32], budget: int, labeled: NDArray[np.int64] | None, random_state: int,
@@ -192,8 +222,14 @@ def _one_per_kmeans_cluster(X: NDArray[np.float32], budget: int, labeled: NDArra
     blocked = np.zeros(len(Xn), dtype=bool)
     blocked[lab] = True
     assign, sim = _kmeans(Xn, budget, random_state)
-    score = sim if strategy == "kmeans" else np.random.default_rng(random_state + 1).random(len(Xn))
-    return _per_cluster(assign, np.where(blocked, -np.inf, score), budget, strategy, blocked, reason)
+    if strategy == "kmeans":
+        return _per_cluster(assign, np.where(blocked, -np.inf, sim), budget, strategy, blocked, reason)
+    free = np.flatnonzero(~blocked)
+    pos, inc = _stratum_draw(assign[free], budget, np.random.default_rng(random_state + 1))
+    sizes = np.bincount(assign[free], minlength=budget)
+    rows = free[pos]
+    return Selection(rows.astype(np.int64), strategy, [reason.format(size=int(sizes[assign[r]])) for r in rows],
+                     {"inclusion": inc})
 
 
 def typiclust(
@@ -328,10 +364,10 @@ def gaps(
 
 
 def select(
-    X: NDArray[np.float32], budget: int, strategy: str = "kmeans", *, labeled: NDArray[np.int64] | None = None,
+    X: NDArray[np.float32], budget: int, strategy: str = "stratified", *, labeled: NDArray[np.int64] | None = None,
     random_state: int = 0, engine: "Engine | None" = None,
 ) -> Selection:
-    """Cold-start selection by name (see module docstring); ``"kmeans"`` by default. `engine`
+    """Cold-start selection by name (see module docstring); ``"stratified"`` by default. `engine`
     runs the kNN graph's search of the graph-based strategies (typiclust, facility)."""
     if strategy == "typiclust":
         return typiclust(X, budget, labeled=labeled, random_state=random_state, engine=engine)
@@ -350,9 +386,45 @@ def select(
 
 # ---------------------------------------------------------------- warm queries
 
-#: The first is the default: over 5 rounds it raised coverage at target precision above random
-#: rounds of the same size, where uncertainty sampling lowered it (bench/active_learning.py).
-QUERY_STRATEGIES = ("abstained", "uncertainty", "unreached", "unsupported", "disagreement")
+#: The first is the default: drawn with known probabilities, its labels calibrate the estimate
+#: (weighted), so a query's labels count twice: for the scores and for the evidence.
+#: ``abstained`` raised coverage above random rounds of the same size where uncertainty
+#: sampling lowered it (bench/active_learning.py), but its picks may not calibrate.
+QUERY_STRATEGIES = ("sampled", "abstained", "uncertainty", "unreached", "unsupported", "disagreement")
+
+#: ``query(strategy="sampled")``: how many times likelier a row the last run abstained on is to
+#: be drawn than one it accepted
+SAMPLED_OVERSAMPLE = 4.0
+
+
+def _sampled(Xn: NDArray[np.float32], free: NDArray[np.int64], budget: int, accepted: NDArray[np.bool_] | None,
+             random_state: int) -> Selection:
+    """Query strategy ``"sampled"`` (see :func:`query`): a stratified random draw."""
+    if accepted is None:
+        raise InputError("Strategy 'sampled' needs `accepted` (the rows the last run auto-labeled).")
+    accepted = np.asarray(accepted, dtype=bool)
+    if accepted.shape != (len(Xn),):
+        raise InputError(f"`accepted` must have shape ({len(Xn)},); got {accepted.shape}.")
+    rng = np.random.default_rng(random_state)
+    abst, acc = free[~accepted[free]], free[accepted[free]]
+    share = SAMPLED_OVERSAMPLE * len(abst) / max(SAMPLED_OVERSAMPLE * len(abst) + len(acc), 1e-300)
+    n_abst = int(min(len(abst), max(round(budget * share), budget - len(acc))))
+    n_acc = budget - n_abst
+    rows, inc, reasons = [], [], []
+    if n_abst:
+        assign, _ = _kmeans(Xn[abst], n_abst, random_state)
+        pos, p = _stratum_draw(assign, n_abst, rng)
+        rows.append(abst[pos])
+        inc.append(p)
+        sizes = np.bincount(assign, minlength=n_abst)
+        reasons += [f"random row of a region of {int(sizes[assign[i]])} rows without auto-labels" for i in pos]
+    if n_acc:
+        pick = rng.choice(len(acc), n_acc, replace=False)
+        rows.append(acc[pick])
+        inc.append(np.full(n_acc, n_acc / len(acc)))
+        reasons += [f"random row of the {len(acc)} auto-labeled rows (checks them)"] * n_acc
+    return Selection(np.concatenate(rows).astype(np.int64), "sampled", reasons,
+                     {"inclusion": np.concatenate(inc)})
 
 
 def _diverse(Xn: NDArray[np.float32], candidates: NDArray[np.int64], budget: int) -> NDArray[np.int64]:
@@ -384,7 +456,7 @@ def query(
     distribution: NDArray[np.floating],
     codes: NDArray[np.int64],
     budget: int,
-    strategy: str = "abstained",
+    strategy: str = "sampled",
     *,
     accepted: NDArray[np.bool_] | None = None,
     unsupported: NDArray[np.int64] | None = None,
@@ -402,12 +474,17 @@ def query(
     codes : ndarray of shape (n_rows,)
         Class codes of labeled rows, -1 elsewhere (never picked).
     budget : int
-    strategy : {"abstained", "uncertainty", "unreached", "unsupported", "disagreement"}
-        ``abstained`` (default): k-means over the unlabeled rows the labeler abstained
+    strategy : {"sampled", "abstained", "uncertainty", "unreached", "unsupported", "disagreement"}
+        ``abstained``: k-means over the unlabeled rows the labeler abstained
         on (`accepted` False), the most central row of each cluster, largest first:
         typical rows of the regions still without auto-labels. Unlike the most
         uncertain rows they are representative, so they also calibrate the
         thresholds without bias toward hard cases.
+        ``sampled`` (default): a random draw with known probabilities, so the labels calibrate the
+        estimates (each weighted by 1 / its probability, ``extra["inclusion"]``): rows the
+        last run abstained on are ``SAMPLED_OVERSAMPLE`` times likelier to be drawn than
+        accepted ones, and among them one random row per k-means cluster keeps a batch
+        spread out.
         ``uncertainty``: smallest margin between the two best classes.
         ``unreached``: rows no label could reach (then the most uncertain).
         ``unsupported``: the most confident rows predicted as a class whose threshold
@@ -439,6 +516,8 @@ def query(
         sel = _per_cluster(assign, sim, budget, "abstained", np.zeros(len(cand), dtype=bool),
                            "most central row of a region of {size} rows without auto-labels")
         return Selection(cand[sel.rows].astype(np.int64), "abstained", sel.reasons)
+    if strategy == "sampled":
+        return _sampled(Xn, free, budget, accepted, random_state)
     unc = margin_uncertainty(distribution)
     reached = distribution.sum(axis=1) > 0
     pred = np.where(reached, distribution.argmax(axis=1), -1)

@@ -7,11 +7,14 @@ pool the engine certifies, the precision it reports, and the precision the truth
 Beside it, the same engine gets the same number of uniformly random labels, so a user sees
 what the loop's picks are worth on their kind of data before paying for labels.
 
-Honesty: labels the loop *picks* are no random sample of the pool, so they spread but never
-calibrate the estimate (:meth:`AutoLabeler.fit`'s `calibrate`). Each round therefore spends
-`random_share` of its labels on uniformly random rows, which calibrate; with ``random_share=0``
-every estimate is marked untrusted, and only an audit (`audit` > 0 rows per round, drawn from
-the accepted rows and certified exactly, :meth:`AutoLabeler.certify_with_audit`) certifies.
+Honesty: the default strategies (``select`` ``stratified``, ``query`` ``sampled``) *draw* rows
+at random with known, unequal probabilities, so their labels calibrate the estimate, each
+weighted by 1 / its probability (:func:`labelseed.thresholds.design_weights`). Labels that
+other strategies *pick* are no random sample of the pool: they spread but never calibrate
+(:meth:`AutoLabeler.fit`'s `calibrate`), so with those a round should spend `random_share` of
+its labels on uniformly random rows; with neither, every estimate is marked untrusted, and
+only an audit (`audit` > 0 rows per round, drawn from the accepted rows and certified
+exactly, :meth:`AutoLabeler.certify_with_audit`) certifies.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from .autolabeler import AutoLabeler, AutoLabelResult, query_next
 from .exceptions import InputError
 from .graph import N_NEIGHBORS, KnnGraph, Progress, build_knn_graph
 from .select import QUERY_STRATEGIES, STRATEGIES, audit_sample, select
+from .thresholds import design_weights
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +117,13 @@ def simulate(
     budget: int,
     rounds: int = 3,
     *,
-    random_share: float = 0.5,
+    random_share: float = 0.0,
     audit: int = 0,
     compare_random: bool = True,
     target_precision: float = 0.95,
     method: str = "ensemble",
-    select_strategy: str = "kmeans",
-    query_strategy: str = "abstained",
+    select_strategy: str = "stratified",
+    query_strategy: str = "sampled",
     n_neighbors: int = N_NEIGHBORS,
     graph: KnnGraph | None = None,
     random_state: int = 0,
@@ -137,8 +141,11 @@ def simulate(
     rounds : int, default=3
         The budget is split evenly across rounds; round 1 is the cold start (``select``),
         later rounds ``query`` the fitted engine.
-    random_share : float in [0, 1], default=0.5
-        Share of each round's labels drawn uniformly at random (they calibrate the estimate).
+    random_share : float in [0, 1], default=0
+        Share of each round's labels drawn uniformly at random besides the strategies' own
+        (they calibrate the estimate). The default strategies draw with known probabilities,
+        so their labels calibrate too, each weighted by 1 / its probability; picks of the
+        other strategies only spread, and then random labels are what calibrates.
     audit : int, default=0
         Rows per round drawn from the accepted auto-labels, verified, and used to certify
         the thresholds exactly (they count against `budget`).
@@ -192,14 +199,15 @@ def simulate(
     rng = np.random.default_rng(random_state)
     order = rng.permutation(n)  # the random scheme's labels: a prefix of one permutation, so rounds nest
 
-    def fit(y: NDArray[np.int64], calibrate: NDArray[np.bool_]) -> tuple[AutoLabeler | None, str, float]:
+    def fit(y: NDArray[np.int64], calibrate: NDArray[np.bool_],
+            weight: NDArray[np.float64] | None = None) -> tuple[AutoLabeler | None, str, float]:
         t = time.perf_counter()
         model = AutoLabeler(method=method, target_precision=target_precision,  # type: ignore[arg-type]
                             n_neighbors=n_neighbors, random_state=random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the record says what happened; warnings would repeat per round
             try:
-                model.fit(Xa, y, graph=graph, calibrate=calibrate)
+                model.fit(Xa, y, graph=graph, calibrate=calibrate, design_weight=weight)
             except InputError as exc:  # e.g. a class with a single label: nothing can be certified yet
                 return None, str(exc), time.perf_counter() - t
         return model, "", time.perf_counter() - t
@@ -227,6 +235,8 @@ def simulate(
 
     y = np.full(n, -1, dtype=np.int64)
     is_random = np.zeros(n, dtype=bool)
+    drawn = np.zeros(n, dtype=bool)  # picked by a random draw with known probabilities: they calibrate, weighted
+    dweight = np.ones(n)
     n_picked = n_audit = 0
     records: list[RoundRecord] = []
     model: AutoLabeler | None = None
@@ -237,23 +247,26 @@ def simulate(
         n_rand = int(round(float(random_share) * b_loop))
         n_pick = b_loop - n_rand
         free = y < 0
+        sel = None
         if n_pick and (rnd == 1 or model is None):  # cold start, or the engine could not fit yet
-            picks = select(Xa, n_pick, select_strategy, labeled=np.flatnonzero(~free),
-                           random_state=random_state + rnd - 1).rows
+            sel = select(Xa, n_pick, select_strategy, labeled=np.flatnonzero(~free),
+                         random_state=random_state + rnd - 1)
         elif n_pick and model is not None:
             strategy = query_strategy
             if strategy == "unsupported" and all(c.meets_target for c in model.result_.thresholds.per_class):
                 strategy = "abstained"
-            picks = query_next(model, Xa, y, n_pick, strategy, random_state=random_state + rnd).rows
-        else:
-            picks = np.empty(0, np.int64)
+            sel = query_next(model, Xa, y, n_pick, strategy, random_state=random_state + rnd)
+        picks = np.empty(0, np.int64) if sel is None else sel.rows
         y[picks] = codes_true[picks]
+        if sel is not None and "inclusion" in sel.extra:  # a random draw: its labels calibrate, weighted
+            drawn[picks] = True
+            dweight[picks] = design_weights(sel.extra["inclusion"])
         n_picked += len(picks)
         pool = np.flatnonzero(y < 0)
         rand_rows = rng.choice(pool, min(n_rand, len(pool)), replace=False) if n_rand else np.empty(0, np.int64)
         y[rand_rows] = codes_true[rand_rows]
         is_random[rand_rows] = True
-        model, note, secs = fit(y, is_random)
+        model, note, secs = fit(y, is_random | drawn, dweight)
         records.append(record("loop", rnd, (int(is_random.sum()), n_picked, n_audit),
                               None if model is None else model.result_, secs, note))
         if audit and model is not None and len(model.result_.accepted):

@@ -18,6 +18,9 @@ requests(seq, batch, kind, row, rank, strategy, reason, at)
 audits(batch, run_id, row, label, inclusion)
                                    each audited auto-label: the run it was drawn from, the label
                                    that run gave it and its probability of being drawn
+draws(batch, row, inclusion)       rows a select/query drew at random with a known probability
+                                   (strategies ``stratified`` and ``sampled``): their labels
+                                   calibrate, each weighted by 1 / that probability
 origins(row, origin, at)           labels imported as ``picked`` (chosen by a person or a tool,
                                    not at random) or ``validation`` (a random sample of the pool);
                                    a label with no entry here, in requests or in audits is
@@ -75,6 +78,8 @@ CREATE TABLE IF NOT EXISTS audits(
     batch TEXT NOT NULL, run_id TEXT NOT NULL, row INTEGER NOT NULL, label TEXT NOT NULL, inclusion REAL NOT NULL,
     PRIMARY KEY(batch, row));
 CREATE TABLE IF NOT EXISTS origins(row INTEGER PRIMARY KEY, origin TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS draws(
+    batch TEXT NOT NULL, row INTEGER NOT NULL, inclusion REAL NOT NULL, PRIMARY KEY(batch, row));
 """
 
 
@@ -255,12 +260,16 @@ class Store:
 
     def label_origins(self) -> dict[int, str]:
         """How each labeled row came to be labeled: ``audit``, ``validation``, ``picked`` (by
-        select/query, or imported as picked), ``accepted`` (a run's label accepted in bulk in
-        the page) or ``random`` (the default for imports)."""
+        select/query, or imported as picked), ``sampled`` (drawn by select/query at random with
+        a known probability, :meth:`draw_inclusion`), ``accepted`` (a run's label accepted in
+        bulk in the page) or ``random`` (the default for imports)."""
         out = {r: "random" for r in self.current_labels()}
-        for (r,) in self.db.execute("SELECT row FROM requests WHERE kind IN ('select', 'query')"):
+        q = ("SELECT r.row, d.row IS NOT NULL FROM requests r LEFT JOIN draws d ON d.batch = r.batch AND d.row = r.row "
+             "WHERE r.kind IN ('select', 'query') ORDER BY r.seq") if self._has_draws() else (
+            "SELECT row, 0 FROM requests WHERE kind IN ('select', 'query') ORDER BY seq")
+        for r, drawn in self.db.execute(q):  # the newest request for a row decides
             if r in out:
-                out[r] = "picked"
+                out[r] = "sampled" if drawn else "picked"
         for r, origin in self.db.execute("SELECT row, origin FROM origins"):
             if r in out:
                 out[r] = origin
@@ -271,6 +280,20 @@ class Store:
             if r in out:  # accepted in bulk and not looked at since: never evidence, audited row or not
                 out[r] = "accepted"
         return out
+
+    def draw_inclusion(self) -> dict[int, tuple[str, float]]:
+        """(batch, probability of being drawn) of each row a select/query drew at random,
+        from its newest such draw."""
+        if not self._has_draws():
+            return {}
+        q = ("SELECT d.row, d.batch, d.inclusion FROM draws d JOIN "
+             "(SELECT batch, MIN(seq) AS first FROM requests GROUP BY batch) b USING(batch) ORDER BY b.first")
+        return {int(r): (str(b), float(inc)) for r, b, inc in self.db.execute(q)}
+
+    def _has_draws(self) -> bool:
+        """False for a project made before draws were recorded and opened read-only (a writable
+        open adds the table)."""
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'draws'").fetchone() is not None
 
     def audit_records(self) -> list[tuple[str, int, str, float]]:
         """(run_id, row, label the run gave, inclusion probability) of every audited row, newest
