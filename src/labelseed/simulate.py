@@ -50,7 +50,9 @@ class RoundRecord:
     n_labels : int
         Human labels spent so far, audits included.
     n_random, n_picked, n_audit : int
-        Of them: uniformly random rows (they calibrate), rows picked by select/query, audited rows.
+        Of them: uniformly random rows (`random_share`), rows select/query asked for (drawn with
+        known probabilities by the default strategies, so they calibrate too; picked by the
+        others), audited rows.
     coverage : float
         Share of the unlabeled pool given a certified auto-label.
     classes_certified : int
@@ -60,7 +62,7 @@ class RoundRecord:
     realized_precision : float
         Share of the auto-labels the truth confirms (NaN when nothing is labeled).
     trusted : bool
-        False when no random label calibrated the estimate.
+        False when no label could calibrate the estimate (neither random nor drawn).
     certified_by : str
         ``"cross-validation"`` or ``"audit"``.
     seconds : float
