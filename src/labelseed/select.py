@@ -190,12 +190,12 @@ def stratified(
                                    "random row of a cluster of {size} rows")
 
 
-def _stratum_draw(assign: NDArray[np.int64], budget: int, rng: np.random.Generator,
-                  base: NDArray[np.float64] | None = None) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+def _stratum_draw(assign: NDArray[np.int64], budget: int,
+                  rng: np.random.Generator) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """One uniformly random row per stratum (`assign`: stratum of each candidate), largest strata
-    first, topped up by a uniform draw from the rest when strata run short. Returns the picked
-    positions and each one's probability of being drawn (times `base`, a probability that the
-    stratum itself was reached, default 1)."""
+    first, topped up by a uniform draw from the rest when strata run short (then the top-up's
+    probability is the share of the rest it took). Returns the picked positions and each one's
+    probability of being drawn."""
     k = int(assign.max()) + 1 if len(assign) else 0
     sizes = np.bincount(assign, minlength=k)
     key = rng.random(len(assign))
@@ -209,8 +209,6 @@ def _stratum_draw(assign: NDArray[np.int64], budget: int, rng: np.random.Generat
         extra = rng.choice(rest, min(budget - len(picks), len(rest)), replace=False)
         picks = np.r_[picks, extra]
         inc = np.r_[inc, np.full(len(extra), len(extra) / max(len(rest), 1))]
-    if base is not None:
-        inc = inc * base[picks]
     return picks.astype(np.int64), inc
 
 

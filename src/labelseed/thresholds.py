@@ -785,6 +785,11 @@ def class_prior_weights(
     uniform sampling both follow the same mix, and the pool's side is measured on every
     pool row, so no estimated quantity enters the test. Both assumptions are right on a
     balanced pool; ``"random"`` is the less noisy one there.
+
+    Rows drawn with unequal, known probabilities (``cv.weight``, :func:`design_weights`) count
+    by their design weight everywhere here: in the class shares, the test (its counts scaled
+    to the Kish effective sample size) and the confusion matrix; the weights returned are the
+    design weights times the class correction.
     """
     y = cv.y_true
     m = len(y)
