@@ -125,3 +125,33 @@ def test_a_damaged_database_points_at_the_labels_backup_which_restores_them(proj
     got = {row["id"]: row["label"] for row in csv.DictReader(open(new / "backups" / "labels.csv"))}
     want = {row["id"]: row["label"] for row in csv.DictReader(open(project / "seed.csv"))}
     assert got == want
+
+
+def test_a_project_from_before_draws_were_recorded(project, tmp_path):
+    """A project made before select/query recorded their draw probabilities (no `draws` table):
+    read-only, every reading command still works; opened writable, the table is added and the
+    next drawn selection is recorded in it."""
+    import json
+    import sqlite3
+
+    proj = tmp_path / "proj"
+    shutil.copytree(project / "proj", proj)
+    con = sqlite3.connect(proj / "labelseed.db")
+    con.execute("DROP TABLE draws")
+    con.commit()
+    con.close()
+    before = _digest(proj)
+    run, restore = _read_only_runner(proj)
+    try:
+        st = run("status", str(proj), "--json")
+        assert st.returncode == 0, st.stderr
+        assert json.loads(st.stdout)["label_origins"] == {"random": 15}
+    finally:
+        restore()
+    assert _digest(proj) == before
+    r = run_cli("select", str(proj), "--budget", "3", "--out", str(tmp_path / "s.csv"))
+    assert r.returncode == 0, r.stderr
+    con = sqlite3.connect(proj / "labelseed.db")
+    n, = con.execute("SELECT COUNT(*) FROM draws").fetchone()
+    con.close()
+    assert n == 3
