@@ -651,7 +651,7 @@ def _print_basis(summary: dict[str, Any]) -> None:
                   "if they are right as often as these")
     elif e.get("trusted", True):  # an untrusted one was said by the library's warning, with the way out
         used = e.get("calibrated_by")
-        names = {"random": "random", "validation": "validation", "sampled": "drawn by select/query, weighted"}
+        names = {"sampled": "drawn by select/query, weighted"}
         parts = ", ".join(f"{n} {names.get(o, o)}" for o, n in (used or {}).items() if n)
         what = f"{sum(used.values())} labels ({parts})" if used and parts else f"{e.get('n_calibration')} labels"
         print(f"estimate: calibrated on {what}; assumes {e.get('assumes')}")

@@ -32,7 +32,7 @@ from ._io import check_location, check_output_free, write_items, write_json_atom
 from .exceptions import InputError
 from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
 from .runs import accepted_labels, read_decisions, write_labels, write_table_file
-from .store import BACKUP, DB_NAME, ImportReport, Store, now
+from .store import BACKUP, CALIBRATING, DB_NAME, ORIGINS, ImportReport, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -587,7 +587,7 @@ class Project:
     @staticmethod
     def _calibrate_mask(y: NDArray[np.object_], origin: NDArray[np.object_]) -> NDArray[np.bool_]:
         """Labeled rows drawn at random: the only ones a precision estimate may learn from."""
-        return np.asarray((y != None) & np.isin(origin, ["random", "validation", "sampled"]), dtype=bool)  # noqa: E711
+        return np.asarray((y != None) & np.isin(origin, CALIBRATING), dtype=bool)  # noqa: E711
 
     def _design_weight(self, rows: NDArray[np.int64], origin: NDArray[np.object_]) -> NDArray[np.float64] | None:
         """Each row's calibration weight: 1 / its probability of being drawn for rows a
@@ -595,11 +595,10 @@ class Project:
         1 for the rest; None when no such row is labeled."""
         from .thresholds import design_weights
 
-        draws = self.store.draw_inclusion()
-        at = np.flatnonzero(origin == "sampled")
-        at = at[np.array([int(rows[i]) in draws for i in at], dtype=bool)] if len(at) else at
+        at = np.flatnonzero(origin == "sampled")  # every such row has a draw: the same tables say so
         if not len(at):
             return None
+        draws = self.store.draw_inclusion()
         batch = np.array([draws[int(rows[i])][0] for i in at], dtype=object)
         inc = np.array([draws[int(rows[i])][1] for i in at])
         w = np.ones(len(rows))
@@ -692,10 +691,9 @@ class Project:
         summary = outcome.summary
         labeled = y_cal != None  # noqa: E711
         summary["estimate"]["labels"] = {
-            o: int(((origin == o) & labeled).sum())
-            for o in ("random", "validation", "sampled", "picked", "audit", "accepted")}
+            o: int(((origin == o) & labeled).sum()) for o in ORIGINS}
         summary["estimate"]["calibrated_by"] = {
-            o: int(((origin == o) & calibrate).sum()) for o in ("random", "validation", "sampled")}
+            o: int(((origin == o) & calibrate).sum()) for o in CALIBRATING}
         if audit is not None:
             summary["estimate"]["audit_rows"] = int(len(audit.rows))
         run_dir = self.folder / "runs" / run_id
@@ -1065,8 +1063,7 @@ class Project:
             "project": str(self.folder.resolve()), "kind": meta.get("kind"), "items": n,
             "embedded": int(len(ok)), "failed_to_embed": int(len(bad)), "embed_model": meta.get("embed_model"),
             "labeled": len(human),
-            "label_origins": {o: k for o in ("random", "validation", "sampled", "picked", "audit", "accepted")
-                              if (k := origins[o])},
+            "label_origins": {o: k for o in ORIGINS if (k := origins[o])},
             "conflicts": int(self.store.db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]),
             "last_run": None,
         }

@@ -52,6 +52,10 @@ EMBEDDINGS = "embeddings.npy"
 #: restores from if the database is ever damaged
 BACKUP = "backups/labels.csv"
 SCHEMA_VERSION = 1
+#: every origin :meth:`Store.label_origins` gives a label, and those whose labels may calibrate
+#: an estimate (drawn at random: uniformly, or with a recorded probability)
+ORIGINS = ("random", "validation", "sampled", "picked", "audit", "accepted")
+CALIBRATING = ("random", "validation", "sampled")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);

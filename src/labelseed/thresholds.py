@@ -1166,6 +1166,13 @@ def stratified_share(
     return float(point), float(lo), float(hi)
 
 
+def _jeffreys_mean(k: float, n: float) -> float:
+    """The expected share right after `k` of `n` checked rows were right: the mean of the
+    Jeffreys posterior the audit's intervals come from. Not the raw share, which says 1.000
+    whenever an audit found no error, above its own interval."""
+    return (k + 0.5) / (n + 1)
+
+
 def audit_rows_needed(k: float, n: float, target: float, confidence_level: float, limit: int = 100_000) -> int | None:
     """More audited rows (right at the observed rate ``k / n``, or all right when none was
     wrong) that would lift the exact lower bound to `target`; None when no number would."""
@@ -1205,8 +1212,8 @@ def audit_thresholds(
     Each class keeps the lowest threshold (not below its current one) at which the exact
     Clopper-Pearson lower bound (one-sided, `confidence_level`) of the audited share of
     right labels meets the target, and reports the Jeffreys posterior mean of that share
-    ``(right + 1/2) / (audited + 1)`` as its expected precision; a class no threshold certifies gets none (``inf``) and
-    an `audit_needed` count. The candidate thresholds are the current one and the
+    (:func:`_jeffreys_mean`) as its expected precision; a class no threshold certifies gets
+    none (``inf``) and an `audit_needed` count. The candidate thresholds are the current one and the
     ``AUDIT_CUTS``-quantiles of the accepted confidences, fixed before the answers are seen.
 
     Parameters
@@ -1266,9 +1273,7 @@ def audit_thresholds(
         n_acc = int(((fp == c) & (fc >= new_t)).sum()) if found else 0
         if found:
             parts.append((n_acc, k_best, n_best))
-        # the expected share right: the mean of the Jeffreys posterior the interval comes from, not
-        # the raw share, which says 1.000 whenever the audit found no error (above its own interval)
-        point = (k_best + 0.5) / (n_best + 1) if n_best > 0 else math.nan
+        point = _jeffreys_mean(k_best, n_best) if n_best > 0 else math.nan
         per.append(replace(
             row, threshold=new_t,
             expected_precision=point if found else math.nan,
@@ -1282,6 +1287,6 @@ def audit_thresholds(
     _, lo, hi = stratified_share([(n, k, m, False) for n, k, m in parts], lo_q, hi_q,
                                  np.random.default_rng(random_state))
     total = sum(n for n, _, _ in parts)
-    point = sum(n / total * (k + 0.5) / (m + 1) for n, k, m in parts) if total else math.nan
+    point = sum(n / total * _jeffreys_mean(k, m) for n, k, m in parts) if total else math.nan
     return replace(base, thresholds=th, per_class=per, expected_precision=point, precision_low=lo,
                    precision_high=hi, coverage=sum(p[0] for p in parts) / n_pool, certified_by="audit", trusted=True)
