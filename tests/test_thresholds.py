@@ -302,3 +302,15 @@ def test_design_weight_is_checked():
     bad[np.flatnonzero(codes >= 0)[0]] = -1.0
     with pytest.raises(InputError, match="design_weight"):
         AutoLabeler().fit(X, codes, design_weight=bad)
+
+
+def test_bad_design_weight_is_refused_before_the_graph_is_built(tmp_path, monkeypatch):
+    """ops.fit checks every input before the (cached) graph is built: a bad weight costs no search."""
+    from labelseed import ops
+
+    X, y, codes, p = _oversampled_hard_rows(0)
+    built = []
+    monkeypatch.setattr(ops, "cached_knn_graph", lambda *a, **k: built.append(1))
+    with pytest.raises(InputError, match="design_weight"):
+        ops.fit(X, codes, cache_dir=tmp_path, design_weight=np.ones(5))
+    assert built == [] and list(tmp_path.iterdir()) == []

@@ -94,6 +94,7 @@ class _Prepared(NamedTuple):
     in_cv: NDArray[np.bool_]
     single: NDArray[np.int64]
     n_splits: int
+    design_weight: NDArray[np.float64] | None
 
 
 class AutoLabeler(BaseEstimator):  # type: ignore[misc]
@@ -203,7 +204,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self.random_state = random_state
 
     # ----------------------------------------------------------------- fit
-    def _prepare(self, X: ArrayLike, y: ArrayLike, calibrate: ArrayLike | None) -> "_Prepared":
+    def _prepare(self, X: ArrayLike, y: ArrayLike, calibrate: ArrayLike | None,
+                 design_weight: ArrayLike | None = None) -> "_Prepared":
         """Every check of fit's inputs and parameters, before any expensive step (a caller that
         builds the graph first, :func:`labelseed.ops.fit`, runs it before that too)."""
         Xa = check_embeddings(X)
@@ -272,8 +274,15 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             single = single[:0]
             present = np.unique(held)
             n_splits = check_n_splits(np.searchsorted(present, held), classes[present], self.n_splits)
+        dw = None
+        if design_weight is not None:
+            dw = np.asarray(design_weight, dtype=np.float64)
+            if dw.shape != (Xa.shape[0],):
+                raise InputError(f"`design_weight` must have shape ({Xa.shape[0]},); got {dw.shape}.")
+            if not (np.isfinite(dw[in_cv]).all() and (dw[in_cv] > 0).all()):
+                raise InputError("`design_weight` must be finite and positive at every calibrating row.")
         return _Prepared(Xa, codes, classes, target, metric_name, metric_fn, min_support, cal_mask, trusted,
-                         in_cv, single, n_splits)
+                         in_cv, single, n_splits, dw)
 
     def fit(
         self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None,
@@ -302,15 +311,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             being drawn, scaled per draw (:func:`labelseed.thresholds.design_weights`); read
             only at calibrating rows. Default: every calibrating row was equally likely.
         """
-        Xa, codes, classes, target, metric_name, metric_fn, min_support, cal_mask, trusted, in_cv, single, n_splits = \
-            self._prepare(X, y, calibrate)
-        dw = None
-        if design_weight is not None:
-            dw = np.asarray(design_weight, dtype=np.float64)
-            if dw.shape != (Xa.shape[0],):
-                raise InputError(f"`design_weight` must have shape ({Xa.shape[0]},); got {dw.shape}.")
-            if not (np.isfinite(dw[in_cv]).all() and (dw[in_cv] > 0).all()):
-                raise InputError("`design_weight` must be finite and positive at every calibrating row.")
+        Xa, codes, classes, target, metric_name, metric_fn, min_support, cal_mask, trusted, in_cv, single, n_splits, \
+            dw = self._prepare(X, y, calibrate, design_weight)
         n_classes = len(classes)
         timings: dict[str, float] = {}
         clock = time.perf_counter()

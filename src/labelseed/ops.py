@@ -133,7 +133,7 @@ def fit(
     graph, reused = None, False
     with warnings.catch_warnings():  # every input check before the graph is built (and cached); fit warns
         warnings.simplefilter("ignore")
-        model._prepare(Xa, y_fit, calibrate)
+        model._prepare(Xa, y_fit, calibrate, design_weight)
     graph_params = dict(method=settings.graph_method, exact_max_rows=settings.exact_max_rows,
                         random_state=settings.random_state)
     t_graph = time.perf_counter()
