@@ -190,14 +190,14 @@ def stratified(
                                    "random row of a cluster of {size} rows")
 
 
-def _stratum_draw(assign: NDArray[np.int64], budget: int,
-                  rng: np.random.Generator) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+def _stratum_draw(assign: NDArray[np.int64], budget: int, rng: np.random.Generator,
+                  sizes: NDArray[np.int64] | None = None) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """One uniformly random row per stratum (`assign`: stratum of each candidate), largest strata
     first, topped up by a uniform draw from the rest when strata run short (then the top-up's
     probability is the share of the rest it took). Returns the picked positions and each one's
-    probability of being drawn."""
-    k = int(assign.max()) + 1 if len(assign) else 0
-    sizes = np.bincount(assign, minlength=k)
+    probability of being drawn. `sizes`: the strata's sizes, when the caller has counted them."""
+    if sizes is None:
+        sizes = np.bincount(assign, minlength=int(assign.max()) + 1 if len(assign) else 0)
     key = rng.random(len(assign))
     by = np.lexsort((key, assign))
     first = by[np.r_[0, np.flatnonzero(np.diff(assign[by])) + 1]] if len(by) else by
@@ -223,8 +223,8 @@ def _one_per_kmeans_cluster(X: NDArray[np.float32], budget: int, labeled: NDArra
     if strategy == "kmeans":
         return _per_cluster(assign, np.where(blocked, -np.inf, sim), budget, strategy, blocked, reason)
     free = np.flatnonzero(~blocked)
-    pos, inc = _stratum_draw(assign[free], budget, np.random.default_rng(random_state + 1))
     sizes = np.bincount(assign[free], minlength=budget)
+    pos, inc = _stratum_draw(assign[free], budget, np.random.default_rng(random_state + 1), sizes)
     rows = free[pos]
     return Selection(rows.astype(np.int64), strategy, [reason.format(size=int(sizes[assign[r]])) for r in rows],
                      {"inclusion": inc})
