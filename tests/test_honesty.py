@@ -259,3 +259,21 @@ def test_certify_with_audit_refuses_seed_rows():
     seed = np.flatnonzero(codes >= 0)[:2]
     with pytest.raises(InputError, match="seed rows"):
         m.certify_with_audit(seed, y[seed])
+
+
+def test_bootstrap_of_per_class_labels_carries_the_error_of_the_estimated_class_mix():
+    """With labels drawn per class the pool's class mix is estimated from them; the bootstrap
+    re-estimates it in every resample. Its spread there is about half the spread of the
+    estimate over fresh label draws (0.51 here: a resample keeps each row's out-of-fold
+    prediction, a fresh draw changes them too); held fixed, the resamples would not vary."""
+    from labelseed.thresholds import _per_class_resamples
+
+    X, y = _gaussians(n_per=1000, scale=1.6, seed=4, shares=[0.6, 0.3, 0.1])
+    across, within = [], []
+    for draw in range(10):
+        m = AutoLabeler(label_sampling="per_class", method="spreading").fit(X, seed_labels(y, 10, draw))
+        across.append(estimate_class_priors(m.cv_scores_, 3)[2])
+        _, _, priors = _per_class_resamples(m.cv_scores_, 3, 200, np.random.default_rng(draw))
+        within.append(priors[:, 2].std())
+    ratio = float(np.mean(within)) / float(np.std(across, ddof=1))
+    assert 0.4 < ratio < 2.0, ratio

@@ -741,12 +741,17 @@ def _predict_all(cals: list[Calibration], logit_conf: NDArray[np.float64], pred:
 
 def _bootstrap_calibrations(
     cv: CrossValScores, n_classes: int, n_bootstrap: int, rng: np.random.Generator, rows: NDArray[np.bool_] | None = None,
-    importance: NDArray[np.float64] | None = None,
+    importance: NDArray[np.float64] | None = None, resample_priors: bool = False,
 ) -> list[Calibration]:
     """The calibration fitted on all out-of-fold rows, then one per bootstrap resample.
 
     `importance` (one weight per labeled row) reweights rows so that the seed's class
-    mix matches the pool's (see :func:`class_prior_weights`).
+    mix matches the pool's (see :func:`class_prior_weights`). With `resample_priors`
+    (labels drawn per class, so the pool's class mix is itself estimated from the seed),
+    each resample is drawn within classes, as the labels were, and re-estimates the class
+    mix from its own rows: the spread of the calibrations then carries the error of the
+    estimated mix, which with ten labels a class can move a rare class's precision by
+    tens of points (a class of 2% estimated at 4.4% reported 0.96, realized 0.75).
     """
     reached = cv.oof.predicted >= 0
     keep = reached if rows is None else reached & rows
@@ -756,11 +761,39 @@ def _bootstrap_calibrations(
     if m == 0:
         return [Calibration(0.0, np.zeros(n_classes), constant=0.5)]
     weights = np.ones((1 + n_bootstrap, m))
+    if resample_priors and importance is not None:
+        weights[0] = importance[keep]
+        counts, imp, _ = _per_class_resamples(cv, n_classes, n_bootstrap, rng)
+        weights[1:] = (counts * imp)[:, keep]
+        return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng)
     for b in range(1, 1 + n_bootstrap):
         weights[b] = np.bincount(rng.integers(0, m, m), minlength=m)
     if importance is not None:
         weights *= importance[keep]
     return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng)
+
+
+def _per_class_resamples(
+    cv: CrossValScores, n_classes: int, n_resamples: int, rng: np.random.Generator,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Bootstrap resamples of labels drawn per class: each class's rows are resampled within
+    it (the design fixed how many), and the pool's class mix is estimated again from each.
+
+    Returns ``(counts, importance, priors)``: how often each labeled row was drawn and its
+    class weight (:func:`_per_class_importance`), both (n_resamples, n_labeled), and the
+    priors, (n_resamples, n_classes)."""
+    m = len(cv.y_true)
+    design = np.ones(m) if cv.weight is None else cv.weight
+    members = [np.flatnonzero(cv.y_true == c) for c in range(n_classes)]
+    counts = np.zeros((n_resamples, m))
+    importance = np.zeros((n_resamples, m))
+    priors = np.zeros((n_resamples, n_classes))
+    for b in range(n_resamples):
+        for idx in members:
+            if len(idx):
+                counts[b] += np.bincount(idx[rng.integers(0, len(idx), len(idx))], minlength=m)
+        importance[b], priors[b] = _per_class_importance(cv, n_classes, design * counts[b])
+    return counts, importance, priors
 
 
 def class_prior_weights(
@@ -803,12 +836,25 @@ def class_prior_weights(
         p_value = _same_mix_p_value(cv, n_classes)
         if p_value >= 0.05:
             return design.copy(), share, "random", p_value
-    priors = estimate_class_priors(cv, n_classes)
+    w, priors = _per_class_importance(cv, n_classes, design)
+    return w, priors, "per_class", p_value
+
+
+def _per_class_importance(cv: CrossValScores, n_classes: int,
+                          row_weight: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per labeled row its design weight times ``prior[y] / seed_share[y]``, scaled to mean 1,
+    and the estimated priors; shares, priors and confusion matrix count each row by
+    `row_weight` (its design weight, times its bootstrap count in a resample)."""
+    y = cv.y_true
+    counts = np.bincount(y, weights=row_weight, minlength=n_classes).astype(np.float64)
+    share = counts / max(counts.sum(), 1e-300)
+    priors = estimate_class_priors(cv, n_classes, row_weight)
     present = counts > 0
     ratio = np.zeros(n_classes)
     ratio[present] = priors[present] / share[present]
+    design = np.ones(len(y)) if cv.weight is None else cv.weight
     w = design * ratio[y]
-    return w * (m / max(w.sum(), 1e-300)), priors, "per_class", p_value
+    return w * (len(y) / max(w.sum(), 1e-300)), priors
 
 
 def _outcome_counts(predicted: NDArray[np.int64], n_classes: int,
@@ -839,22 +885,25 @@ def _same_mix_p_value(cv: CrossValScores, n_classes: int) -> float:
     return float(chi2.sf(stat, max(int(seen.sum()) - 1, 1)))
 
 
-def estimate_class_priors(cv: CrossValScores, n_classes: int) -> NDArray[np.float64]:
+def estimate_class_priors(cv: CrossValScores, n_classes: int,
+                          row_weight: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """Pool class shares from predicted shares and the out-of-fold confusion matrix.
 
     Solves ``C prior = q`` (``C[i, j]``: share of seed rows of class j predicted as i,
     with "no prediction" as one more outcome; ``q``: the pool's predicted shares) for a
     prior on the simplex, by non-negative least squares. A class the solve gives
     (almost) nothing keeps half its predicted share, so that no seed row's weight is 0.
+    `row_weight` (one per labeled row) counts rows unequally; default: their design weights.
     """
     from scipy.optimize import nnls
 
     K = n_classes
     y, p = cv.y_true, cv.oof.predicted
+    w = cv.weight if row_weight is None else row_weight
     outcome = np.where(p >= 0, p, K)
-    counts = np.bincount(y, weights=cv.weight, minlength=K).astype(np.float64)
+    counts = np.bincount(y, weights=w, minlength=K).astype(np.float64)
     C = np.zeros((K + 1, K))
-    np.add.at(C, (outcome, y), 1.0 if cv.weight is None else cv.weight)
+    np.add.at(C, (outcome, y), 1.0 if w is None else w)
     present = counts > 0
     C[:, present] /= counts[present]
     q = _pool_outcome_shares(cv, n_classes)
@@ -980,7 +1029,8 @@ def choose_thresholds(
     rng = np.random.default_rng(random_state)
     pool = cv.unlabeled
     importance, priors, label_sampling, sampling_p = class_prior_weights(cv, n_classes, label_sampling)
-    cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance)
+    cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance,
+                                   resample_priors=label_sampling == "per_class")
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
     ev_w = _evidence_weights(cv, n_classes)
