@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--labels", default=None, help="CSV id,label of the rows labeled so far")
     q.add_argument("--budget", type=int, required=True)
     q.add_argument("--strategy", default="sampled",
-                   help="sampled (default: a random draw, 4x likelier among rows the last run abstained on; its "
+                   help="sampled (default: a random draw, 2x likelier among rows the last run abstained on; its "
                    "labels calibrate, weighted), abstained, uncertainty, unreached, unsupported, disagreement "
                    "(picks: they spread but never calibrate)")
     q.add_argument("--run", default=None, help="an autolabel output folder: refit with its settings (default: the "
