@@ -143,6 +143,13 @@ def build_base(d: Path) -> Path:
     _labels(d / "empty_id.csv", [("", "c0"), (5, "c0"), (35, "c1")])
     _labels(d / "all.csv", [(i, f"c{y[i]}") for i in range(90)])
     (d / "binary.csv").write_bytes(b"\x00\x01\x02id,label\x00\n")
+    picks = "id,rank,strategy,reason,inclusion\n"
+    (d / "picks_ok.csv").write_text(picks + "".join(f"{i},{k + 1},stratified,r,0.05\n"
+                                                    for k, i in enumerate(range(0, 90, 5))))
+    (d / "picks_bad_id.csv").write_text(picks + "0,1,stratified,r,0.05\n999,2,stratified,r,0.05\n")
+    (d / "picks_no_inc.csv").write_text("id,rank,strategy,reason\n0,1,sampled,r\n5,2,sampled,r\n")
+    (d / "picks_bad_inc.csv").write_text(picks + "0,1,sampled,r,1.5\n")
+    (d / "picks_strategy.csv").write_text(picks + "0,1,mystery,r,\n")
     (d / "adir").mkdir()
     (d / "afile").write_text("a user's file\n")
     (d / "mine").mkdir()
@@ -360,6 +367,12 @@ def _check_all_abstain(d: Path) -> None:
         raise AssertionError(f"single class: {s['n_auto']} auto-labels, expected none")
 
 
+def _check_drawn_calibrate(d: Path) -> None:
+    e = json.loads((d / "o" / "summary.json").read_text())["estimate"]
+    if e["calibrated_by"]["sampled"] != 18 or e["labels"]["sampled"] != 18 or not e["trusted"]:
+        raise AssertionError(f"drawn labels: {e['labels']}, calibrated by {e['calibrated_by']}")
+
+
 def _check_new_labeled(d: Path) -> None:
     rows = _read_csv(d / "new_labels.csv")
     assert [r["id"] for r in rows] == [str(k) for k in range(21)], "every new item once, in order"
@@ -379,6 +392,7 @@ CHECKS: dict[str, Callable[[Path], None]] = {
     "bom same as plain": _check_bom_same_as_plain,
     "all seed": _check_all_seed,
     "all abstain": _check_all_abstain,
+    "drawn labels calibrate": _check_drawn_calibrate,
     "embeddings rebuilt": _check_output("proj/embeddings.npy"),
     "new items labeled": _check_new_labeled,
 }
@@ -555,6 +569,23 @@ CASES: list[Case] = [
                                                                     "0.8"), "", exit=0, check="bom same as plain",
       writes=("o/*",)),
     C("labels", "--labels of a .npy pool with string ids", _al("{d}/X.npy", "{d}/seed_v.csv"), "not in the pool"),
+    C("labels", "--picks with an id not in the pool", _al("{d}/X.npy", "{d}/seed.csv", "--picks",
+                                                            "{d}/picks_bad_id.csv"), "is not in the pool"),
+    C("labels", "--picks: a drawn row without its inclusion", _q("{d}/X.npy", "{d}/seed.csv", "--picks",
+                                                                  "{d}/picks_no_inc.csv"), "has no inclusion"),
+    C("labels", "--picks: an inclusion that is no probability", _al("{d}/X.npy", "{d}/seed.csv", "--picks",
+                                                                     "{d}/picks_bad_inc.csv"), "(0, 1]"),
+    C("labels", "--picks: a strategy labelseed does not write", _al("{d}/X.npy", "{d}/seed.csv", "--picks",
+                                                                     "{d}/picks_strategy.csv"), "does not write"),
+    C("labels", "--picks: the same file twice", _al("{d}/X.npy", "{d}/seed.csv", "--picks", "{d}/picks_ok.csv",
+                                                     "{d}/picks_ok.csv"), "listed in both"),
+    C("labels", "--picks is a labels file (no strategy column)", _al("{d}/X.npy", "{d}/seed.csv", "--picks",
+                                                                      "{d}/seed.csv"), "lacks the columns"),
+    C("labels", "--picks: drawn labels calibrate, weighted", _al("{d}/X.npy", "{d}/seed.csv", "--picks",
+                                                                  "{d}/picks_ok.csv", "--target-precision", "0.8"),
+      "", exit=0, check="drawn labels calibrate", writes=("o/*",)),
+    C("options", "query --picks in a project", ("query", "{d}/projfit", "--budget", "3", "--picks",
+                                                  "{d}/picks_ok.csv"), "drop --picks"),
     # --- engine options
     C("options", "--target-precision 1.5", _al("{d}/X.npy", "{d}/seed.csv", "--target-precision", "1.5"),
       "`target_precision` must be in (0, 1]"),

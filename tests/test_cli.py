@@ -280,3 +280,57 @@ def test_file_query_refits_with_the_runs_own_settings(pool, tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(graphs()) == 2
     assert len(list(csv.DictReader(open(d / "q1.csv")))) == 5
+
+
+def test_file_mode_knows_which_labels_were_drawn(tmp_path):
+    """select/query write each drawn row's inclusion probability; autolabel --picks then lets
+    those labels calibrate, weighted by 1 / probability, exactly as the library does; labels
+    a picking strategy chose (or all, with --picked) never calibrate."""
+    from labelseed import ops
+    from labelseed.thresholds import design_weights
+
+    X, y = blobs(n_per=80, n_classes=3, dim=16, spread=1.4, seed=3)
+    np.save(tmp_path / "X.npy", X)
+    r = run("select", "--embeddings", str(tmp_path / "X.npy"), "--budget", "30", "--out", str(tmp_path / "s.csv"))
+    assert r.returncode == 0, r.stderr
+    picks = list(csv.DictReader(open(tmp_path / "s.csv")))
+    inc = np.array([float(p["inclusion"]) for p in picks])
+    assert ((inc > 0) & (inc <= 1)).all() and inc.std() > 0  # clusters of unequal size: unequal probabilities
+    rows = np.array([int(p["id"]) for p in picks])
+    write_seed(tmp_path / "seed.csv", [(int(i), f"c{y[i]}") for i in rows])
+
+    def fit_cli(name: str, *extra: str) -> dict:
+        res = run("autolabel", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"),
+                  "--target-precision", "0.9", "--out", str(tmp_path / name), "--quiet", *extra)
+        assert res.returncode == 0, res.stderr
+        return json.loads((tmp_path / name / "summary.json").read_text())
+
+    drawn = fit_cli("drawn", "--picks", str(tmp_path / "s.csv"))
+    e = drawn["estimate"]
+    assert e["labels"]["sampled"] == 30 and e["calibrated_by"]["sampled"] == 30 and e["trusted"]
+    assert e["design_weighted"] is True
+    labels = np.full(len(X), None, dtype=object)
+    labels[rows] = [f"c{v}" for v in y[rows]]
+    w = np.ones(len(X))
+    w[rows] = design_weights(inc)
+    lib = ops.fit(X, labels, ops.FitSettings(target_precision=0.9), calibrate=labels != None,  # noqa: E711
+                  design_weight=w).summary
+    assert drawn["expected_precision"] == pytest.approx(lib["expected_precision"], abs=1e-9)
+    assert drawn["coverage"] == pytest.approx(lib["coverage"], abs=1e-9)
+
+    plain_run = fit_cli("plain")  # no --picks: taken as a random sample, unweighted
+    assert abs(plain_run["expected_precision"] - drawn["expected_precision"]) > 1e-3  # the weights mattered
+    plain = plain_run["estimate"]
+    assert plain["calibrated_by"]["random"] == 30 and plain["design_weighted"] is False
+    picked = fit_cli("picked", "--picked")["estimate"]
+    assert picked["labels"]["picked"] == 30 and sum(picked["calibrated_by"].values()) == 0 and not picked["trusted"]
+
+    r = run("query", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"), "--picks",
+            str(tmp_path / "s.csv"), "--budget", "12", "--out", str(tmp_path / "q.csv"))
+    assert r.returncode == 0, r.stderr
+    q = list(csv.DictReader(open(tmp_path / "q.csv")))
+    assert len(q) == 12 and not {int(p["id"]) for p in q} & set(rows.tolist())
+    assert all(p["strategy"] == "sampled" and 0 < float(p["inclusion"]) <= 1 for p in q)
+    r = run("query", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"), "--strategy",
+            "abstained", "--budget", "5", "--out", str(tmp_path / "k.csv"))
+    assert r.returncode == 0 and "inclusion" not in open(tmp_path / "k.csv").readline()  # a pick has none

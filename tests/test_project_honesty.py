@@ -217,7 +217,7 @@ def test_drawn_labels_calibrate_with_their_design_weights(tmp_path):
     assert set(draws) == set(sel.rows.tolist()) | set(q.rows.tolist())
     assert all(0 < inc <= 1 for _, inc in draws.values())
     rows, _ = p.vectors()
-    w = p._design_weight(rows, p._origins_for(rows))
+    w = p._label_design(rows, p._labels_for(rows), p._origins_for(rows)).design_weight
     drawn = np.isin(rows, list(draws))
     assert np.allclose(w[~drawn], 1.0) and not np.allclose(w[drawn], 1.0)  # unequal draws: unequal weights
     for batch in {b for b, _ in draws.values()}:  # each draw averages 1

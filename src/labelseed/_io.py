@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import math
 import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -199,6 +201,59 @@ OUTPUT_MARKER = ".labelseed-output"
 _STORE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", EMBEDDINGS)
 
 
+@dataclass(frozen=True)
+class PicksFile:
+    """Rows a ``select``/``query`` file lists (file mode): positions in the pool, each row's
+    strategy and, for a random draw, its probability of being drawn (NaN where none)."""
+
+    path: str
+    rows: NDArray[np.int64]
+    strategy: NDArray[np.object_]
+    inclusion: NDArray[np.float64]
+
+
+def read_picks(path: str | Path, pool_ids: np.ndarray, flag: str = "--picks") -> PicksFile:
+    """Read a CSV written by ``labelseed select``/``query`` (columns id, strategy and, for a
+    random draw, inclusion). Ids must be pool ids; an inclusion, where given, a probability."""
+    p = _existing(path, flag)
+    if p.is_dir():
+        raise InputError(f"{flag} {str(p)!r} is a folder; pass the CSV that `labelseed select`/`query` wrote.")
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            if "id" not in fields or "strategy" not in fields:
+                raise InputError(f"{flag} {str(p)!r} lacks the columns id and strategy (it has: "
+                                 f"{', '.join(fields) or 'none'}); pass the CSV that `labelseed select`/`query` wrote.")
+            entries = [(csv_unsafe(r["id"] or "").strip(), (r["strategy"] or "").strip(),
+                        (r.get("inclusion") or "").strip(), i + 2) for i, r in enumerate(reader)]
+    except UnicodeDecodeError:
+        raise InputError(f"{flag} {str(p)!r} is not UTF-8 text; pass the CSV that `labelseed select`/`query` "
+                         "wrote.") from None
+    except csv.Error as exc:
+        raise InputError(f"{flag} {str(p)!r} is not a readable CSV ({exc}).") from None
+    lookup = {str(v): i for i, v in enumerate(pool_ids.tolist())}
+    rows, strategy, inclusion = [], [], []
+    for rid, strat, inc, line in entries:
+        if rid not in lookup:
+            raise InputError(f"{flag} {str(p)!r} line {line}: id {rid!r} is not in the pool; pass the file "
+                             "`labelseed select`/`query` wrote for these embeddings.")
+        value = math.nan
+        if inc:
+            try:
+                value = float(inc)
+            except ValueError:
+                value = -1.0
+            if not 0 < value <= 1:
+                raise InputError(f"{flag} {str(p)!r} line {line}: inclusion must be a probability in (0, 1]; "
+                                 f"got {inc!r}.")
+        rows.append(lookup[rid])
+        strategy.append(strat)
+        inclusion.append(value)
+    return PicksFile(str(p), np.array(rows, dtype=np.int64), np.array(strategy, dtype=object),
+                     np.array(inclusion, dtype=np.float64))
+
+
 def _written_by_labelseed(folder: Path) -> bool:
     """A folder labelseed wrote: marked, or laid out as a run or report of an older version."""
     return ((folder / OUTPUT_MARKER).exists()
@@ -355,10 +410,12 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 def write_items(path: str | Path, ids: list[Any], rows: list[int], ranks: dict[int, tuple[int, str, str]] | None = None,
                 contents: list[str | None] | None = None, ref: str = "text",
-                extra: dict[int, dict[str, Any]] | None = None) -> None:
-    """Items for a person: a CSV (id, rank, strategy, reason[, text|image]) or, for a ``.json``
-    path, Label Studio tasks with the same fields under ``data`` (plus `extra` per row, e.g.
-    predictions). Written atomically. `ranks` maps a row to (rank, strategy, reason)."""
+                extra: dict[int, dict[str, Any]] | None = None, inclusion: dict[int, float] | None = None) -> None:
+    """Items for a person: a CSV (id, rank, strategy, reason[, inclusion][, text|image]) or, for
+    a ``.json`` path, Label Studio tasks with the same fields under ``data`` (plus `extra` per
+    row, e.g. predictions). Written atomically. `ranks` maps a row to (rank, strategy, reason);
+    `inclusion` a row a random draw took to its probability of being drawn (so that the labels
+    can later calibrate, weighted: ``autolabel --picks``)."""
     ranks = ranks or {}
     contents = contents if contents is not None else [None] * len(rows)
     if str(path).lower().endswith(".json"):
@@ -369,17 +426,22 @@ def write_items(path: str | Path, ids: list[Any], rows: list[int], ranks: dict[i
                 data[ref] = c
             if r in ranks:
                 data.update(rank=ranks[r][0], strategy=ranks[r][1], reason=ranks[r][2])
+            if inclusion is not None and r in inclusion:
+                data["inclusion"] = inclusion[r]
             task: dict[str, Any] = {"data": data}
             task.update((extra or {}).get(r, {}))
             tasks.append(task)
         write_json_atomic(path, tasks)
         return
     has_ref = any(c is not None for c in contents)
-    columns = ["id", "rank", "strategy", "reason"] + ([ref] if has_ref else [])
+    columns = (["id", "rank", "strategy", "reason"] + (["inclusion"] if inclusion is not None else [])
+               + ([ref] if has_ref else []))
     out = []
     for r, c in zip(rows, contents):
         rank, strategy, reason = ranks.get(r, ("", "", ""))
         row: dict[str, Any] = {"id": ids[r], "rank": rank, "strategy": strategy, "reason": reason}
+        if inclusion is not None:
+            row["inclusion"] = repr(float(inclusion[r])) if r in inclusion else ""
         if has_ref:
             row[ref] = c or ""
         out.append(row)

@@ -20,6 +20,7 @@ from ._io import (
     check_output_free,
     read_embeddings,
     read_label_csv,
+    read_picks,
     read_seed_labels,
     write_csv_atomic,
     write_items,
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--embeddings", required=True, help=".npy (ids = row numbers) or .parquet (id + vector column)")
     a.add_argument("--labels", required=True, help="CSV with columns id,label")
     a.add_argument("--out", required=True, help="output folder (written atomically)")
+    _origin_options(a)
     _engine_options(a, methods=("ensemble", "spreading", "self_training"))
     _cluster_options(a)
     a.add_argument("--id-column", default="id")
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings and --labels)")
     q.add_argument("--embeddings", default=None)
     q.add_argument("--labels", default=None, help="CSV id,label of the rows labeled so far")
+    _origin_options(q)
     q.add_argument("--budget", type=int, required=True)
     q.add_argument("--strategy", default="sampled",
                    help="sampled (default: a random draw, 2x likelier among rows the last run abstained on; its "
@@ -371,12 +374,16 @@ def autolabel(args: argparse.Namespace) -> int:
     check_output_free(out, args.force, inputs=inputs)  # before the long run, not only at the end
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labels = read_seed_labels(args.labels, ids)
+    design = _file_design(args, ids, labels)
     ops.check_classes(labels, args.allow_single_class)
     with _Progress(not args.quiet) as progress:
         outcome = ops.fit(X, labels, _settings(args), progress=progress, engine=args.engine, workers=args.workers,
-                          cache_dir=None if args.no_cache else _cache_dir(args),
+                          cache_dir=None if args.no_cache else _cache_dir(args), calibrate=design.calibrate,
+                          design_weight=design.design_weight,
                           inputs={"embeddings": str(Path(args.embeddings).resolve()),
                                   "labels": str(Path(args.labels).resolve())})
+    outcome.summary["estimate"]["labels"] = design.labels
+    outcome.summary["estimate"]["calibrated_by"] = design.calibrated_by
     if outcome.graph_reused and not args.quiet:
         print("reusing the kNN graph of an earlier run (--no-cache to rebuild)", file=sys.stderr)
     model = outcome.model
@@ -460,8 +467,10 @@ def _write_selection(out: Path, ids: list[Any], sel: Any, extra: dict[int, dict[
     ls_out = out.with_suffix(".labelstudio.json")
     rows = [int(r) for r in sel.rows]
     ranks = {r: (k + 1, sel.strategy, why) for k, (r, why) in enumerate(zip(rows, sel.reasons))}
+    inc = sel.extra.get("inclusion")
+    inclusion = None if inc is None else dict(zip(rows, (float(v) for v in inc)))
     for path in (out, ls_out):
-        write_items(path, ids, rows, ranks, contents, ref, extra)
+        write_items(path, ids, rows, ranks, contents, ref, extra, inclusion)
     print(f"picked {len(rows)} rows ({sel.strategy}); written to {out} and {ls_out}")
 
 
@@ -472,6 +481,9 @@ def query_cmd(args: argparse.Namespace) -> int:
     if args.project:
         if args.run:
             raise InputError("In a project, `query` refits with the last run's settings; drop --run.")
+        if args.picks or args.picked:
+            raise InputError("In a project, each label's origin is in the store (`labelseed import --picked` marks "
+                             "picked labels); drop --picks/--picked.")
         return _project_pick(args, "query")
     _need(args, "query", "embeddings", "labels", "out")
     out = Path(args.out)
@@ -484,8 +496,9 @@ def query_cmd(args: argparse.Namespace) -> int:
                                            target_precision=args.target_precision)
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labels = read_seed_labels(args.labels, ids)
-    sel = ops.query(X, labels, args.budget, args.strategy, settings=settings,
-                    cache_dir=None if args.no_cache else _cache_dir(args))
+    design = _file_design(args, ids, labels)
+    sel = ops.query(X, labels, args.budget, args.strategy, settings=settings, calibrate=design.calibrate,
+                    design_weight=design.design_weight, cache_dir=None if args.no_cache else _cache_dir(args))
     _write_selection(out, ids.tolist(), sel)
     return 0
 
@@ -659,6 +672,24 @@ def _print_basis(summary: dict[str, Any]) -> None:
         for c in short:
             print(f"  {c['label']}: not certified; about {c['labels_needed']} more random labels (of any class) "
                   "would certify it if the calibration holds")
+
+
+def _origin_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--picks", nargs="+", default=None, metavar="CSV",
+                   help="the CSV(s) `select`/`query` wrote for these labels: rows they drew at random (stratified, "
+                   "sampled) calibrate, each weighted by 1 / its inclusion probability; rows they picked spread but "
+                   "never calibrate")
+    p.add_argument("--picked", action="store_true",
+                   help="the labels in no --picks file were chosen, not drawn at random: they spread but never "
+                   "calibrate (default: taken as a random sample of the pool)")
+
+
+def _file_design(args: argparse.Namespace, ids: np.ndarray, labels: np.ndarray) -> Any:
+    """What each label of a file-mode run may be used for (:func:`labelseed.ops.file_label_design`)."""
+    from . import ops
+
+    picks = [read_picks(path, ids) for path in (args.picks or [])]
+    return ops.file_label_design(labels, picks, ids, picked=args.picked)
 
 
 def _cluster_options(p: argparse.ArgumentParser) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -22,6 +23,9 @@ from .autolabeler import AutoLabeler, query_next, run_summary
 from .exceptions import InputError, UntrustedEstimateWarning
 from .graph import EXACT_MAX_ROWS, N_NEIGHBORS, Progress, cached_knn_graph
 from .spreading import ALPHA
+
+if TYPE_CHECKING:
+    from ._io import PicksFile
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,94 @@ def measure_audit(run_label: Mapping[Any, str], verified: Mapping[Any, str], cla
     return AuditResult(est.precision, (est.low, est.high), est.n_verified,
                        {c: ClassAudit(v[0], v[1], v[2], (v[3], v[4])) for c, v in est.per_class.items()},
                        run_id, expected_precision)
+
+
+@dataclass
+class LabelDesign:
+    """What each human label may be used for, from how it arrived.
+
+    `calibrate` (n_rows,): labeled rows drawn at random (origins ``random``, ``validation``,
+    ``sampled``), the only ones a precision estimate may learn from; `design_weight`
+    (n_rows,) or None: 1 / the probability of being drawn for ``sampled`` rows (scaled per
+    draw, :func:`labelseed.thresholds.design_weights`), 1 elsewhere; None when no labeled
+    row was drawn with unequal probabilities. `labels` and `calibrated_by`: how many labels
+    of each origin there are and how many of them calibrate (``summary.json``'s estimate)."""
+
+    calibrate: NDArray[np.bool_]
+    design_weight: NDArray[np.float64] | None
+    labels: dict[str, int]
+    calibrated_by: dict[str, int]
+
+
+def label_design(y: ArrayLike, origin: ArrayLike, draw_batch: ArrayLike | None = None,
+                 draw_inclusion: ArrayLike | None = None) -> LabelDesign:
+    """How each label may be used (:class:`LabelDesign`); the one rule for projects and files.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_rows,)
+        Human labels, None where unlabeled.
+    origin : array-like of str, shape (n_rows,)
+        Each row's origin (:data:`labelseed.store.ORIGINS`).
+    draw_batch, draw_inclusion : array-like of shape (n_rows,), optional
+        For ``sampled`` rows: which draw (select or query request) took them, and with what
+        probability. Needed when any labeled row is ``sampled``.
+    """
+    from .store import CALIBRATING, ORIGINS
+    from .thresholds import design_weights
+
+    ya = np.asarray(y, dtype=object)
+    o = np.asarray(origin, dtype=object)
+    labeled = np.asarray(ya != None, dtype=bool)  # noqa: E711
+    calibrate = labeled & np.isin(o, CALIBRATING)
+    at = np.flatnonzero(labeled & (o == "sampled"))
+    w = None
+    if len(at):
+        if draw_batch is None or draw_inclusion is None:
+            raise InputError("Rows drawn by select/query need their draw and inclusion probability.")
+        batch = np.asarray(draw_batch, dtype=object)[at]
+        w = np.ones(len(ya))
+        w[at] = design_weights(np.asarray(draw_inclusion, dtype=np.float64)[at],
+                               np.unique(batch.astype(str), return_inverse=True)[1])
+    return LabelDesign(calibrate, w, {k: int(((o == k) & labeled).sum()) for k in ORIGINS},
+                       {k: int(((o == k) & calibrate).sum()) for k in CALIBRATING})
+
+
+def file_label_design(labels: ArrayLike, picks: "list[PicksFile]", ids: ArrayLike, *,
+                      picked: bool = False) -> LabelDesign:
+    """:func:`label_design` for labels in files (``autolabel``/``query`` with ``--labels``):
+    a row listed in a file ``select``/``query`` wrote (`picks`) has that selection's origin:
+    ``sampled`` (calibrates, weighted by 1 / its inclusion) for the strategies that draw at
+    random, ``picked`` (spreads, never calibrates) for the rest; every other label is taken
+    as a random sample of the pool, or as picked with `picked`."""
+    from .select import DRAWN_STRATEGIES, QUERY_STRATEGIES, STRATEGIES
+
+    y = np.asarray(labels, dtype=object)
+    id_list = np.asarray(ids).tolist()
+    origin = np.full(len(y), "picked" if picked else "random", dtype=object)
+    batch = np.full(len(y), "", dtype=object)
+    inclusion = np.ones(len(y))
+    known = set(STRATEGIES) | set(QUERY_STRATEGIES) | {"audit"}
+    listed: dict[int, str] = {}
+    for k, pf in enumerate(picks):
+        for r, strategy, p in zip(pf.rows.tolist(), pf.strategy.tolist(), pf.inclusion.tolist()):
+            if r in listed:
+                raise InputError(f"--picks: id {id_list[r]!r} is listed in both {listed[r]!r} and {pf.path!r}; "
+                                 "pass each file select/query wrote once.")
+            listed[r] = pf.path
+            if strategy in DRAWN_STRATEGIES:
+                if not math.isfinite(p):
+                    raise InputError(f"--picks {pf.path!r}: id {id_list[r]!r} was drawn by {strategy!r} but has no "
+                                     "inclusion; pass the file as labelseed select/query wrote it (with its "
+                                     "inclusion column).")
+                origin[r], batch[r], inclusion[r] = "sampled", str(k), p
+            elif strategy in known:
+                origin[r] = "picked"
+            else:
+                raise InputError(f"--picks {pf.path!r}: id {id_list[r]!r} has strategy {strategy!r}, which "
+                                 f"labelseed does not write; expected one of {', '.join(sorted(known))}.")
+    origin[y == None] = ""  # noqa: E711
+    return label_design(y, origin, batch, inclusion)
 
 
 def check_classes(labels: ArrayLike, allow_single_class: bool) -> None:

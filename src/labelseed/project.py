@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .ops import FitSettings
+    from .ops import FitSettings, LabelDesign
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +32,7 @@ from ._io import check_location, check_output_free, write_items, write_json_atom
 from .exceptions import InputError
 from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
 from .runs import accepted_labels, read_decisions, write_labels, write_table_file
-from .store import BACKUP, CALIBRATING, DB_NAME, ORIGINS, ImportReport, Store, now
+from .store import BACKUP, DB_NAME, ORIGINS, ImportReport, Store, now
 
 log = logging.getLogger(__name__)
 
@@ -584,26 +584,16 @@ class Project:
         origins = self.store.label_origins() if origins is None else origins
         return np.array([origins.get(int(r), "") for r in rows], dtype=object)
 
-    @staticmethod
-    def _calibrate_mask(y: NDArray[np.object_], origin: NDArray[np.object_]) -> NDArray[np.bool_]:
-        """Labeled rows drawn at random: the only ones a precision estimate may learn from."""
-        return np.asarray((y != None) & np.isin(origin, CALIBRATING), dtype=bool)  # noqa: E711
+    def _label_design(self, rows: NDArray[np.int64], y: NDArray[np.object_],
+                      origin: NDArray[np.object_]) -> "LabelDesign":
+        """What each label may be used for (:func:`labelseed.ops.label_design`), with the
+        draws select/query recorded for the rows they drew at random."""
+        from .ops import label_design
 
-    def _design_weight(self, rows: NDArray[np.int64], origin: NDArray[np.object_]) -> NDArray[np.float64] | None:
-        """Each row's calibration weight: 1 / its probability of being drawn for rows a
-        select/query drew at random (scaled per draw, :func:`labelseed.thresholds.design_weights`),
-        1 for the rest; None when no such row is labeled."""
-        from .thresholds import design_weights
-
-        at = np.flatnonzero(origin == "sampled")  # every such row has a draw: the same tables say so
-        if not len(at):
-            return None
         draws = self.store.draw_inclusion()
-        batch = np.array([draws[int(rows[i])][0] for i in at], dtype=object)
-        inc = np.array([draws[int(rows[i])][1] for i in at])
-        w = np.ones(len(rows))
-        w[at] = design_weights(inc, np.unique(batch, return_inverse=True)[1])
-        return w
+        batch = np.array([draws.get(int(r), ("", 1.0))[0] for r in rows], dtype=object)
+        inc = np.array([draws.get(int(r), ("", 1.0))[1] for r in rows], dtype=np.float64)
+        return label_design(y, origin, batch, inc)
 
     def _audit_evidence(self, rows: NDArray[np.int64], origins: dict[int, str]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Project rows that may certify a run (audited or validation labels) and each one's
@@ -681,19 +671,16 @@ class Project:
             y_cal[held] = None
         else:
             y_cal = y
-        calibrate = self._calibrate_mask(y_cal, origin)
-        outcome = ops.fit(X, y, settings, calibrate=calibrate, cache_dir=self.folder / "cache", progress=progress,
-                          audit=audit, inputs={"project": str(self.folder.resolve())}, engine=engine,
-                          workers=workers, design_weight=self._design_weight(rows, origin))
+        design = self._label_design(rows, y_cal, origin)
+        outcome = ops.fit(X, y, settings, calibrate=design.calibrate, cache_dir=self.folder / "cache",
+                          progress=progress, audit=audit, inputs={"project": str(self.folder.resolve())},
+                          engine=engine, workers=workers, design_weight=design.design_weight)
         run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
         config = {**settings.config(), "certify": certify, "embed_model": self.meta.get("embed_model"),
                   "labels_digest": labels_digest}
         summary = outcome.summary
-        labeled = y_cal != None  # noqa: E711
-        summary["estimate"]["labels"] = {
-            o: int(((origin == o) & labeled).sum()) for o in ORIGINS}
-        summary["estimate"]["calibrated_by"] = {
-            o: int(((origin == o) & calibrate).sum()) for o in CALIBRATING}
+        summary["estimate"]["labels"] = design.labels
+        summary["estimate"]["calibrated_by"] = design.calibrated_by
         if audit is not None:
             summary["estimate"]["audit_rows"] = int(len(audit.rows))
         run_dir = self.folder / "runs" / run_id
@@ -928,9 +915,9 @@ class Project:
         self._require_labels()
         y = self._labels_for(rows)
         origin = self._origins_for(rows)
-        calibrate = self._calibrate_mask(y, origin)
-        sel = query(X, y, budget, strategy, settings=settings, calibrate=calibrate, cache_dir=self.folder / "cache",
-                    design_weight=self._design_weight(rows, origin))
+        design = self._label_design(rows, y, origin)
+        sel = query(X, y, budget, strategy, settings=settings, calibrate=design.calibrate,
+                    cache_dir=self.folder / "cache", design_weight=design.design_weight)
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("query", sel), sel
 

@@ -388,6 +388,9 @@ def select(
 #: (weighted), so a query's labels count twice: for the scores and for the evidence.
 #: ``abstained`` raised coverage above random rounds of the same size where uncertainty
 #: sampling lowered it (bench/active_learning.py), but its picks may not calibrate.
+#: Strategies that draw at random with known probabilities (``extra["inclusion"]``): their
+#: labels calibrate, weighted. Every other strategy picks.
+DRAWN_STRATEGIES = ("stratified", "sampled")
 QUERY_STRATEGIES = ("sampled", "abstained", "uncertainty", "unreached", "unsupported", "disagreement")
 
 #: ``query(strategy="sampled")``: how many times likelier a row the last run abstained on is to
