@@ -1,0 +1,62 @@
+"""The demo's image loop over many random seeds: is its estimate optimistic on average, or was
+the demo's one run unlucky?
+
+Run after `make demo` (it reads the demo's embedded image project). For each seed: `select`
+stratified 50, reveal, fit, `query` sampled 50, reveal, fit (target 0.9), as the demo's loop
+does; prints the estimate, its lower bound, the realized precision and coverage per seed, then
+the mean bias and how often the realized precision fell below the lower bound.
+
+    python bench/demo_loop_seeds.py [--project out/demo/loop/fashion-images/project] [--seeds 12]
+"""
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+
+from labelseed import datasets
+from labelseed.autolabeler import AutoLabeler, query_next
+from labelseed.graph import build_knn_graph
+from labelseed.project import Project
+from labelseed.select import select
+from labelseed.thresholds import design_weights
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--project", default="out/demo/loop/fashion-images/project")
+    p.add_argument("--seeds", type=int, default=12)
+    a = p.parse_args()
+    warnings.simplefilter("ignore")
+    proj = Project.open(a.project, read_only=True)
+    rows, X = proj.vectors()
+    ids = proj.store.ids()
+    _, y_all = datasets.fashion_mnist_images()
+    truth = np.array([datasets.FASHION_CLASSES[y_all[int(ids[r][:5])]] for r in rows])  # ids: 00123.png
+    graph = build_knn_graph(X, 10, random_state=0)
+    n, out = len(X), []
+    for seed in range(a.seeds):
+        y = np.full(n, None, dtype=object)
+        w = np.ones(n)
+        sel = select(X, 50, "stratified", random_state=seed)
+        y[sel.rows], w[sel.rows] = truth[sel.rows], design_weights(sel.extra["inclusion"])
+        m = AutoLabeler(target_precision=0.9, random_state=seed).fit(X, y, graph=graph, calibrate=y != None,  # noqa: E711
+                                                                      design_weight=w)
+        q = query_next(m, X, y, 50, "sampled", random_state=seed)
+        y[q.rows], w[q.rows] = truth[q.rows], design_weights(q.extra["inclusion"])
+        m = AutoLabeler(target_precision=0.9, random_state=seed).fit(X, y, graph=graph, calibrate=y != None,  # noqa: E711
+                                                                      design_weight=w)
+        r, th = m.result_, m.result_.thresholds
+        real = float((r.labels[r.accepted].astype(str) == truth[r.accepted]).mean()) if len(r.accepted) else np.nan
+        out.append((th.expected_precision, th.precision_low, real, th.coverage))
+        print(f"seed {seed}: {th.mode}, expected {th.expected_precision:.3f} [low {th.precision_low:.3f}], "
+              f"realized {real:.3f}, coverage {th.coverage:.3f}", flush=True)
+    v = np.array(out, dtype=float)
+    ok = ~np.isnan(v[:, 2])
+    print(f"bias {np.mean(v[ok, 0] - v[ok, 2]):+.3f}, realized below the lower bound in "
+          f"{np.mean(v[ok, 2] < v[ok, 1]):.0%} of {ok.sum()} runs, mean coverage {v[:, 3].mean():.3f}")
+
+
+if __name__ == "__main__":
+    main()
