@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 import os
 import shutil
 import tempfile
