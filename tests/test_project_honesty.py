@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from labelseed import UntrustedEstimateWarning
+from labelseed.exceptions import InputError
 from labelseed.project import Project
 
 from conftest import run_cli
@@ -227,4 +228,19 @@ def test_drawn_labels_calibrate_with_their_design_weights(tmp_path):
     e = run["summary"]["estimate"]
     assert e["calibrated_by"]["sampled"] == 50 and e["labels"]["picked"] == 10
     assert p.status()["label_origins"] == {"sampled": 50, "picked": 10}
+    # the labels backup keeps each draw: restored into a new project, the same labels calibrate
+    # with the same weights (the backup is what a damaged database's message points at)
+    backup = p.folder / "backups" / "labels.csv"
+    q2 = Project.init(tmp_path / "restored", data=tmp_path / "pool.csv", text_column="text")
+    q2.embed("hashing")
+    q2.import_labels(backup)
+    assert q2.store.label_origins() == p.store.label_origins()
+    rows2, _ = q2.vectors()
+    w2 = q2._label_design(rows2, q2._labels_for(rows2), q2._origins_for(rows2)).design_weight
+    assert np.array_equal(rows2, rows) and np.allclose(w2, w)
+    assert q2.fit(target_precision=0.8)["summary"]["expected_precision"] == pytest.approx(
+        run["summary"]["expected_precision"])
+    with pytest.raises(InputError, match="origin column"):
+        q2.import_labels(backup, origin="picked")
+    q2.close()
     p.close()

@@ -69,6 +69,38 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _backup_origins(p: Path) -> dict[str, tuple[str, str, float | None]] | None:
+    """For a CSV with an ``origin`` column (a labels backup, :data:`labelseed.store.BACKUP`):
+    each id's origin, draw and inclusion probability; None for any other file."""
+    import csv
+
+    if p.suffix.lower() == ".json" or p.is_dir():
+        return None
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if "origin" not in (reader.fieldnames or []):
+                return None
+            out: dict[str, tuple[str, str, float | None]] = {}
+            for k, r in enumerate(reader):
+                origin = (r.get("origin") or "random").strip()
+                if origin not in ORIGINS:
+                    raise InputError(f"{str(p)!r} row {k + 1}: origin {origin!r} is not one labelseed writes "
+                                     f"({', '.join(ORIGINS)}); fix it or drop the origin column (nothing was imported).")
+                inc_text = (r.get("inclusion") or "").strip()
+                try:
+                    inc = float(inc_text) if inc_text else None
+                except ValueError:
+                    inc = -1.0
+                if inc is not None and not 0 < inc <= 1:
+                    raise InputError(f"{str(p)!r} row {k + 1}: inclusion must be a probability in (0, 1]; got "
+                                     f"{inc_text!r} (nothing was imported).")
+                out[(r.get("id") or "").strip()] = (origin, (r.get("draw") or "").strip(), inc)
+            return out
+    except (UnicodeDecodeError, csv.Error):
+        return None  # read_label_file names the problem
+
+
 class Project:
     """A project folder. Create with :meth:`init`, reopen with :meth:`open`."""
 
@@ -467,6 +499,10 @@ class Project:
         p = Path(path)
         if not p.exists():
             raise InputError(f"Labels file {str(p)!r} does not exist.")
+        restored = _backup_origins(p)
+        if restored is not None and origin != "random":
+            raise InputError(f"{str(p)!r} has an origin column (a labels backup): each row's origin comes from it; "
+                             "drop --picked/--validation (nothing was imported).")
         pairs = read_label_file(p)
         if not pairs:
             raise InputError(f"{str(p)!r} holds no labels (no row with an id and a label, or no annotated task); "
@@ -496,10 +532,45 @@ class Project:
                                  "a validation sample checks the classes being auto-labeled; fix the labels "
                                  "or import those rows without --validation (nothing was imported).")
         entries = [(lookup[i], label, line) for i, (label, line) in seen.items()]
-        report = self.store.add_labels(entries, source=str(p.resolve()), who=who or os.environ.get("USER", "unknown"),
-                                       replace=replace, origin=origin)
+        who = who or os.environ.get("USER", "unknown")
+        if restored is None:
+            report = self.store.add_labels(entries, source=str(p.resolve()), who=who, replace=replace, origin=origin)
+        else:
+            report = self._restore(entries, {lookup[i]: o for i, o in restored.items() if i in lookup}, p, who,
+                                   replace)
         self._backup_labels()
         return report
+
+    def _restore(self, entries: list[tuple[int, str, int]], origins: dict[int, tuple[str, str, float | None]],
+                 p: Path, who: str, replace: bool) -> ImportReport:
+        """Import a labels backup with each row's origin: ``random``, ``validation`` and
+        ``picked`` as written; ``sampled`` rows get their draw back (batch and probability),
+        so they calibrate with the same weights as before; ``audit`` and ``accepted`` rows
+        become ``picked`` (the runs they belonged to are not in this project)."""
+        groups: dict[str, list[tuple[int, str, int]]] = {}
+        draws: dict[str, list[tuple[int, float]]] = {}
+        for e in entries:
+            o, batch, inc = origins.get(e[0], ("random", "", None))
+            if o == "sampled" and batch and inc is not None:
+                draws.setdefault(batch, []).append((e[0], inc))
+                o = "random"  # the recorded draw, not an origin row, makes it 'sampled'
+            elif o not in ("random", "validation"):
+                o = "picked"
+            groups.setdefault(o, []).append(e)
+        if draws:
+            at = now()
+            with self.store.transaction() as db:
+                for batch, rows in draws.items():
+                    kind = "select" if batch.startswith("select") else "query"
+                    db.executemany("INSERT INTO requests(batch, kind, row, rank, strategy, reason, at) "
+                                   "VALUES (?,?,?,?,?,?,?)", [(batch, kind, r, k + 1, "restored", "restored from "
+                                                              "a labels backup", at) for k, (r, _) in enumerate(rows)])
+                    db.executemany("INSERT OR REPLACE INTO draws(batch, row, inclusion) VALUES (?,?,?)",
+                                   [(batch, r, inc) for r, inc in rows])
+        reports = [self.store.add_labels(group, source=str(p.resolve()), who=who, replace=replace, origin=o)
+                   for o, group in groups.items()]
+        return ImportReport(sum(r.added for r in reports), sum(r.unchanged for r in reports),
+                            sum(r.replaced for r in reports), [c for r in reports for c in r.conflicts])
 
     def label_items(self, rows: list[int], label: str, *, source: str = "web", who: str | None = None) -> ImportReport:
         """Give `rows` the human label `label` (a person's decision in the page: it replaces a
@@ -547,11 +618,17 @@ class Project:
         from ._io import write_csv_atomic
 
         origins = self.store.label_origins()
+        draws = self.store.draw_inclusion()
         labeled = sorted(self.store.current_labels().items())
         ids = self.store.ids_of([r for r, _ in labeled])  # only the labeled items' ids, not the pool's
-        rows = [{"id": i, "label": label, "origin": origins.get(r, "random")} for i, (r, label) in zip(ids, labeled)]
+        rows = []
+        for i, (r, label) in zip(ids, labeled):
+            origin = origins.get(r, "random")
+            batch, inc = draws.get(r, ("", None)) if origin == "sampled" else ("", None)
+            rows.append({"id": i, "label": label, "origin": origin, "draw": batch,
+                         "inclusion": "" if inc is None else repr(inc)})
         try:
-            write_csv_atomic(self.folder / BACKUP, ["id", "label", "origin"], rows)
+            write_csv_atomic(self.folder / BACKUP, ["id", "label", "origin", "draw", "inclusion"], rows)
         except OSError as exc:
             log.warning("could not write the labels backup %s: %s", self.folder / BACKUP, exc)
 

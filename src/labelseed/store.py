@@ -136,8 +136,8 @@ class Store:
         """Refuse a damaged, empty or foreign database before anything writes to it."""
         backup = path.parent / BACKUP
         restore = (f"your labels as of the last import are in {str(backup)!r}: create a new project with `labelseed "
-                   f"init` and `labelseed import NEW {backup}` (add --picked for the rows its origin column says were "
-                   "picked)" if backup.exists() else
+                   f"init` and `labelseed import NEW {backup}` (each label keeps its origin and draw)"
+                   if backup.exists() else
                    "restore it from a backup, or create the project again with `labelseed init` and import your labels")
         empty = InputError(f"{str(path)!r} holds no project (an empty or foreign database); {restore}.")
         if path.stat().st_size == 0:
