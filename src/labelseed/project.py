@@ -70,8 +70,9 @@ def _versions() -> dict[str, str]:
 
 
 def _backup_origins(p: Path) -> dict[str, tuple[str, str, float | None]] | None:
-    """For a CSV with an ``origin`` column (a labels backup, :data:`labelseed.store.BACKUP`):
-    each id's origin, draw and inclusion probability; None for any other file."""
+    """For a labels backup (:data:`labelseed.store.BACKUP`: columns id, label, origin[, draw,
+    inclusion]): each id's origin, draw and inclusion probability; None for any other file (a
+    user's CSV with an unrelated ``origin`` column among others imports as before)."""
     import csv
 
     if p.suffix.lower() == ".json" or p.is_dir():
@@ -79,7 +80,9 @@ def _backup_origins(p: Path) -> dict[str, tuple[str, str, float | None]] | None:
     try:
         with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            if "origin" not in (reader.fieldnames or []):
+            fields = list(reader.fieldnames or [])
+            if fields[:3] != ["id", "label", "origin"] or not set(fields) <= {"id", "label", "origin", "draw",
+                                                                                "inclusion"}:
                 return None
             out: dict[str, tuple[str, str, float | None]] = {}
             for k, r in enumerate(reader):
