@@ -580,7 +580,7 @@ CASES: list[Case] = [
     C("labels", "--picks: the same file twice", _al("{d}/X.npy", "{d}/seed.csv", "--picks", "{d}/picks_ok.csv",
                                                      "{d}/picks_ok.csv"), "listed in both"),
     C("labels", "--picks is a labels file (no strategy column)", _al("{d}/X.npy", "{d}/seed.csv", "--picks",
-                                                                      "{d}/seed.csv"), "lacks the columns"),
+                                                                      "{d}/seed.csv"), "lacks column(s) strategy"),
     C("labels", "--picks: drawn labels calibrate, weighted", _al("{d}/X.npy", "{d}/seed.csv", "--picks",
                                                                   "{d}/picks_ok.csv", "--target-precision", "0.8"),
       "", exit=0, check="drawn labels calibrate", writes=("o/*",)),

@@ -128,35 +128,44 @@ def _check_pool(p: Path, X: np.ndarray, option: str = "--embeddings") -> None:
         raise InputError(f"{option} {str(p)!r} holds no rows (shape {X.shape}); embed the pool first.")
 
 
-def read_label_csv(path: str | Path, what: str = "labels file") -> list[tuple[str, str, int]]:
-    """``(id, label, line in the file)`` of each row of a CSV with (at least) the columns
-    ``id`` and ``label``.
+def read_csv_rows(path: str | Path, what: str, columns: tuple[str, ...],
+                  kind: str = "") -> list[tuple[dict[str, str], int]]:
+    """Each row of a CSV with (at least) `columns`, as a dict, with its line in the file.
 
     Every way a user's file can be unreadable ends in one :class:`InputError` that names
     the file and the fix: missing, a folder, not UTF-8 text, not CSV, missing columns.
+    `what` names the file in messages; `kind` says what CSV to pass (default: its columns).
     """
     p = Path(path)
+    need = ",".join(columns)
     if not p.exists():
         raise InputError(f"The {what} {str(p)!r} does not exist.")
     if p.is_dir():
-        raise InputError(f"The {what} {str(p)!r} is a folder; pass the CSV file (columns id,label) inside it.")
+        raise InputError(f"The {what} {str(p)!r} is a folder; pass the CSV file ({kind or 'columns ' + need}) inside it.")
     try:
         with open(p, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             fields = reader.fieldnames or []
-            missing = [c for c in ("id", "label") if c not in fields]
+            missing = [c for c in columns if c not in fields]
             if missing:
                 raise InputError(
                     f"The {what} {str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
-                    "the header must include id,label."
+                    f"the header must include {need}."
                 )
-            return [(csv_unsafe(r["id"] or ""), csv_unsafe(r["label"] or ""), i + 2) for i, r in enumerate(reader)]
+            return [(r, i + 2) for i, r in enumerate(reader)]
     except UnicodeDecodeError as exc:
         raise InputError(f"The {what} {str(p)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
                          f"{exc.start}); save it as UTF-8 (in a spreadsheet: 'CSV UTF-8') and run again.") from None
     except csv.Error as exc:
-        raise InputError(f"The {what} {str(p)!r} is not a readable CSV ({exc}); save it as CSV with columns id,label.") \
+        raise InputError(f"The {what} {str(p)!r} is not a readable CSV ({exc}); save it as CSV with columns {need}.") \
             from None
+
+
+def read_label_csv(path: str | Path, what: str = "labels file") -> list[tuple[str, str, int]]:
+    """``(id, label, line in the file)`` of each row of a CSV with (at least) the columns
+    ``id`` and ``label`` (:func:`read_csv_rows`)."""
+    return [(csv_unsafe(r["id"] or ""), csv_unsafe(r["label"] or ""), line)
+            for r, line in read_csv_rows(path, what, ("id", "label"))]
 
 
 def read_seed_labels(path: str | Path, pool_ids: np.ndarray, flag: str = "--labels") -> np.ndarray:
@@ -215,23 +224,10 @@ class PicksFile:
 def read_picks(path: str | Path, pool_ids: np.ndarray, flag: str = "--picks") -> PicksFile:
     """Read a CSV written by ``labelseed select``/``query`` (columns id, strategy and, for a
     random draw, inclusion). Ids must be pool ids; an inclusion, where given, a probability."""
-    p = _existing(path, flag)
-    if p.is_dir():
-        raise InputError(f"{flag} {str(p)!r} is a folder; pass the CSV that `labelseed select`/`query` wrote.")
-    try:
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = reader.fieldnames or []
-            if "id" not in fields or "strategy" not in fields:
-                raise InputError(f"{flag} {str(p)!r} lacks the columns id and strategy (it has: "
-                                 f"{', '.join(fields) or 'none'}); pass the CSV that `labelseed select`/`query` wrote.")
-            entries = [(csv_unsafe(r["id"] or "").strip(), (r["strategy"] or "").strip(),
-                        (r.get("inclusion") or "").strip(), i + 2) for i, r in enumerate(reader)]
-    except UnicodeDecodeError:
-        raise InputError(f"{flag} {str(p)!r} is not UTF-8 text; pass the CSV that `labelseed select`/`query` "
-                         "wrote.") from None
-    except csv.Error as exc:
-        raise InputError(f"{flag} {str(p)!r} is not a readable CSV ({exc}).") from None
+    p = Path(path)
+    entries = [(csv_unsafe(r["id"] or "").strip(), (r["strategy"] or "").strip(), (r.get("inclusion") or "").strip(),
+                line) for r, line in read_csv_rows(p, f"{flag} file", ("id", "strategy"),
+                                                   "written by `labelseed select`/`query`")]
     lookup = {str(v): i for i, v in enumerate(pool_ids.tolist())}
     rows, strategy, inclusion = [], [], []
     for rid, strat, inc, line in entries:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 import numpy as np
 from numpy.typing import NDArray
 
-from ._io import check_location, check_output_free, write_items, write_json_atomic
+from ._io import check_location, check_output_free, read_csv_rows, write_items, write_json_atomic
 from .exceptions import InputError
 from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
 from .runs import accepted_labels, read_decisions, write_labels, write_table_file
@@ -73,35 +73,28 @@ def _backup_origins(p: Path) -> dict[str, tuple[str, str, float | None]] | None:
     """For a labels backup (:data:`labelseed.store.BACKUP`: columns id, label, origin[, draw,
     inclusion]): each id's origin, draw and inclusion probability; None for any other file (a
     user's CSV with an unrelated ``origin`` column among others imports as before)."""
-    import csv
-
-    if p.suffix.lower() == ".json" or p.is_dir():
+    if p.suffix.lower() == ".json":
         return None
-    try:
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = list(reader.fieldnames or [])
-            if fields[:3] != ["id", "label", "origin"] or not set(fields) <= {"id", "label", "origin", "draw",
-                                                                                "inclusion"}:
-                return None
-            out: dict[str, tuple[str, str, float | None]] = {}
-            for k, r in enumerate(reader):
-                origin = (r.get("origin") or "random").strip()
-                if origin not in ORIGINS:
-                    raise InputError(f"{str(p)!r} row {k + 1}: origin {origin!r} is not one labelseed writes "
-                                     f"({', '.join(ORIGINS)}); fix it or drop the origin column (nothing was imported).")
-                inc_text = (r.get("inclusion") or "").strip()
-                try:
-                    inc = float(inc_text) if inc_text else None
-                except ValueError:
-                    inc = -1.0
-                if inc is not None and not 0 < inc <= 1:
-                    raise InputError(f"{str(p)!r} row {k + 1}: inclusion must be a probability in (0, 1]; got "
-                                     f"{inc_text!r} (nothing was imported).")
-                out[(r.get("id") or "").strip()] = (origin, (r.get("draw") or "").strip(), inc)
-            return out
-    except (UnicodeDecodeError, csv.Error):
-        return None  # read_label_file names the problem
+    rows = read_csv_rows(p, "labels file", ("id", "label"))  # unreadable: the message read_label_file gives
+    fields = list(rows[0][0]) if rows else []
+    if fields[:3] != ["id", "label", "origin"] or not set(fields) <= {"id", "label", "origin", "draw", "inclusion"}:
+        return None
+    out: dict[str, tuple[str, str, float | None]] = {}
+    for r, line in rows:
+        origin = (r.get("origin") or "random").strip()
+        if origin not in ORIGINS:
+            raise InputError(f"{str(p)!r} row {line - 1}: origin {origin!r} is not one labelseed writes "
+                             f"({', '.join(ORIGINS)}); fix it or drop the origin column (nothing was imported).")
+        inc_text = (r.get("inclusion") or "").strip()
+        try:
+            inc = float(inc_text) if inc_text else None
+        except ValueError:
+            inc = -1.0
+        if inc is not None and not 0 < inc <= 1:
+            raise InputError(f"{str(p)!r} row {line - 1}: inclusion must be a probability in (0, 1]; got "
+                             f"{inc_text!r} (nothing was imported).")
+        out[(r.get("id") or "").strip()] = (origin, (r.get("draw") or "").strip(), inc)
+    return out
 
 
 class Project:
