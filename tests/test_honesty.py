@@ -87,6 +87,37 @@ def test_degenerate_bootstrap_calibrations_vary_and_centre_on_jeffreys():
     assert np.quantile(draws, 0.05) == pytest.approx(stats.beta.ppf(0.05, 20.5, 0.5), abs=0.03)
 
 
+def test_prior_evidence_shapes_an_all_right_seed_and_keeps_its_spread():
+    # 20 right answers and nothing else: without a prior the calibration is a constant, so the
+    # least sure pool rows get the same precision as the surest and the threshold falls to the bottom
+    conf = np.linspace(0.5, 0.99, 20)
+    pred = np.zeros(20, dtype=np.int64)
+    weights = np.ones((200, 20))
+    prior = np.linspace(0.4, 0.98, 8)
+    cals = fit_calibrations(conf, pred, np.ones(20, dtype=bool), 2, weights, rng=np.random.default_rng(0),
+                            prior_conf=prior)
+    low, high = cals[0].predict(np.array([0.45, 0.99]), np.zeros(2, dtype=np.int64))
+    assert high > 0.95 and low < high - 0.05
+    # the resamples are all right too: their level still varies, as the Jeffreys posterior does
+    means = np.array([c.predict(conf, pred).mean() for c in cals[1:]])
+    assert means.std() > 0.005
+    assert np.quantile(means, 0.05) == pytest.approx(stats.beta.ppf(0.05, 20.5, 0.5), abs=0.03)
+
+
+def test_prior_evidence_gives_way_to_real_evidence():
+    # 400 labels, right at 0.9 whatever the confidence: the prior (three labels' worth, saying
+    # "as sure as the score") barely moves the fit
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(0.4, 1.0, 400)
+    correct = rng.random(400) < 0.9
+    pred = np.zeros(400, dtype=np.int64)
+    plain = fit_calibrations(conf, pred, correct, 1, np.ones((1, 400)))[0]
+    with_prior = fit_calibrations(conf, pred, correct, 1, np.ones((1, 400)), prior_conf=np.linspace(0.4, 1.0, 8))[0]
+    at = np.linspace(0.45, 0.95, 6)
+    np.testing.assert_allclose(with_prior.predict(at, np.zeros(6, dtype=np.int64)),
+                               plain.predict(at, np.zeros(6, dtype=np.int64)), atol=0.02)
+
+
 def test_negative_slope_is_refitted_flat():
     rng = np.random.default_rng(1)
     conf = rng.uniform(0.4, 1.0, 400)
