@@ -4,6 +4,7 @@ A local Ray cluster is started by the test itself (``ray.init(num_cpus=2)``); th
 through ``RAY_ADDRESS``, as it would join any cluster."""
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import numpy as np
@@ -163,7 +164,7 @@ def _spectrum_pool(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("kind", ["ivf", "ivf-reduced"])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_graph_through_ray_equals_the_local_graph(cluster, monkeypatch, kind, workers):
+def test_graph_through_ray_equals_the_local_graph(cluster, monkeypatch, caplog, kind, workers):
     from labelseed import graph as graph_module
     from labelseed.engines import get_engine
     from labelseed.graph import build_knn_graph
@@ -171,9 +172,13 @@ def test_graph_through_ray_equals_the_local_graph(cluster, monkeypatch, kind, wo
     if kind == "ivf-reduced":  # the reduced-space path, on a pool small enough for a test
         monkeypatch.setattr(graph_module, "REDUCED_MIN_ROWS", 5_000)
     X, _ = _spectrum_pool(9_000, 192, 3)
-    local = build_knn_graph(X, 10, random_state=0)
+    # each actor holds the IVF lists of one shard: in the full space that is the local search exactly;
+    # in the reduced space each shard re-ranks its own candidates, the same as locally with as many shards
+    local = build_knn_graph(X, 10, random_state=0, shards=workers if kind == "ivf-reduced" else None)
     assert local.index is not None and local.index.kind == kind  # the path this case is about
-    remote = build_knn_graph(X, 10, random_state=0, engine=get_engine("ray", workers=workers))
+    with caplog.at_level(logging.INFO, logger="labelseed.graph"):
+        remote = build_knn_graph(X, 10, random_state=0, engine=get_engine("ray", workers=workers))
+    assert (f"IVF lists in {workers} shards" in caplog.text) == (workers > 1)
     assert remote.nprobe == local.nprobe
     np.testing.assert_array_equal(remote.indices, local.indices)
     np.testing.assert_array_equal(remote.similarities, local.similarities)

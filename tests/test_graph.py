@@ -88,7 +88,7 @@ def test_ivf_graph_is_the_same_in_blocks_and_from_raw_rows(monkeypatch, nprobe):
     X *= np.random.default_rng(0).uniform(0.5, 3.0, size=(len(X), 1)).astype(np.float32)
     g = build_knn_graph(X, 8, method="ivf", nprobe=nprobe)
     monkeypatch.setattr(graph, "ROW_BLOCK", 500)
-    monkeypatch.setattr(graph, "COARSE_PROBES", 1)  # the final search through faiss's own search, not the lists found when adding
+    monkeypatch.setattr(graph, "COARSE_PROBES", 1)  # the probed lists found again, not those found when adding
     h = build_knn_graph(normalize_rows(X), 8, method="ivf", nprobe=nprobe, normalized=True)
     assert g.nprobe == h.nprobe == nprobe
     np.testing.assert_array_equal(g.indices, h.indices)
@@ -105,6 +105,40 @@ def test_affinity_drops_missing_neighbours_self_loops_and_negative_weights():
     np.testing.assert_array_equal(W, want)
     C = KnnGraph(idx, sim, "exact").affinity("connectivity").toarray()
     np.testing.assert_array_equal(C, (want > 0).astype(np.float32))
+
+
+@pytest.mark.parametrize("reduced", [False, True])
+def test_ivf_lists_split_into_shards_give_the_same_graph(monkeypatch, reduced):
+    """Each worker holds the IVF lists of one shard and searches them for the rows that probe them
+    (the Ray engine's graph): every list in exactly one shard, each row in the shard of its list,
+    a shard answering only with its own rows, and the merged graph equal to the unsharded one."""
+    import labelseed.graph as graph
+
+    if reduced:
+        monkeypatch.setattr(graph, "REDUCED_MIN_ROWS", 0)
+    X = _low_rank_pool(rank=12 if reduced else 60, seed=3)
+    whole = build_knn_graph(X, 10, method="ivf")
+    assert whole.index.kind == ("ivf-reduced" if reduced else "ivf")
+    for n_shards in (2, 5):
+        split = build_knn_graph(X, 10, method="ivf", shards=n_shards)
+        assert split.nprobe == whole.nprobe
+        np.testing.assert_array_equal(split.indices, whole.indices)
+        np.testing.assert_array_equal(split.similarities, whole.similarities)
+
+    unit = graph._UnitRows(X, False)
+    pool, _ = graph.ivf_index(unit, 10, np.random.default_rng(0), 0, keep_empty=True)
+    pool.set_nprobe(whole.nprobe)
+    shards = graph._shards(pool, pool.empty, 3, 0)
+    lists = np.concatenate([s.lists for s in shards])
+    np.testing.assert_array_equal(np.sort(lists), np.arange(graph.faiss_ivf(pool).nlist))
+    np.testing.assert_array_equal(np.sort(np.concatenate([s.ids for s in shards])), np.arange(len(X)))
+    sizes = [len(s.ids) for s in shards]
+    assert max(sizes) < 1.5 * min(sizes)  # balanced by rows, not by lists
+    first = graph._shard_index(shards[0])
+    rows = np.arange(0, len(X), 7)
+    D, I = first.pool.search(unit.take(rows), 11)
+    found = I[I >= 0] if first.ids is None else first.ids[I[I >= 0]]
+    assert len(found) and np.isin(found, shards[0].ids).all()
 
 
 def _low_rank_pool(n=6000, d=192, rank=12, seed=0):

@@ -312,6 +312,7 @@ class PoolIndex:
         self._temporary: Any = None  # removes a file written only to release the index
         self.nprobe: int | None = None
         self.set_nprobe(nprobe)
+        self.empty: NDArray[np.uint8] | None = None  # the trained index without rows, while shards are made
 
     @property
     def index(self) -> Any:
@@ -426,8 +427,15 @@ def _search_block(search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.
                   Q: NDArray[np.float32], rows: NDArray[np.int64], k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
     """Top-`k` neighbours of pool rows `rows` (unit vectors `Q`), each row itself dropped;
     ``search(x, kk)`` returns faiss's ``(D, I)``."""
-    m = len(rows)
     D, I = search(Q, k + 1)
+    return _drop_self(D, I, rows, k)
+
+
+def _drop_self(D: NDArray[np.float32], I: NDArray[np.int64], rows: NDArray[np.int64],
+               k: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """The `k` best of each row's ``k + 1`` results (most similar first), the row itself dropped
+    where found, else the least similar result."""
+    m = len(rows)
     own = I == rows[:, None]
     # drop the row itself where found, else the least similar result
     drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
@@ -440,38 +448,161 @@ def _search_block(search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.
 
 @dataclass(frozen=True)
 class _GraphBlock:
-    """One engine batch of the graph search: pool rows ``start:stop``, their unit vectors and,
-    where the index was filled with routes, the lists each row probes."""
+    """One engine batch of the graph search: some pool rows (`rows`), their unit vectors and,
+    where the lists are assigned in the full space, the lists each row probes."""
 
-    start: int
-    stop: int
+    rows: NDArray[np.int64]
     Q: NDArray[np.float32]
     lists: NDArray[np.int64] | None
     list_sims: NDArray[np.float32] | None
     k: int
 
 
-def _graph_block(pool: "PoolIndex", block: _GraphBlock) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Search one block of the pool's own rows (the per-batch function of every engine)."""
-    search: Callable[[NDArray[np.float32], int], tuple[NDArray[np.float32], NDArray[np.int64]]] = pool.search
+@dataclass
+class _ShardIndex:
+    """A worker's part of the pool index: the IVF lists of one shard (every list, unsharded).
+    `ids` maps the index's own row numbers to pool rows (None: they are pool rows)."""
+
+    pool: "PoolIndex"
+    ids: NDArray[np.int64] | None = None
+
+
+def _graph_block(shard: _ShardIndex, block: _GraphBlock
+                 ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+    """The ``k + 1`` nearest rows the shard holds for each row of the block: ``(rows, D, I)``, faiss's
+    ``(D, I)`` in pool rows (the per-batch function of every engine; the caller merges the shards'
+    results and drops each row itself)."""
+    pool = shard.pool
     if block.lists is not None:
-        ivf = faiss_ivf(pool)
+        D, I = faiss_ivf(pool).search_preassigned(block.Q, block.k + 1, block.lists, block.list_sims)
+    else:
+        D, I = pool.search(block.Q, block.k + 1)
+    if shard.ids is not None:
+        I = np.where(I >= 0, shard.ids[np.maximum(I, 0)], -1)
+    return block.rows, D, I
 
-        def search(x: NDArray[np.float32], kk: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-            return ivf.search_preassigned(x, kk, block.lists, block.list_sims)  # type: ignore[no-any-return]
 
-    return _search_block(search, block.Q, np.arange(block.start, block.stop), block.k)
+@dataclass(frozen=True)
+class _Shard:
+    """What one worker needs to hold a shard of the IVF lists: the trained index without rows
+    (serialized), the lists' entries and, for the reduced-space index, the re-ranking codes of
+    the rows they hold."""
+
+    empty: NDArray[np.uint8]
+    kind: str
+    nprobe: int
+    k_factor: int
+    parallel_mode: int
+    lists: NDArray[np.int64]  # list numbers
+    sizes: NDArray[np.int64]  # entries of each
+    ids: NDArray[np.int64]  # the entries' pool rows, list after list
+    codes: NDArray[np.uint8]  # their IVF codes, (n_entries, code_size)
+    refine_codes: NDArray[np.uint8] | None  # reduced space: their full-space codes, (n_entries, size)
 
 
 def _pool_from_bytes(data: NDArray[np.uint8], kind: str, nprobe: int | None, k_factor: int,
-                     parallel_mode: int) -> "PoolIndex":
-    """A worker's copy of a pool index (sent to it serialized)."""
+                     parallel_mode: int, _shard: None = None) -> _ShardIndex:
+    """A worker's copy of the whole pool index (sent to it serialized): the one-shard case."""
     import faiss
 
     pool = PoolIndex(faiss.deserialize_index(data), kind, nprobe, k_factor)
     if kind != "exact":
         faiss_ivf(pool).parallel_mode = parallel_mode
-    return pool
+    return _ShardIndex(pool)
+
+
+def _shard_index(shard: _Shard) -> _ShardIndex:
+    """Build a worker's shard: the empty trained index filled with its lists' entries only. In the
+    reduced space the index numbers its rows 0.. (its re-ranking store is positional)."""
+    import faiss
+
+    index: Any = faiss.deserialize_index(shard.empty)
+    pool = PoolIndex(index, shard.kind, shard.nprobe, shard.k_factor)
+    ivf = faiss_ivf(pool)
+    ivf.parallel_mode = shard.parallel_mode
+    reduced = shard.refine_codes is not None
+    local = np.arange(len(shard.ids), dtype=np.int64) if reduced else shard.ids
+    start = 0
+    for lst, size in zip(shard.lists, shard.sizes):
+        if size:
+            ids = np.ascontiguousarray(local[start : start + size])
+            codes = np.ascontiguousarray(shard.codes[start : start + size])
+            ivf.invlists.add_entries(int(lst), int(size), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+        start += int(size)
+    ivf.ntotal = len(shard.ids)
+    if not reduced:
+        return _ShardIndex(pool)
+    refine = faiss.downcast_index(index.refine_index)
+    refine.add_sa_codes(np.ascontiguousarray(shard.refine_codes))
+    faiss.downcast_index(index.base_index).ntotal = len(shard.ids)
+    index.ntotal = len(shard.ids)
+    return _ShardIndex(pool, shard.ids)
+
+
+def _list_entries(ivf: Any, lst: int) -> tuple[NDArray[np.int64], NDArray[np.uint8]]:
+    """One IVF list's ``(ids, codes)``, copied out of the index."""
+    import faiss
+
+    n = int(ivf.invlists.list_size(lst))
+    if n == 0:
+        return np.empty(0, dtype=np.int64), np.empty((0, ivf.code_size), dtype=np.uint8)
+    ids = faiss.rev_swig_ptr(ivf.invlists.get_ids(lst), n).copy()
+    codes = faiss.rev_swig_ptr(ivf.invlists.get_codes(lst), n * ivf.code_size).copy().reshape(n, ivf.code_size)
+    return ids.astype(np.int64), codes
+
+
+def _shards(pool: "PoolIndex", empty: NDArray[np.uint8], n_shards: int, parallel_mode: int) -> list[_Shard]:
+    """Split the pool index's IVF lists into `n_shards` parts of about equal rows (largest lists
+    first, each to the part with the fewest rows so far)."""
+    import faiss
+
+    ivf = faiss_ivf(pool)
+    sizes = np.array([ivf.invlists.list_size(lst) for lst in range(ivf.nlist)], dtype=np.int64)
+    owner = np.empty(ivf.nlist, dtype=np.int64)
+    load = np.zeros(n_shards, dtype=np.int64)
+    for lst in np.argsort(-sizes, kind="stable"):
+        owner[lst] = int(np.argmin(load))
+        load[owner[lst]] += sizes[lst]
+    refine: Any = None
+    if pool.kind == "ivf-reduced":
+        whole: Any = pool.index
+        refine = faiss.downcast_index(whole.refine_index)
+        refine_all = faiss.vector_to_array(refine.codes).reshape(refine.ntotal, refine.code_size)
+    out = []
+    for s in range(n_shards):
+        lists = np.flatnonzero(owner == s)
+        entries = [_list_entries(ivf, int(lst)) for lst in lists]
+        ids = np.concatenate([e[0] for e in entries]) if entries else np.empty(0, dtype=np.int64)
+        codes = (np.concatenate([e[1] for e in entries]) if entries
+                 else np.empty((0, ivf.code_size), dtype=np.uint8))
+        out.append(_Shard(empty, pool.kind, int(pool.nprobe or 1), pool.k_factor, parallel_mode, lists,
+                          sizes[lists], ids, codes, None if refine is None else refine_all[ids]))
+    return out
+
+
+def _contiguous(a: NDArray[Any] | None) -> NDArray[Any] | None:
+    return None if a is None else np.ascontiguousarray(a)
+
+
+def _list_owner(shards: list[_Shard], nlist: int) -> NDArray[np.int64]:
+    """The shard holding each IVF list."""
+    owner = np.zeros(nlist, dtype=np.int64)
+    for s, shard in enumerate(shards):
+        owner[shard.lists] = s
+    return owner
+
+
+def _merge_shards(parts: list[tuple[NDArray[np.float32], NDArray[np.int64]]], k1: int
+                  ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Each row's `k1` most similar of the shards' results (side by side), most similar first."""
+    if len(parts) == 1 and parts[0][0].shape[1] == k1:
+        return parts[0]
+    D = np.concatenate([p[0] for p in parts], axis=1)
+    I = np.concatenate([p[1] for p in parts], axis=1)
+    D = np.where(I >= 0, D, -np.inf).astype(np.float32)
+    # most similar first, equal similarities in faiss's order (the larger row number first)
+    best = np.lexsort((-I, -D), axis=1)[:, :k1]
+    return np.take_along_axis(D, best, axis=1), np.take_along_axis(I, best, axis=1)
 
 
 def _recall(found: NDArray[np.int64], truth: NDArray[np.int64], k: int) -> float:
@@ -546,10 +677,12 @@ Routes = tuple[NDArray[np.float32], NDArray[np.int64]]
 
 
 def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state: int,
-              progress: Progress | None = None) -> tuple[PoolIndex, Routes | None]:
+              progress: Progress | None = None, keep_empty: bool = False) -> tuple[PoolIndex, Routes | None]:
     """Train and fill the IVF index of every row (2 sqrt(n) lists): in a reduced space with
     exact re-ranking where :func:`_reduction` finds one that keeps the neighbours, else fp16
-    codes of the full vectors (then with each row's routes). nprobe is left unset."""
+    codes of the full vectors (then with each row's routes). nprobe is left unset. With
+    `keep_empty`, the trained index before any row was added is kept, serialized, as the
+    returned index's ``empty`` (the start of every shard's copy)."""
     import faiss
 
     n, d = unit.X.shape
@@ -581,6 +714,7 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
     ivf.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
     n_train = IVF_TRAIN_PER_LIST * nlist
     index.train(unit.take(np.arange(n) if n <= n_train else np.sort(rng.choice(n, n_train, replace=False))))
+    empty = faiss.serialize_index(index) if keep_empty else None
     routes: Routes | None = None
     if kind == "ivf":
         # every row is both stored and searched, so one pass over the centroids gives each row its
@@ -598,12 +732,14 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
             ivf.add_core(stop - start, faiss.swig_ptr(block), None, faiss.swig_ptr(own_list))
         if progress:
             progress("knn graph (index)", stop, n)
-    return PoolIndex(index, kind, None, k_factor, parts=pool_parts), routes
+    out = PoolIndex(index, kind, None, k_factor, parts=pool_parts)
+    out.empty = empty
+    return out, routes
 
 
 def _ivf(
     unit: _UnitRows, k: int, nprobe: int | None, target_recall: float, random_state: int,
-    progress: Progress | None, engine: "Engine | None" = None,
+    progress: Progress | None, engine: "Engine | None" = None, shards: int | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.float32], float, int, PoolIndex]:
     """All-rows kNN with faiss IVF (2 sqrt(n) lists).
 
@@ -614,12 +750,22 @@ def _ivf(
     smallest step that reaches `target_recall` + 0.01; tuning also stops when a step would add
     neighbours no more similar than those found (:data:`SIMILARITY_GAIN_STOP`) or when the
     next step's full search is projected past :data:`SEARCH_BUDGET_S`. Returns the graph, the
-    sample's recall@k, the nprobe used and the index. The search of every row runs on `engine`
-    (default: this process), a block of rows per batch; each worker holds a copy of the index.
+    sample's recall@k, the nprobe used and the index.
+
+    The search of every row runs on `engine` (default: this process), a block of rows per batch.
+    With `shards` > 1 (default: the engine's, one per Ray actor) the IVF lists are split into
+    that many parts of about equal rows; each worker holds one part only and searches it for the
+    rows that probe its lists, and each row's results from the parts are merged. In the full
+    space that is exactly the unsharded search (each list is scanned for the same rows); in the
+    reduced space each part re-ranks its own best candidates, so a row's re-ranked candidates are
+    a superset of the unsharded ones and the graph can differ slightly (never worse). The graph
+    is the same on every engine for the same number of shards.
     """
     n = unit.X.shape[0]
     rng = np.random.default_rng(random_state)
-    pool, routes = ivf_index(unit, k, rng, random_state, progress)
+    runner: Engine = engine if engine is not None else LocalEngine()
+    want_shards = int(shards if shards is not None else runner.shards)
+    pool, routes = ivf_index(unit, k, rng, random_state, progress, keep_empty=want_shards > 1)
     nlist = int(faiss_ivf(pool).nlist)
     sample = np.sort(rng.choice(n, min(n, SAMPLE_ROWS), replace=False))
     Q = unit.take(sample)
@@ -664,38 +810,94 @@ def _ivf(
                 break
     pool.set_nprobe(chosen)
     log.info("IVF (%s): %d lists, nprobe %d (%s), sample recall@%d %.3f", pool.kind, nlist, chosen, why, k, recall)
-    preassigned = routes is not None and chosen <= routes[1].shape[1]
-    if preassigned:
-        faiss_ivf(pool).parallel_mode = 3  # split the queries over threads inside search_preassigned too
-    runner: Engine = engine if engine is not None else LocalEngine()
-    make_worker: Callable[[], PoolIndex]
-    if runner.name == "local":
-        make_worker = lambda: pool  # noqa: E731
-    else:  # each worker gets a copy of the index, searches blocks of rows: the same graph
+    n_shards = max(1, min(want_shards, nlist))
+    ivf = faiss_ivf(pool)
+    # in the full space every row's probes are assigned here (taken from its routes where they
+    # reach that far) and searched preassigned, split over threads; the reduced-space index
+    # assigns its own, and is routed here only to send each row to the shards it probes
+    full_space = pool.kind == "ivf"
+    mode = 3 if full_space else 0
+    project: Any = None
+    if not full_space and n_shards > 1:
         import faiss
 
-        make_worker = partial(_pool_from_bytes, faiss.serialize_index(pool.index), pool.kind, chosen,
-                              pool.k_factor, 3 if preassigned else 0)
+        base: Any = faiss.downcast_index(pool.index.base_index)
+        project = faiss.downcast_VectorTransform(base.chain.at(0))
+    if n_shards == 1:
+        ivf.parallel_mode = mode
+        shard_data: list[Any] = [None]
+        if runner.name == "local":
+            make_worker: Callable[[Any], _ShardIndex] = lambda _: _ShardIndex(pool)  # noqa: E731
+        else:  # the worker gets a copy of the whole index
+            import faiss
 
-    def blocks(routes: Routes | None) -> Iterator[_GraphBlock]:
+            make_worker = partial(_pool_from_bytes, faiss.serialize_index(pool.index), pool.kind, chosen,
+                                  pool.k_factor, mode)
+    else:  # each worker holds the lists of one shard, searched for the rows that probe them
+        assert pool.empty is not None
+        shard_data = _shards(pool, pool.empty, n_shards, mode)
+        make_worker = _shard_index
+        log.info("IVF lists in %d shards of %s rows", n_shards, "/".join(str(len(d.ids)) for d in shard_data))
+    owner = _list_owner(shard_data, nlist) if n_shards > 1 else None
+
+    def items() -> Iterator[tuple[int, _GraphBlock]]:
         for start in range(0, n, ROW_BLOCK):
             stop = min(start + ROW_BLOCK, n)
-            lists = sims = None
-            if routes is not None:
-                lists = np.ascontiguousarray(routes[1][start:stop, :chosen])
-                sims = np.ascontiguousarray(routes[0][start:stop, :chosen])
-            yield _GraphBlock(start, stop, unit.span(start, stop), lists, sims, k)
+            rows = np.arange(start, stop)
+            Q = unit.span(start, stop)
+            lists: Any = None
+            sims: Any = None
+            if full_space:
+                if routes is not None and chosen <= routes[1].shape[1]:
+                    sims, lists = routes[0][start:stop, :chosen], routes[1][start:stop, :chosen]
+                else:
+                    sims, lists = ivf.quantizer.search(Q, chosen)
+            elif owner is not None:
+                _, lists = ivf.quantizer.search(project.apply(Q), chosen)
+            if owner is None:
+                yield 0, _GraphBlock(rows, Q, _contiguous(lists) if full_space else None,
+                                     _contiguous(sims) if full_space else None, k)
+                continue
+            assert lists is not None
+            probed = owner[lists]  # (rows, chosen): the shard of each probed list
+            for sh in range(n_shards):
+                mine = (probed == sh).any(axis=1)
+                if not mine.any():
+                    continue
+                yield sh, _GraphBlock(rows[mine], np.ascontiguousarray(Q[mine]),
+                                      _contiguous(lists[mine]) if full_space else None,
+                                      _contiguous(sims[mine]) if full_space else None, k)
 
     idx = np.empty((n, k), dtype=np.int64)
     sim = np.empty((n, k), dtype=np.float32)
-    stop = 0
-    for block_idx, block_sim in runner.map(make_worker, _graph_block, blocks(routes if preassigned else None)):
-        start, stop = stop, stop + len(block_idx)
-        idx[start:stop], sim[start:stop] = block_idx, block_sim
+    parts: list[tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]] = []
+
+    def finish() -> None:
+        """Merge the shards' results for one block of rows and keep each row's k best."""
+        first = int(min(p[0][0] for p in parts))
+        last = int(max(p[0][-1] for p in parts)) + 1
+        m = last - first
+        D = np.full((m, len(parts) * (k + 1)), -np.inf, dtype=np.float32)
+        I = np.full((m, len(parts) * (k + 1)), -1, dtype=np.int64)
+        for j, (r, d, i) in enumerate(parts):
+            D[r - first, j * (k + 1):(j + 1) * (k + 1)] = d
+            I[r - first, j * (k + 1):(j + 1) * (k + 1)] = i
+        D, I = _merge_shards([(D, I)] if len(parts) > 1 else [(parts[0][1], parts[0][2])], k + 1)
+        idx[first:last], sim[first:last] = _drop_self(D, I, np.arange(first, last), k)
+        parts.clear()
         if progress and n > ROW_BLOCK:
-            progress("knn graph (search)", stop, n)
-    del routes
-    faiss_ivf(pool).parallel_mode = 0  # the saved index searches new items the default way
+            progress("knn graph (search)", last, n)
+
+    for rows, D, I in runner.map_sharded(make_worker, shard_data, _graph_block, items()):
+        if parts and rows[0] // ROW_BLOCK != parts[0][0][0] // ROW_BLOCK:
+            finish()  # results come in order: a new block means the last one is complete
+        parts.append((rows, D, I))
+    if parts:
+        finish()
+    routes = None  # type: ignore[assignment]
+    del shard_data
+    pool.empty = None
+    ivf.parallel_mode = 0  # the saved index searches new items the default way
     return idx, sim, recall, chosen, pool
 
 
@@ -711,6 +913,7 @@ def build_knn_graph(
     normalized: bool = False,
     progress: Progress | None = None,
     engine: Engine | None = None,
+    shards: int | None = None,
 ) -> KnnGraph:
     """Build the cosine kNN graph of `X`.
 
@@ -734,8 +937,11 @@ def build_knn_graph(
         Set when `X` rows already have unit L2 norm, to skip a copy.
     engine : Engine, optional
         Where the IVF search of every row runs (:func:`labelseed.engines.get_engine`; default
-        this process): blocks of rows, each worker holding a copy of the index. The graph is the
-        same on every engine.
+        this process): blocks of rows, each worker holding the IVF lists of one shard.
+    shards : int, optional
+        Parts the IVF lists are split into, one per worker (default: the engine's, 1 in this
+        process, one per actor on Ray). The graph is the same on every engine for the same
+        number of shards, and for any number where the lists hold full vectors (see :func:`_ivf`).
 
     Returns
     -------
@@ -754,7 +960,7 @@ def build_knn_graph(
         use = "exact"
     else:
         unit = _UnitRows(X, normalized)
-        idx, sim, recall, used, index = _ivf(unit, k, nprobe, target_recall, random_state, progress, engine)
+        idx, sim, recall, used, index = _ivf(unit, k, nprobe, target_recall, random_state, progress, engine, shards)
         return KnnGraph(indices=idx, similarities=sim, method=use, recall_estimate=recall, nprobe=used, index=index)
     return KnnGraph(indices=idx, similarities=sim, method=use)
 
@@ -777,12 +983,14 @@ def cached_knn_graph(
     engine: Engine | None = None, **params: object,
 ) -> tuple[KnnGraph, bool]:
     """:func:`build_knn_graph`, reusing a graph saved under `cache_dir` for the same vectors
-    and parameters (an interrupted or repeated run skips the expensive step; the engine is not
-    part of the key: it builds the same graph).
+    and parameters (an interrupted or repeated run skips the expensive step). The engine is not
+    part of the key, its number of shards is (where above 1): the graph depends on that alone.
 
     Returns ``(graph, reused)``.
     """
-    path = Path(cache_dir) / f"graph-{graph_cache_key(X, n_neighbors, **params)}.npz"
+    shards = engine.shards if engine is not None else 1
+    key_params = {**params, "shards": shards} if shards > 1 else params
+    path = Path(cache_dir) / f"graph-{graph_cache_key(X, n_neighbors, **key_params)}.npz"
     if path.exists():
         try:
             graph = KnnGraph.load(path)

@@ -6,11 +6,13 @@ only decides where a worker lives and where each batch goes. A worker is built o
 process that holds it (a run's labeler and its index; an embedding model), then fed batches
 in order; results come back in the order the batches went in, with a bounded number in
 flight, so the caller writes them (part files, the embeddings file) exactly as the local
-engine does and a killed job resumes the same way.
+engine does and a killed job resumes the same way. Work over data split into shards (the IVF
+lists of a kNN graph: :meth:`Engine.map_sharded`) sends each shard's data to one worker only,
+and each batch to the worker that holds its shard.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from ..exceptions import InputError
 
@@ -24,8 +26,19 @@ R = TypeVar("R")
 class Engine(Protocol):
     name: str
 
+    @property
+    def shards(self) -> int:
+        """Workers that each hold a part of the data (the IVF lists of a kNN graph): 1 in this process."""
+        ...
+
     def map(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         """``fn(worker, item)`` for every item, in order; `make_worker` builds a worker where it runs."""
+        ...
+
+    def map_sharded(self, make_worker: Callable[[Any], Any], shard_data: Sequence[Any], fn: Callable[[Any, Any], Any],
+                    items: Iterable[tuple[int, Any]]) -> Iterator[Any]:
+        """``fn(worker of shard s, item)`` for every ``(s, item)``, in order; shard s's worker is
+        ``make_worker(shard_data[s])``, built once where it runs (only that shard's data goes there)."""
         ...
 
 
@@ -33,6 +46,7 @@ class LocalEngine:
     """Every batch in this process, one after the other."""
 
     name = "local"
+    shards = 1
 
     def map(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Iterable[T]) -> Iterator[R]:
         worker = None
@@ -40,6 +54,14 @@ class LocalEngine:
             if worker is None:  # built only when there is work (a resumed job may have none)
                 worker = make_worker()
             yield fn(worker, item)
+
+    def map_sharded(self, make_worker: Callable[[Any], W], shard_data: Sequence[Any], fn: Callable[[W, T], R],
+                    items: Iterable[tuple[int, T]]) -> Iterator[R]:
+        workers: dict[int, W] = {}
+        for shard, item in items:
+            if shard not in workers:
+                workers[shard] = make_worker(shard_data[shard])
+            yield fn(workers[shard], item)
 
 
 def get_engine(name: str = "local", *, workers: int | None = None) -> Engine:

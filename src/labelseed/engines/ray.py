@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .._optional import require
 
@@ -44,23 +44,31 @@ class RayEngine:
             if workers > cpus:
                 log.warning("--workers %d: the cluster offers %d CPUs; using %d actors", workers, cpus, cpus)
 
-    def map(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
-        ray = self.ray
+    @property
+    def shards(self) -> int:
+        """One shard of the data per actor (:meth:`map_sharded`)."""
+        return self.workers
 
-        @ray.remote(num_cpus=1)
+    def _actor_class(self) -> Any:
+        @self.ray.remote(num_cpus=1)
         class _Worker:
-            def __init__(self, make: Callable[[], Any], run: Callable[[Any, Any], Any]) -> None:
-                self.worker, self.run_fn = make(), run
+            def __init__(self, make: Callable[..., Any], run: Callable[[Any, Any], Any], *args: Any) -> None:
+                self.worker, self.run_fn = make(*args), run
 
             def run(self, item: Any) -> Any:
                 return self.run_fn(self.worker, item)
 
+        return _Worker
+
+    def map(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        """Batches round-robin over the pool, each actor holding a worker of its own."""
+        ray, worker_class = self.ray, self._actor_class()
         actors: list[Any] = []
         inflight: deque[Any] = deque()
         try:
             for k, item in enumerate(items):
                 if len(actors) < self.workers:  # started only when there is work for them
-                    actors.append(_Worker.remote(make_worker, fn))  # type: ignore[attr-defined]
+                    actors.append(worker_class.remote(make_worker, fn))
                 if len(inflight) >= IN_FLIGHT_PER_ACTOR * self.workers:
                     yield ray.get(inflight.popleft())
                 inflight.append(actors[k % len(actors)].run.remote(item))
@@ -68,4 +76,23 @@ class RayEngine:
                 yield ray.get(inflight.popleft())
         finally:
             for a in actors:
+                ray.kill(a)
+
+    def map_sharded(self, make_worker: Callable[[Any], Any], shard_data: Sequence[Any], fn: Callable[[Any, Any], Any],
+                    items: Iterable[tuple[int, Any]]) -> Iterator[Any]:
+        """Each shard's batches go to the one actor that holds that shard (built on first use)."""
+        ray, worker_class = self.ray, self._actor_class()
+        actors: dict[int, Any] = {}
+        inflight: deque[Any] = deque()
+        try:
+            for shard, item in items:
+                if shard not in actors:
+                    actors[shard] = worker_class.remote(make_worker, fn, shard_data[shard])
+                if len(inflight) >= IN_FLIGHT_PER_ACTOR * self.workers:
+                    yield ray.get(inflight.popleft())
+                inflight.append(actors[shard].run.remote(item))
+            while inflight:
+                yield ray.get(inflight.popleft())
+        finally:
+            for a in actors.values():
                 ray.kill(a)
