@@ -69,6 +69,34 @@ def test_cli_labels_new_items_as_the_estimator_does_and_as_honestly_as_reported(
     assert th.expected_precision - realized < 0.05
 
 
+def test_label_writes_a_folder_of_parquet_shards_that_reads_as_the_one_file(tmp_path):
+    import pyarrow.dataset as ds
+
+    Xp, labels, Xn, _ = _digits_split(1)
+    np.save(tmp_path / "pool.npy", Xp)
+    np.save(tmp_path / "new.npy", Xn)
+    _write_labels(tmp_path / "labels.csv", labels)
+    r = run_cli("autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels", str(tmp_path / "labels.csv"),
+                "--out", str(tmp_path / "run"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    args = ["label", "--run", str(tmp_path / "run"), "--embeddings", str(tmp_path / "new.npy"), "--chunk-rows", "100"]
+    assert run_cli(*args, "--out", str(tmp_path / "one.parquet"), "--quiet").returncode == 0
+    r = run_cli(*args, "--out", str(tmp_path / "shards"))
+    assert r.returncode == 0, r.stderr
+    files = sorted((tmp_path / "shards").glob("*.parquet"))
+    assert [f.name for f in files] == [f"part-{i:06d}.parquet" for i in range(5)]  # 450 items, 100 a chunk
+    one = pq.read_table(tmp_path / "one.parquet")
+    assert pa.concat_tables([pq.read_table(f) for f in files]).equals(one)
+    # the folder reads as one data set: what labelseed keeps beside the shards is hidden from readers
+    assert ds.dataset(tmp_path / "shards", format="parquet").to_table().num_rows == len(Xn)
+    assert not list(tmp_path.glob(".shards*"))  # the parts became the folder
+    # written by labelseed: replaced only with --force
+    assert run_cli(*args, "--out", str(tmp_path / "shards")).returncode == 2
+    r = run_cli(*args, "--out", str(tmp_path / "shards"), "--force", "--chunk-rows", "450")
+    assert r.returncode == 0, r.stderr
+    assert [f.name for f in (tmp_path / "shards").glob("*.parquet")] == ["part-000000.parquet"]
+
+
 def test_a_killed_label_job_resumes_and_writes_every_item_once(tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((4, 32))

@@ -313,18 +313,28 @@ def atomic_dir(out: str | Path, force: bool, *, inputs: tuple[str | Path | None,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        (tmp / OUTPUT_MARKER).write_text("written by labelseed; `--force` may replace this folder\n")
+        mark_output(tmp)
         yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def mark_output(folder: Path) -> None:
+    """Mark a folder as labelseed's output (:data:`OUTPUT_MARKER`): `--force` may replace it."""
+    (folder / OUTPUT_MARKER).write_text("written by labelseed; `--force` may replace this folder\n")
+
+
+def replace_dir(folder: Path, out: Path) -> None:
+    """Move the finished `folder` to `out`, replacing an existing `out` (checked by the caller) by renames."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "x")
+        os.replace(folder, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(folder, out)
 
 
 def write_json(path: Path, obj: Any) -> None:

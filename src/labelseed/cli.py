@@ -114,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--embeddings", required=True, help="the new items' vectors: .npy (ids = row numbers) or "
                     ".parquet (id + vector column), from the run's embedding model")
     lb.add_argument("--out", required=True, help=".parquet or .csv: id, label (empty when abstained), confidence, "
-                    "source (auto/abstain), predicted")
+                    "source (auto/abstain), predicted; a name without a suffix: a folder of Parquet shards, one per "
+                    "chunk")
     lb.add_argument("--id-column", default="id")
     lb.add_argument("--vector-column", default=None)
     lb.add_argument("--chunk-rows", type=int, default=None, help="items per chunk (default 65536); a killed job "

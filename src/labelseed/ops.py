@@ -466,7 +466,7 @@ def bulk_preview(run: RunArrays, label: str, threshold: float, human_rows: set[i
 
 #: New items labeled per chunk (a chunk's part file is the unit a killed job resumes from).
 LABEL_CHUNK_ROWS = 65_536
-_PARTS_MANIFEST = "labelseed-parts.json"
+_PARTS_MANIFEST = ".labelseed-parts.json"  # hidden: Parquet readers of a folder output skip it
 
 
 @dataclass
@@ -532,10 +532,15 @@ def _label_chunk(labeler: Any, ids: NDArray[Any], X: NDArray[Any], first_row: in
     })
 
 
-def _label_item(labeler: Any, item: tuple[int, NDArray[Any], NDArray[Any], int], option: str) -> tuple[int, Any]:
-    """One engine batch of :func:`label_new`: (chunk number, ids, vectors, first row) -> (chunk number, table)."""
+def _label_item(labeler: Any, item: tuple[int, NDArray[Any], NDArray[Any], int], option: str, parts: Path) -> int:
+    """One engine batch of :func:`label_new`: (chunk number, ids, vectors, first row) -> the chunk's
+    part file, written where the batch runs (on Ray, by the worker: the table never travels back);
+    returns the chunk number."""
+    from .runs import write_table_file
+
     i, ids, X, first = item
-    return i, _label_chunk(labeler, ids, X, first, option)
+    write_table_file(parts / f"part-{i:06d}.parquet", _label_chunk(labeler, ids, X, first, option))
+    return i
 
 
 def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, id_column: str = "id",
@@ -546,9 +551,12 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
     Each new item is scored as the run's out-of-fold rows were when the new-item thresholds
     were calibrated (its nearest pool rows' spread scores, mixed with the run's linear
     classifier), then labeled (``source="auto"``) or left to abstain. The file is read in
-    chunks of `chunk_rows`; each chunk's result is written to a part file beside `out` first,
-    so a killed job resumes with the chunks not yet written, and `out` (.parquet or .csv) is
-    assembled from the parts in one rename at the end.
+    chunks of `chunk_rows`; each chunk's result is written to a part file beside `out` first (by
+    the worker that labeled it), so a killed job resumes with the chunks not yet written, and
+    `out` (.parquet or .csv) is assembled from the parts in one rename at the end. An `out`
+    without a suffix is a folder of Parquet shards instead (``part-000000.parquet``, ... in input
+    order, one per chunk, readable as one data set by pyarrow, Spark or DuckDB): the parts
+    become that folder in one rename, with no pass over the rows on the driver.
 
     Raises
     ------
@@ -572,8 +580,10 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
                          "a project run (runs/<run_id>).")
     if chunk_rows < 1:
         raise InputError(f"--chunk-rows must be at least 1; got {chunk_rows}.")
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        raise InputError(f"--out must end in .parquet or .csv; got {str(out)!r}.")
+    shards = out.suffix == ""  # a folder of Parquet shards
+    if not shards and out.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"--out must end in .parquet or .csv, or be a folder name without a suffix (for Parquet "
+                         f"shards); got {str(out)!r}.")
     check_output_free(out, force, inputs=(embeddings, run_dir))
     summary = read_summary(run_dir)
     labeler = read_labeler(run_dir)
@@ -639,26 +649,31 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
         make = functools.partial(read_labeler, run_dir)
         del labeler
     try:
-        for i, table in runner.map(make, functools.partial(_label_item, option=option), pending()):
-            write_table_file(parts / f"part-{i:06d}.parquet", table)
+        for i in runner.map(make, functools.partial(_label_item, option=option, parts=parts), pending()):
             if progress:
                 progress("label new items", min(done, (i + 1) * chunk_rows), n_items)
     except InputError:
         shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing written, no parts left behind
         raise
-    # assemble: stream the parts into one file, renamed into place, counting the auto-labels on the way
     counts: dict[str, int] = {}
     n_auto = 0
+    if shards:  # the parts are the output: count from two columns, then one rename
+        from ._io import mark_output, replace_dir
 
-    def counted() -> Any:
-        nonlocal n_auto
         for f in sorted(parts.glob("part-*.parquet")):
-            table = pq.read_table(f)
-            n_auto += _count(table, counts)
-            yield table
+            n_auto += _count(pq.read_table(f, columns=["label", "source"]), counts)
+        mark_output(parts)
+        replace_dir(parts, out)
+    else:  # assemble: stream the parts into one file, renamed into place, counting the auto-labels on the way
+        def counted() -> Any:
+            nonlocal n_auto
+            for f in sorted(parts.glob("part-*.parquet")):
+                table = pq.read_table(f)
+                n_auto += _count(table, counts)
+                yield table
 
-    write_table_file(out, counted())
-    shutil.rmtree(parts, ignore_errors=True)
+        write_table_file(out, counted())
+        shutil.rmtree(parts, ignore_errors=True)
     new = summary.get("new_items") or {}
     interval = tuple(new.get("expected_precision_interval") or (None, None))
     return LabelNewResult(out=out, n_items=done, n_auto=n_auto, n_abstained=done - n_auto, per_class=counts,
