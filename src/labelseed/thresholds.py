@@ -304,11 +304,11 @@ def fit_calibrations(
         Fp[:, 0], Fp[:, 1] = 1.0, _logit(q)
         Wp = np.concatenate([weights, np.full((len(weights), len(q)), CALIBRATION_PRIOR_ROWS / len(q))], axis=1)
         W = _monotone_logistic(np.vstack([F, Fp]), np.concatenate([t, q]), penalty, Wp)
-        cals = [Calibration(float(w[1]), w[0] + w[2:]) for w in W]
-        if rng is not None:
-            for b in np.flatnonzero(degenerate[1:]) + 1:  # resampled rows all right: no spread without this
-                cals[b] = _with_mean(cals[b], F[:, 1], pred, weights[b], jeffreys(int(b)))
-        return cals
+        if rng is not None:  # resampled rows all right (or all wrong): no spread without a drawn level
+            deg = np.flatnonzero(degenerate[1:]) + 1
+            if len(deg):
+                W[deg, 0] += _level_shifts(W[deg], F, weights[deg], np.array([jeffreys(int(b)) for b in deg]))
+        return [Calibration(float(w[1]), w[0] + w[2:]) for w in W]
     out: list[Calibration | None] = [None] * len(weights)
     for b in np.flatnonzero(degenerate):
         out[b] = Calibration(0.0, np.zeros(n_classes), constant=jeffreys(int(b)))
@@ -334,15 +334,20 @@ def _monotone_logistic(F: NDArray[np.float64], t: NDArray[np.float64], penalty: 
     return W
 
 
-def _with_mean(cal: Calibration, logit_conf: NDArray[np.float64], pred: NDArray[np.int64],
-               weights: NDArray[np.float64], mean: float) -> Calibration:
-    """`cal` with its intercept shifted so that its weighted mean over the given rows is `mean`."""
-    lo, hi = -40.0, 40.0
-    for _ in range(60):  # bisection: the mean rises with the shift
+def _level_shifts(W: NDArray[np.float64], F: NDArray[np.float64], weights: NDArray[np.float64],
+                  means: NDArray[np.float64]) -> NDArray[np.float64]:
+    """For each fit (rows of `W`, coefficients over the features `F`), the intercept shift that
+    makes its weighted mean probability over the rows of `F` equal `means`: a bisection, all fits
+    at once (the mean rises with the shift)."""
+    z = W @ F.T  # (fits, rows)
+    total = np.maximum(weights.sum(axis=1), 1e-300)
+    lo, hi = np.full(len(W), -40.0), np.full(len(W), 40.0)
+    for _ in range(45):
         mid = (lo + hi) / 2
-        got = float(np.average(special.expit(cal.coef * logit_conf + cal.offsets[pred] + mid), weights=weights))
-        lo, hi = (mid, hi) if got < mean else (lo, mid)
-    return Calibration(cal.coef, cal.offsets + (lo + hi) / 2)
+        got = (special.expit(z + mid[:, None]) * weights).sum(axis=1) / total
+        below = got < means
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return (lo + hi) / 2
 
 
 def fit_calibration(
