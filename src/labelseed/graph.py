@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from functools import partial
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, Sequence, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -551,45 +551,62 @@ def _list_entries(ivf: Any, lst: int) -> tuple[NDArray[np.int64], NDArray[np.uin
     return ids.astype(np.int64), codes
 
 
-def _shards(pool: "PoolIndex", empty: NDArray[np.uint8], n_shards: int, parallel_mode: int) -> list[_Shard]:
-    """Split the pool index's IVF lists into `n_shards` parts of about equal rows (largest lists
-    first, each to the part with the fewest rows so far)."""
-    import faiss
+class _Shards(Sequence[_Shard]):
+    """The pool index's IVF lists split into parts of about equal rows (largest lists first, each
+    to the part with the fewest rows so far). A part's entries are copied out of the index only
+    when it is asked for, so the driver holds one part's copy at a time besides the index."""
 
-    ivf = faiss_ivf(pool)
-    sizes = np.array([ivf.invlists.list_size(lst) for lst in range(ivf.nlist)], dtype=np.int64)
-    owner = np.empty(ivf.nlist, dtype=np.int64)
-    load = np.zeros(n_shards, dtype=np.int64)
-    for lst in np.argsort(-sizes, kind="stable"):
-        owner[lst] = int(np.argmin(load))
-        load[owner[lst]] += sizes[lst]
-    refine: Any = None
-    if pool.kind == "ivf-reduced":
-        whole: Any = pool.index
-        refine = faiss.downcast_index(whole.refine_index)
-        refine_all = faiss.vector_to_array(refine.codes).reshape(refine.ntotal, refine.code_size)
-    out = []
-    for s in range(n_shards):
-        lists = np.flatnonzero(owner == s)
+    def __init__(self, pool: "PoolIndex", empty: NDArray[np.uint8], n_shards: int, parallel_mode: int) -> None:
+        ivf = faiss_ivf(pool)
+        self.pool, self.empty, self.parallel_mode = pool, empty, parallel_mode
+        self.sizes = np.array([ivf.invlists.list_size(lst) for lst in range(ivf.nlist)], dtype=np.int64)
+        self.owner = np.empty(ivf.nlist, dtype=np.int64)  # the part holding each list
+        load = np.zeros(n_shards, dtype=np.int64)
+        for lst in np.argsort(-self.sizes, kind="stable"):
+            self.owner[lst] = int(np.argmin(load))
+            load[self.owner[lst]] += self.sizes[lst]
+        self.rows = load
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, s: int) -> _Shard: ...
+
+    @overload
+    def __getitem__(self, s: slice) -> list[_Shard]: ...
+
+    def __getitem__(self, s: int | slice) -> _Shard | list[_Shard]:
+        if isinstance(s, slice):
+            return [self[i] for i in range(*s.indices(len(self)))]
+        if not -len(self) <= s < len(self):
+            raise IndexError(s)
+        import faiss
+
+        pool, ivf = self.pool, faiss_ivf(self.pool)
+        lists = np.flatnonzero(self.owner == s % len(self))
         entries = [_list_entries(ivf, int(lst)) for lst in lists]
         ids = np.concatenate([e[0] for e in entries]) if entries else np.empty(0, dtype=np.int64)
         codes = (np.concatenate([e[1] for e in entries]) if entries
                  else np.empty((0, ivf.code_size), dtype=np.uint8))
-        out.append(_Shard(empty, pool.kind, int(pool.nprobe or 1), pool.k_factor, parallel_mode, lists,
-                          sizes[lists], ids, codes, None if refine is None else refine_all[ids]))
-    return out
+        refine_codes = None
+        if pool.kind == "ivf-reduced":
+            whole: Any = pool.index
+            refine: Any = faiss.downcast_index(whole.refine_index)
+            # a view of the index's own codes: only this part's rows are copied
+            every = faiss.rev_swig_ptr(refine.codes.data(), refine.ntotal * refine.code_size)
+            refine_codes = every.reshape(refine.ntotal, refine.code_size)[ids]
+        return _Shard(self.empty, pool.kind, int(pool.nprobe or 1), pool.k_factor, self.parallel_mode, lists,
+                      self.sizes[lists], ids, codes, refine_codes)
+
+
+def _shards(pool: "PoolIndex", empty: NDArray[np.uint8], n_shards: int, parallel_mode: int) -> _Shards:
+    """:class:`_Shards` of the pool index."""
+    return _Shards(pool, empty, n_shards, parallel_mode)
 
 
 def _contiguous(a: NDArray[Any] | None) -> NDArray[Any] | None:
     return None if a is None else np.ascontiguousarray(a)
-
-
-def _list_owner(shards: list[_Shard], nlist: int) -> NDArray[np.int64]:
-    """The shard holding each IVF list."""
-    owner = np.zeros(nlist, dtype=np.int64)
-    for s, shard in enumerate(shards):
-        owner[shard.lists] = s
-    return owner
 
 
 def _merge_shards(parts: list[tuple[NDArray[np.float32], NDArray[np.int64]]], k1: int
@@ -823,9 +840,10 @@ def _ivf(
 
         base: Any = faiss.downcast_index(pool.index.base_index)
         project = faiss.downcast_VectorTransform(base.chain.at(0))
+    owner: NDArray[np.int64] | None = None  # the shard of each list, when there are several
     if n_shards == 1:
         ivf.parallel_mode = mode
-        shard_data: list[Any] = [None]
+        shard_data: Sequence[Any] = [None]
         if runner.name == "local":
             make_worker: Callable[[Any], _ShardIndex] = lambda _: _ShardIndex(pool)  # noqa: E731
         else:  # the worker gets a copy of the whole index
@@ -835,10 +853,9 @@ def _ivf(
                                   pool.k_factor, mode)
     else:  # each worker holds the lists of one shard, searched for the rows that probe them
         assert pool.empty is not None
-        shard_data = _shards(pool, pool.empty, n_shards, mode)
-        make_worker = _shard_index
-        log.info("IVF lists in %d shards of %s rows", n_shards, "/".join(str(len(d.ids)) for d in shard_data))
-    owner = _list_owner(shard_data, nlist) if n_shards > 1 else None
+        split = _shards(pool, pool.empty, n_shards, mode)
+        shard_data, owner, make_worker = split, split.owner, _shard_index
+        log.info("IVF lists in %d shards of %s rows", n_shards, "/".join(str(r) for r in split.rows))
 
     def items() -> Iterator[tuple[int, _GraphBlock]]:
         for start in range(0, n, ROW_BLOCK):
