@@ -318,8 +318,23 @@ def test_file_mode_knows_which_labels_were_drawn(tmp_path):
     assert drawn["expected_precision"] == pytest.approx(lib["expected_precision"], abs=1e-9)
     assert drawn["coverage"] == pytest.approx(lib["coverage"], abs=1e-9)
 
+    # the select CSV itself, its label column filled in, passed as --labels: read as the picks it is
+    with open(tmp_path / "s.csv") as f:
+        table = list(csv.DictReader(f))
+    with open(tmp_path / "s_labeled.csv", "w", newline="") as f:
+        w_ = csv.DictWriter(f, fieldnames=[*table[0].keys(), "label"])
+        w_.writeheader()
+        w_.writerows({**row, "label": f"c{y[int(row['id'])]}"} for row in table)
+    res = run("autolabel", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "s_labeled.csv"),
+              "--target-precision", "0.9", "--out", str(tmp_path / "own"), "--quiet")
+    assert res.returncode == 0, res.stderr
+    own = json.loads((tmp_path / "own" / "summary.json").read_text())
+    assert own["estimate"]["labels"]["sampled"] == 30 and own["estimate"]["design_weighted"] is True
+    assert own["expected_precision"] == pytest.approx(drawn["expected_precision"], abs=1e-9)
+
     plain_run = fit_cli("plain")  # no --picks: taken as a random sample, unweighted
-    assert abs(plain_run["expected_precision"] - drawn["expected_precision"]) > 1e-3  # the weights mattered
+    # the weights mattered: rows of unequal weight count for fewer labels (Kish), a wider interval
+    assert drawn["expected_precision_interval"][0] < plain_run["expected_precision_interval"][0] - 0.01
     plain = plain_run["estimate"]
     assert plain["calibrated_by"]["random"] == 30 and plain["design_weighted"] is False
     picked = fit_cli("picked", "--picked")["estimate"]

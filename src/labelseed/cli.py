@@ -690,7 +690,30 @@ def _file_design(args: argparse.Namespace, ids: np.ndarray, labels: np.ndarray) 
     from . import ops
 
     picks = [read_picks(path, ids) for path in (args.picks or [])]
+    own = _picks_in_labels_file(args.labels, ids, args.picks or [])
+    if own is not None:
+        picks.append(own)
     return ops.file_label_design(labels, picks, ids, picked=args.picked)
+
+
+def _picks_in_labels_file(path: str, ids: np.ndarray, listed: list[str]) -> Any:
+    """The labels file *is* a CSV select/query wrote, its label column filled in (it has their
+    ``strategy`` column): its rows are read as picks too, so that labels a picking strategy
+    chose never calibrate and drawn ones are weighted (not all taken as a random sample).
+    Rows without a strategy (added by hand) stay ordinary labels. None for any other file."""
+    import csv
+
+    from ._io import PicksFile
+
+    if any(Path(p).resolve() == Path(path).resolve() for p in listed):
+        return None  # passed as --picks too
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), [])
+    if "strategy" not in [h.strip() for h in header]:
+        return None
+    pf = read_picks(path, ids, flag="--labels")
+    keep = pf.strategy != ""
+    return PicksFile(pf.path, pf.rows[keep], pf.strategy[keep], pf.inclusion[keep])
 
 
 def _cluster_options(p: argparse.ArgumentParser) -> None:
