@@ -118,6 +118,17 @@ def test_prior_evidence_gives_way_to_real_evidence():
                                plain.predict(at, np.zeros(6, dtype=np.int64)), atol=0.02)
 
 
+@pytest.mark.parametrize("k,n", [(20, 20), (18, 20), (0, 10), (5, 9)])
+def test_a_stratified_share_of_one_stratum_is_its_exact_interval(k, n):
+    # the pooled interval of an audit mixes the classes' exact bounds: one class gets its own
+    # Clopper-Pearson interval (Jeffreys posteriors gave 20 of 20 a 5% bound of 0.91, not 0.86)
+    from labelseed.thresholds import stratified_share
+
+    _, lo, hi = stratified_share([(100, k, n, False)], 0.05, 0.95, np.random.default_rng(0), draws=40_000)
+    assert lo == pytest.approx(clopper_pearson(k, n, 0.05), abs=0.01)
+    assert hi == pytest.approx(clopper_pearson(k, n, 0.95, upper=True), abs=0.01)
+
+
 def test_negative_slope_is_refitted_flat():
     rng = np.random.default_rng(1)
     conf = rng.uniform(0.4, 1.0, 400)

@@ -629,8 +629,8 @@ def audit_estimate(
 
     `class_counts` holds each class's number of accepted auto-labels (the strata weights).
     Per class: the share right with its exact (Clopper-Pearson) interval. Overall: the
-    strata-weighted share, its interval from the classes' Jeffreys posteriors (Monte Carlo);
-    a class audited in full is known exactly.
+    strata-weighted share, its interval mixing the classes' exact bounds
+    (:func:`labelseed.thresholds.stratified_share`); a class audited in full is known exactly.
     """
     from .thresholds import clopper_pearson, stratified_share
 

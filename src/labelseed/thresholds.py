@@ -1283,16 +1283,34 @@ def stratified_share(
     parts: list[tuple[float, float, float, bool]], lo_q: float, hi_q: float, rng: np.random.Generator,
     draws: int = 4000,
 ) -> tuple[float, float, float]:
-    """A strata-weighted share of right labels and its interval from the strata's Jeffreys
-    posteriors (Monte Carlo). `parts`: ``(stratum size, right, checked, exact)`` per stratum,
-    `exact` when the stratum was checked in full (its share is then known). NaNs without parts."""
+    """A strata-weighted share of right labels and its interval (Monte Carlo). `parts`:
+    ``(stratum size, right, checked, exact)`` per stratum, `exact` when the stratum was checked
+    in full (its share is then known). NaNs without parts.
+
+    The lower bound mixes draws from each stratum's Beta(k, n - k + 1), the upper from its
+    Beta(k + 1, n - k): the distributions whose tail quantiles are the exact (Clopper-Pearson)
+    bounds, so that one stratum gets exactly its per-class interval and a mix is no narrower.
+    (Jeffreys posteriors were used before: audited classes are the ones that looked good, and
+    the pooled lower bound of audit-certified runs was missed in up to 27% of runs at 90%.)"""
     total = sum(size for size, *_ in parts)
     if not total:
         return math.nan, math.nan, math.nan
     point = sum(size / total * k / n for size, k, n, _ in parts)
-    mix = sum(size / total * (k / n if exact else rng.beta(k + 0.5, n - k + 0.5, draws)) for size, k, n, exact in parts)
-    lo, hi = np.quantile(np.broadcast_to(mix, (draws,)), [lo_q, hi_q])
-    return float(point), float(lo), float(hi)
+
+    def mixed(upper: bool) -> NDArray[np.float64]:
+        out = np.zeros(draws)
+        for size, k, n, exact in parts:
+            if exact:
+                out += size / total * k / n
+            elif upper:
+                out += size / total * (1.0 if k >= n else rng.beta(k + 1, n - k, draws))
+            else:
+                out += size / total * (0.0 if k <= 0 else rng.beta(k, n - k + 1, draws))
+        return out
+
+    lo = float(np.quantile(mixed(False), lo_q))
+    hi = float(np.quantile(mixed(True), hi_q))
+    return float(point), lo, hi
 
 
 def _jeffreys_mean(k: float, n: float) -> float:
