@@ -12,6 +12,7 @@ and each batch to the worker that holds its shard.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from ..exceptions import InputError
@@ -49,19 +50,20 @@ class LocalEngine:
     shards = 1
 
     def map(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Iterable[T]) -> Iterator[R]:
-        worker = None
-        for item in items:
-            if worker is None:  # built only when there is work (a resumed job may have none)
-                worker = make_worker()
-            yield fn(worker, item)
+        return self.map_sharded(partial(unsharded, make_worker), [None], fn, ((0, item) for item in items))
 
     def map_sharded(self, make_worker: Callable[[Any], W], shard_data: Sequence[Any], fn: Callable[[W, T], R],
                     items: Iterable[tuple[int, T]]) -> Iterator[R]:
         workers: dict[int, W] = {}
         for shard, item in items:
-            if shard not in workers:
+            if shard not in workers:  # built only when there is work (a resumed job may have none)
                 workers[shard] = make_worker(shard_data[shard])
             yield fn(workers[shard], item)
+
+
+def unsharded(make_worker: Callable[[], W], _data: Any) -> W:
+    """A worker that needs no shard of data: :meth:`Engine.map` as :meth:`Engine.map_sharded`."""
+    return make_worker()
 
 
 def get_engine(name: str = "local", *, workers: int | None = None) -> Engine:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .._optional import require
@@ -62,25 +63,15 @@ class RayEngine:
 
     def map(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         """Batches round-robin over the pool, each actor holding a worker of its own."""
-        ray, worker_class = self.ray, self._actor_class()
-        actors: list[Any] = []
-        inflight: deque[Any] = deque()
-        try:
-            for k, item in enumerate(items):
-                if len(actors) < self.workers:  # started only when there is work for them
-                    actors.append(worker_class.remote(make_worker, fn))
-                if len(inflight) >= IN_FLIGHT_PER_ACTOR * self.workers:
-                    yield ray.get(inflight.popleft())
-                inflight.append(actors[k % len(actors)].run.remote(item))
-            while inflight:
-                yield ray.get(inflight.popleft())
-        finally:
-            for a in actors:
-                ray.kill(a)
+        from . import unsharded
+
+        return self.map_sharded(partial(unsharded, make_worker), [None] * self.workers, fn,
+                                ((k % self.workers, item) for k, item in enumerate(items)))
 
     def map_sharded(self, make_worker: Callable[[Any], Any], shard_data: Sequence[Any], fn: Callable[[Any, Any], Any],
                     items: Iterable[tuple[int, Any]]) -> Iterator[Any]:
-        """Each shard's batches go to the one actor that holds that shard (built on first use)."""
+        """Each shard's batches go to the one actor that holds that shard (started only when there is
+        work for it)."""
         ray, worker_class = self.ray, self._actor_class()
         actors: dict[int, Any] = {}
         inflight: deque[Any] = deque()
