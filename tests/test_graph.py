@@ -126,9 +126,9 @@ def test_ivf_lists_split_into_shards_give_the_same_graph(monkeypatch, reduced):
         np.testing.assert_array_equal(split.similarities, whole.similarities)
 
     unit = graph._UnitRows(X, False)
-    pool, _ = graph.ivf_index(unit, 10, np.random.default_rng(0), 0, keep_empty=True)
+    pool, _, empty = graph.ivf_index(unit, 10, np.random.default_rng(0), 0, keep_empty=True)
     pool.set_nprobe(whole.nprobe)
-    shards = graph._shards(pool, pool.empty, 3, 0)
+    shards = graph._Shards(pool, empty, 3, 0)
     lists = np.concatenate([s.lists for s in shards])
     np.testing.assert_array_equal(np.sort(lists), np.arange(graph.faiss_ivf(pool).nlist))
     np.testing.assert_array_equal(np.sort(np.concatenate([s.ids for s in shards])), np.arange(len(X)))

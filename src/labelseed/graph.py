@@ -312,7 +312,6 @@ class PoolIndex:
         self._temporary: Any = None  # removes a file written only to release the index
         self.nprobe: int | None = None
         self.set_nprobe(nprobe)
-        self.empty: NDArray[np.uint8] | None = None  # the trained index without rows, while shards are made
 
     @property
     def index(self) -> Any:
@@ -600,22 +599,14 @@ class _Shards(Sequence[_Shard]):
                       self.sizes[lists], ids, codes, refine_codes)
 
 
-def _shards(pool: "PoolIndex", empty: NDArray[np.uint8], n_shards: int, parallel_mode: int) -> _Shards:
-    """:class:`_Shards` of the pool index."""
-    return _Shards(pool, empty, n_shards, parallel_mode)
-
-
 def _contiguous(a: NDArray[Any] | None) -> NDArray[Any] | None:
     return None if a is None else np.ascontiguousarray(a)
 
 
-def _merge_shards(parts: list[tuple[NDArray[np.float32], NDArray[np.int64]]], k1: int
+def _merge_shards(D: NDArray[np.float32], I: NDArray[np.int64], k1: int
                   ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Each row's `k1` most similar of the shards' results (side by side), most similar first."""
-    if len(parts) == 1 and parts[0][0].shape[1] == k1:
-        return parts[0]
-    D = np.concatenate([p[0] for p in parts], axis=1)
-    I = np.concatenate([p[1] for p in parts], axis=1)
+    """Each row's `k1` most similar of the shards' results (side by side in `D`, `I`; -1 where a
+    shard had none for the row), most similar first."""
     D = np.where(I >= 0, D, -np.inf).astype(np.float32)
     # most similar first, equal similarities in faiss's order (the larger row number first)
     best = np.lexsort((-I, -D), axis=1)[:, :k1]
@@ -694,12 +685,13 @@ Routes = tuple[NDArray[np.float32], NDArray[np.int64]]
 
 
 def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state: int,
-              progress: Progress | None = None, keep_empty: bool = False) -> tuple[PoolIndex, Routes | None]:
+              progress: Progress | None = None, keep_empty: bool = False
+              ) -> tuple[PoolIndex, Routes | None, NDArray[np.uint8] | None]:
     """Train and fill the IVF index of every row (2 sqrt(n) lists): in a reduced space with
     exact re-ranking where :func:`_reduction` finds one that keeps the neighbours, else fp16
     codes of the full vectors (then with each row's routes). nprobe is left unset. With
-    `keep_empty`, the trained index before any row was added is kept, serialized, as the
-    returned index's ``empty`` (the start of every shard's copy)."""
+    `keep_empty`, the trained index before any row was added is returned too, serialized (the
+    start of every shard's copy); else None."""
     import faiss
 
     n, d = unit.X.shape
@@ -749,9 +741,7 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
             ivf.add_core(stop - start, faiss.swig_ptr(block), None, faiss.swig_ptr(own_list))
         if progress:
             progress("knn graph (index)", stop, n)
-    out = PoolIndex(index, kind, None, k_factor, parts=pool_parts)
-    out.empty = empty
-    return out, routes
+    return PoolIndex(index, kind, None, k_factor, parts=pool_parts), routes, empty
 
 
 def _ivf(
@@ -782,7 +772,7 @@ def _ivf(
     rng = np.random.default_rng(random_state)
     runner: Engine = engine if engine is not None else LocalEngine()
     want_shards = int(shards if shards is not None else runner.shards)
-    pool, routes = ivf_index(unit, k, rng, random_state, progress, keep_empty=want_shards > 1)
+    pool, routes, empty = ivf_index(unit, k, rng, random_state, progress, keep_empty=want_shards > 1)
     nlist = int(faiss_ivf(pool).nlist)
     sample = np.sort(rng.choice(n, min(n, SAMPLE_ROWS), replace=False))
     Q = unit.take(sample)
@@ -852,8 +842,8 @@ def _ivf(
             make_worker = partial(_pool_from_bytes, faiss.serialize_index(pool.index), pool.kind, chosen,
                                   pool.k_factor, mode)
     else:  # each worker holds the lists of one shard, searched for the rows that probe them
-        assert pool.empty is not None
-        split = _shards(pool, pool.empty, n_shards, mode)
+        assert empty is not None
+        split = _Shards(pool, empty, n_shards, mode)
         shard_data, owner, make_worker = split, split.owner, _shard_index
         log.info("IVF lists in %d shards of %s rows", n_shards, "/".join(str(r) for r in split.rows))
 
@@ -893,13 +883,15 @@ def _ivf(
         """Merge the shards' results for one block of rows and keep each row's k best."""
         first = int(min(p[0][0] for p in parts))
         last = int(max(p[0][-1] for p in parts)) + 1
-        m = last - first
-        D = np.full((m, len(parts) * (k + 1)), -np.inf, dtype=np.float32)
-        I = np.full((m, len(parts) * (k + 1)), -1, dtype=np.int64)
-        for j, (r, d, i) in enumerate(parts):
-            D[r - first, j * (k + 1):(j + 1) * (k + 1)] = d
-            I[r - first, j * (k + 1):(j + 1) * (k + 1)] = i
-        D, I = _merge_shards([(D, I)] if len(parts) > 1 else [(parts[0][1], parts[0][2])], k + 1)
+        if len(parts) == 1:  # one shard: its results are every row's, in order
+            D, I = parts[0][1], parts[0][2]
+        else:
+            D = np.full((last - first, len(parts) * (k + 1)), -np.inf, dtype=np.float32)
+            I = np.full((last - first, len(parts) * (k + 1)), -1, dtype=np.int64)
+            for j, (r, d, i) in enumerate(parts):
+                D[r - first, j * (k + 1):(j + 1) * (k + 1)] = d
+                I[r - first, j * (k + 1):(j + 1) * (k + 1)] = i
+            D, I = _merge_shards(D, I, k + 1)
         idx[first:last], sim[first:last] = _drop_self(D, I, np.arange(first, last), k)
         parts.clear()
         if progress and n > ROW_BLOCK:
@@ -912,8 +904,7 @@ def _ivf(
     if parts:
         finish()
     routes = None  # type: ignore[assignment]
-    del shard_data
-    pool.empty = None
+    del shard_data, empty
     ivf.parallel_mode = 0  # the saved index searches new items the default way
     return idx, sim, recall, chosen, pool
 

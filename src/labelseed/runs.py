@@ -86,7 +86,7 @@ def write_labeler(folder: Path, model: Any) -> None:
         if graph.method == "exact":
             index = PoolIndex.exact(unit)
         else:
-            index, _ = ivf_index(unit, graph.n_neighbors, np.random.default_rng(model.random_state),
+            index, _, _ = ivf_index(unit, graph.n_neighbors, np.random.default_rng(model.random_state),
                                  model.random_state)
             index.set_nprobe(graph.nprobe)
     linked = False
