@@ -55,18 +55,41 @@ def test_label_through_ray_writes_what_the_local_engine_writes(cluster, tmp_path
     assert (np.array(outs["ray"].column("source").to_pylist()) == "auto").mean() > 0.5
 
 
+def _part_rows(folder) -> np.ndarray:
+    """Every row of every Parquet part in a project's embeddings/ folder, parts in name order."""
+    files = sorted((folder / "embeddings").glob("part-*.parquet"))
+    return np.concatenate([pq.read_table(f, columns=["row"]).column("row").to_numpy() for f in files])
+
+
 def test_embedding_through_ray_gives_the_local_vectors(cluster, tmp_path):
     from labelseed.project import Project
 
     write_text_pool(tmp_path / "pool.csv", 200, 4)
-    stores = {}
+    (tmp_path / "more.csv").write_text("id,text\n" + "".join(f"m{i},a more text number {i}\n" for i in range(30)))
+    vectors, reports = {}, {}
     for engine in ("local", "ray"):
         proj = Project.init(tmp_path / engine, data=tmp_path / "pool.csv", text_column="text")
         with proj:
-            report = proj.embed("hashing", batch_size=16, engine=engine)
-            assert report.embedded + report.from_cache == 200 and not report.failed
-            stores[engine] = np.load(proj.store.embeddings_path())
-    np.testing.assert_array_equal(stores["ray"], stores["local"])
+            reports[engine] = proj.embed("hashing", batch_size=16, engine=engine)
+            assert reports[engine].embedded + reports[engine].from_cache == 200 and not reports[engine].failed
+            vectors[engine] = proj.vectors()
+    # the same vectors, the same use of the content-hash cache (the pool repeats some texts)
+    np.testing.assert_array_equal(vectors["ray"][1], vectors["local"][1])
+    assert reports["ray"].from_cache == reports["local"].from_cache > 0
+    # the workers wrote them, batch by batch, into Parquet parts the store points to; no array
+    assert not (tmp_path / "ray" / "embeddings.npy").exists()
+    np.testing.assert_array_equal(np.sort(_part_rows(tmp_path / "ray")), np.arange(200))
+    with Project.open(tmp_path / "ray") as proj:
+        assert sum(proj.store.part_names().values()) == 200 and len(proj.store.part_names()) == 13
+        # items added later and embedded here land in embeddings.npy beside the parts
+        proj.add(tmp_path / "more.csv")
+        proj.embed("hashing", batch_size=16)
+        mixed = proj.vectors()
+    with Project.open(tmp_path / "local") as proj:
+        proj.add(tmp_path / "more.csv")
+        proj.embed("hashing", batch_size=16)
+        np.testing.assert_array_equal(mixed[1], proj.vectors()[1])
+        assert len(mixed[0]) == 230
 
 
 def test_a_killed_ray_label_job_resumes_and_writes_every_item_once(cluster, tmp_path):
@@ -145,11 +168,14 @@ def test_a_killed_ray_embedding_resumes_and_ends_with_every_item_embedded_once(c
     assert f"{done_before} done before" in r.stdout  # only the rest was embedded again
     with Project.open(tmp_path / "local") as proj:
         proj.embed("hashing", batch_size=500)
-        want = np.load(proj.store.embeddings_path())
+        want = proj.vectors()[1]
     with Project.open(tmp_path / "killed") as proj:
         rows, failed = proj.store.embedded_rows()
         assert len(rows) == 60_000 and not len(failed)
-        np.testing.assert_array_equal(np.load(proj.store.embeddings_path()), want)
+        np.testing.assert_array_equal(proj.vectors()[1], want)
+    # every row in exactly one Parquet part: what the killed job had written and marked was kept,
+    # a part written but not marked was replaced or deleted
+    np.testing.assert_array_equal(np.sort(_part_rows(tmp_path / "killed")), np.arange(60_000))
 
 
 def _spectrum_pool(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,3 +234,35 @@ def test_fit_and_select_through_ray_give_the_local_results(cluster, tmp_path):
     for key in ("expected_precision", "expected_precision_interval", "coverage", "n_auto", "graph_recall"):
         assert s["ray"][key] == s["local"][key], key
     assert (tmp_path / "ray-picks.csv").read_text() == (tmp_path / "local-picks.csv").read_text()
+
+
+@pytest.mark.parametrize("damage, says", [("delete", "is missing although 16 items are marked embedded in it"),
+                                          ("truncate", "is damaged"),
+                                          ("zero", "all-zero vector(s)")])
+def test_a_damaged_embedding_part_is_one_line_and_embed_mends_it(cluster, tmp_path, damage, says):
+    import pyarrow as pa
+
+    from labelseed.project import Project
+
+    write_text_pool(tmp_path / "pool.csv", 64, 4)
+    with Project.init(tmp_path / "p", data=tmp_path / "pool.csv", text_column="text") as proj:
+        proj.embed("hashing", batch_size=16, engine="ray")
+        want = proj.vectors()[1]
+    part = sorted((tmp_path / "p" / "embeddings").glob("part-*.parquet"))[1]
+    if damage == "delete":
+        part.unlink()
+    elif damage == "truncate":
+        part.write_bytes(part.read_bytes()[:100])
+    else:
+        t = pq.read_table(part)
+        dim = len(t.column("vector")[0])
+        pq.write_table(t.set_column(1, "vector", pa.FixedSizeListArray.from_arrays(
+            pa.array(np.zeros(t.num_rows * dim, np.float32)), dim)), part)
+    r = _cli(cluster, "select", str(tmp_path / "p"), "--budget", "2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert str(part) in r.stderr and says in r.stderr and "labelseed embed" in r.stderr
+    fix = ["embed", str(tmp_path / "p"), "--model", "hashing", "--quiet"] + (["--force"] if damage != "delete" else [])
+    r = _cli(cluster, *fix)
+    assert r.returncode == 0, r.stderr
+    with Project.open(tmp_path / "p") as proj:
+        np.testing.assert_array_equal(proj.vectors()[1], want)

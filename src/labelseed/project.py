@@ -2,7 +2,8 @@
 -> query/audit -> status, the CLI's project commands as a Python API (``Project.open(DIR)``).
 
 The folder holds ``labelseed.db`` (see :mod:`labelseed.store`), ``embeddings.npy``
-(memory-mapped, written batch by batch), ``runs/<run_id>/`` (each fit's scores) and
+(memory-mapped, written batch by batch; ``embeddings/`` holds the Parquet parts that Ray
+workers write instead), ``runs/<run_id>/`` (each fit's scores) and
 ``exports/``. Every step can be interrupted and run again: embedding continues where it
 stopped, a run's auto-labels are replaced in one transaction, files are renamed into place.
 """
@@ -220,10 +221,12 @@ class Project:
         self._write_embeddings(X.shape[0], X.shape[1], tail=X)
         with self.store.transaction() as db:
             db.execute("DELETE FROM embedded")
+            db.execute("DELETE FROM parts")
             db.executemany("INSERT INTO embedded(row, hash, error) VALUES (?, ?, NULL)",
                            ((i, "vectors") for i in range(len(X))))
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                            [("embed_model", json.dumps(name)), ("dim", json.dumps(int(X.shape[1])))])
+        self._drop_unused_parts()
 
     def set_vectors(self, path: str | Path, *, force: bool = False) -> None:
         """Use the user's own vectors (.npy in item order, or .parquet with the project's ids)."""
@@ -326,14 +329,15 @@ class Project:
     ) -> EmbedReport:
         """Embed every item not embedded yet, batch by batch (resumable, flat memory).
 
-        Each batch's vectors are written to ``embeddings.npy`` and flushed before the
-        rows are marked done in one transaction, so a kill at any point loses at most
-        the batch in flight. Items with the same content hash are embedded once.
-        Items that fail (an unreadable image) are recorded with their error and left
-        out of the pool. A different `model` than the one used so far needs `force`
-        (all vectors are recomputed). ``engine="ray"`` embeds the batches on a pool of Ray actors
-        that each load the model once; this process still writes every batch and its marks, in
-        order, so a killed job resumes the same way.
+        Each batch's vectors are written and flushed before the rows are marked done in one
+        transaction, so a kill at any point loses at most the batches in flight. Items with the
+        same content hash are embedded once. Items that fail (an unreadable image) are recorded
+        with their error and left out of the pool. A different `model` than the one used so far
+        needs `force` (all vectors are recomputed). ``engine="local"`` writes the vectors to
+        ``embeddings.npy``; ``engine="ray"`` embeds on a pool of Ray actors that each load the
+        model once and write each batch's vectors to a Parquet part of their own
+        (``embeddings/part-<first row>.parquet``, on a file system the workers share), which
+        the store then points to: only the rows' marks come back to this process.
         """
         self.store.require_writable("embed")
         t0 = time.perf_counter()
@@ -341,34 +345,32 @@ class Project:
         kind = meta["kind"]
         if kind == "vectors":
             return EmbedReport(meta.get("embed_model", "vectors"), 0, 0, self.store.n_items())
+        from .engines import get_engine
+
+        runner = get_engine(engine, workers=workers)  # a bad --engine or --workers before any model loads
         if embedder is None:
             from .embed import get_embedder
 
             embedder = get_embedder(kind, model, image_size=image_size)
         previous = meta.get("embed_model")
-        path = self.store.embeddings_path()
+        path, parts_dir = self.store.embeddings_path(), self.store.parts_path()
         if previous is not None and previous != embedder.name:
             if not force:
                 raise InputError(f"This project's items were embedded with {previous!r}; embedding with "
                                  f"{embedder.name!r} would replace all vectors: pass --force to do so.")
-            with self.store.transaction() as db:
-                db.execute("DELETE FROM embedded")
+            self._forget_vectors()
             path.unlink(missing_ok=True)
-        lost = previous is not None and not path.exists()  # deleted by hand: the marks no longer hold
-        if (force and previous == embedder.name) or lost:
-            if lost:
-                log.warning("%s is missing: embedding every item again", path)
-            with self.store.transaction() as db:
-                db.execute("DELETE FROM embedded")
+        self._forget_lost_vectors(force and previous == embedder.name)
         n = self.store.n_items()
         done = {r for (r,) in self.store.db.execute("SELECT row FROM embedded")}
         pending = [r for r in range(n) if r not in done]
         if batch_size is not None and batch_size < 1:
             raise InputError(f"--batch-size must be at least 1; got {batch_size}.")
         bs = batch_size or EMBED_BATCH.get(kind, 128)
+        to_parts = runner.name != "local"
         n_new = n_cached = 0
         mm = None
-        if path.exists():
+        if path.exists() and not to_parts:
             mm = np.load(path, mmap_mode="r+")
             if mm.shape[0] < n and pending and min(pending) >= mm.shape[0]:  # items added since: room for them
                 del mm
@@ -377,61 +379,104 @@ class Project:
             if mm.shape[0] != n:
                 raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
                                  "run `labelseed embed DIR --force` to rebuild it.")
+        if to_parts:
+            parts_dir.mkdir(exist_ok=True)
         from collections import deque
 
-        from .engines import get_engine
-
-        runner = get_engine(engine, workers=workers)
-        batches: deque[tuple[int, list[int], list[str | None], list[str | None], dict[str, Any], list[int]]] = deque()
+        batches: deque[tuple[int, list[int], list[str | None]]] = deque()
 
         def work() -> Any:
-            """Each batch's texts (or image paths) still to embed; the rest of the batch stays here."""
+            """Each batch's texts (or image paths) still to embed and the vectors the cache has."""
             for s in range(0, len(pending), bs):
                 rows = pending[s:s + bs]
                 items = self.store.contents(rows)
                 hashes = [_content_hash(kind, c) for c in items]
-                known = self._vectors_by_hash([h for h in hashes if h], mm)
+                known = self._vectors_by_hash([h for h in hashes if h])
                 todo = [i for i, h in enumerate(hashes) if h and h not in known]
-                batches.append((s, rows, items, hashes, known, todo))
-                yield [str(items[i]) for i in todo]
+                batches.append((s, rows, hashes))
+                yield _EmbedJob(rows, [str(items[i]) for i in todo], todo,
+                                {i: known[h] for i, h in enumerate(hashes) if h in known},
+                                {i: "missing file" if kind == "image" else "empty item" for i, h in enumerate(hashes)
+                                 if not h},
+                                str(parts_dir / f"part-{rows[0]:012d}.parquet") if to_parts else None)
 
-        for vecs, errs in runner.map(lambda: embedder, _embed_batch, work()):
-            s, rows, items, hashes, known, todo = batches.popleft()
-            errors = {todo[j]: e for j, e in errs.items()}
-            for i, h in enumerate(hashes):
-                if not h:
-                    errors[i] = "missing file" if kind == "image" else "empty item"
-            if mm is None:
-                dim = int(vecs.shape[1]) if vecs is not None else int(embedder.dim)
-                mm = self._create_embeddings(path, n, dim)
-                self.store.set_meta(embed_model=embedder.name, dim=dim)
-            elif previous is None and s == 0:
-                self.store.set_meta(embed_model=embedder.name, dim=int(mm.shape[1]))
-            out = np.zeros((len(rows), mm.shape[1]), dtype=np.float32)
-            if vecs is not None:
-                out[todo] = vecs
-            for i, h in enumerate(hashes):
-                if h in known and i not in errors:
-                    out[i] = known[h]
-            rows_arr = np.asarray(rows)
-            mm[rows_arr] = out
-            mm.flush()  # vectors on disk before the rows are marked done
+        named = previous == embedder.name
+        for got in runner.map(lambda: embedder, _embed_job, work()):
+            s, rows, hashes = batches.popleft()
+            errors = got.errors
+            if got.vectors is not None:
+                if mm is None:
+                    mm = self._create_embeddings(path, n, got.dim)
+                mm[np.asarray(rows)] = got.vectors
+                mm.flush()  # vectors on disk before the rows are marked done
+            if not named:
+                self.store.set_meta(embed_model=embedder.name, dim=got.dim)
+                named = True
+            kept = [r for i, r in enumerate(rows) if i not in errors]
             with self.store.transaction() as db:
                 db.executemany("INSERT OR REPLACE INTO embedded(row, hash, error) VALUES (?, ?, ?)",
                                [(r, hashes[i] or "", errors.get(i)) for i, r in enumerate(rows)])
-            n_new += len(todo) - len([i for i in todo if i in errors])
-            n_cached += sum(1 for i, h in enumerate(hashes) if h in known and i not in errors)
+                if got.part is not None:
+                    db.executemany("INSERT OR REPLACE INTO parts(row, part) VALUES (?, ?)",
+                                   [(r, Path(got.part).name) for r in kept])
+                else:
+                    db.executemany("DELETE FROM parts WHERE row = ?", [(r,) for r in rows])
+            n_new += got.embedded
+            n_cached += len(kept) - got.embedded
             if progress:
                 progress("embedding", min(s + bs, len(pending)), len(pending))
+        self._drop_unused_parts()
         failed = self.store.embed_errors()
         return EmbedReport(embedder.name, n_new, n_cached, len(done), failed, time.perf_counter() - t0)
+
+    def _forget_vectors(self) -> None:
+        """Unmark every vector and delete the Parquet parts (files labelseed wrote)."""
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM embedded")
+            db.execute("DELETE FROM parts")
+        self._drop_unused_parts()
+
+    def _forget_lost_vectors(self, everything: bool) -> None:
+        """Unmark what must be embedded again: everything (`--force` with the same model), the
+        rows of embeddings.npy when it was deleted by hand, the rows of a missing Parquet part."""
+        if everything:
+            self._forget_vectors()
+            return
+        lost: list[int] = []
+        if not self.store.embeddings_path().exists():
+            lost = [r for (r,) in self.store.db.execute(
+                "SELECT row FROM embedded WHERE error IS NULL AND row NOT IN (SELECT row FROM parts)")]
+        if lost:
+            log.warning("%s is missing: embedding its %d items again", self.store.embeddings_path(), len(lost))
+        for part, count in self.store.part_names().items():
+            if not (self.store.parts_path() / part).exists():
+                log.warning("%s is missing: embedding its %d items again", self.store.parts_path() / part, count)
+                lost += [r for (r,) in self.store.db.execute("SELECT row FROM parts WHERE part = ?", (part,))]
+        if lost:
+            with self.store.transaction() as db:
+                db.executemany("DELETE FROM embedded WHERE row = ?", [(r,) for r in lost])
+                db.executemany("DELETE FROM parts WHERE row = ?", [(r,) for r in lost])
+
+    def _drop_unused_parts(self) -> None:
+        """Delete Parquet parts no row points to (a batch killed after its part was written and
+        before its rows were marked, then embedded again in another batch)."""
+        folder = self.store.parts_path()
+        if not folder.is_dir():
+            return
+        used = set(self.store.part_names())
+        for f in folder.glob("part-*.parquet"):
+            if f.name not in used:
+                f.unlink(missing_ok=True)
+        for f in folder.glob(".part-*.tmp"):
+            f.unlink(missing_ok=True)
 
     def _create_embeddings(self, path: Path, n: int, dim: int) -> Any:
         self._write_embeddings(n, dim)
         return np.load(path, mmap_mode="r+")
 
-    def _vectors_by_hash(self, hashes: list[str], mm: Any) -> dict[str, NDArray[np.float32]]:
-        if mm is None or not hashes:
+    def _vectors_by_hash(self, hashes: list[str]) -> dict[str, NDArray[np.float32]]:
+        """The stored vector of each hash already embedded (the content-hash cache)."""
+        if not hashes:
             return {}
         found: dict[str, int] = {}
         uniq = list(set(hashes))
@@ -439,39 +484,39 @@ class Project:
             chunk = uniq[s:s + 900]
             q = f"SELECT hash, MIN(row) FROM embedded WHERE error IS NULL AND hash IN ({','.join('?' * len(chunk))}) GROUP BY hash"
             found.update(self.store.db.execute(q, chunk).fetchall())
-        return {h: np.asarray(mm[r]) for h, r in found.items()}
+        if not found:
+            return {}
+        hs = list(found)
+        X = self.stored_vectors(np.asarray([found[h] for h in hs], dtype=np.int64))
+        return {h: X[k] for k, h in enumerate(hs)}
 
     def vectors(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """(rows with a vector, their vectors as float32 in memory)."""
         ok, _ = self.store.embedded_rows()
         n = self.store.n_items()
-        path = self.store.embeddings_path()
-        if len(ok) and not path.exists():
-            raise InputError(f"{str(path)!r} is missing although {len(ok)} items are marked embedded; rebuild it with "
-                             f"`labelseed embed {self.folder} --force`.")
         if len(ok) == 0:
             raise InputError(f"No item of {str(self.folder)!r} is embedded yet; run `labelseed embed {self.folder}`.")
         missing = n - len(ok) - len(self.store.embedded_rows()[1])
         if missing:
             raise InputError(f"{missing} of {n} items are not embedded yet (an interrupted embed?); "
                              f"run `labelseed embed {self.folder}` to finish.")
-        try:
-            mm = np.load(path, mmap_mode="r")
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"{str(path)!r} is damaged ({exc}); rebuild it with `labelseed embed {self.folder} --force`."
-                             ) from None
-        dim = self.meta.get("dim")
-        # a longer file is what an interrupted `add` of vectors leaves: rows past the items are never read
-        if mm.ndim != 2 or mm.shape[0] < n or (dim is not None and mm.shape[1] != int(dim)):
-            raise InputError(f"{str(path)!r} has shape {mm.shape} but the project has {n} items of {dim} dimensions; "
-                             f"it does not belong to this store: rebuild it with `labelseed embed {self.folder} --force`.")
-        X = np.ascontiguousarray(mm[ok], dtype=np.float32)
+        X = self.stored_vectors(ok)
         zero = np.flatnonzero(~X.any(axis=1))
         if len(zero):  # a vector of an embedded item is never all zero: the file was damaged or replaced
+            row = int(ok[zero[0]])
+            part = self.store.part_of(row)
+            path = self.store.parts_path() / part if part else self.store.embeddings_path()
             raise InputError(f"{str(path)!r} holds {len(zero)} all-zero vector(s) for items marked embedded (e.g. row "
-                             f"{int(ok[zero[0]]) + 1}); it is damaged: rebuild it with "
-                             f"`labelseed embed {self.folder} --force`.")
+                             f"{row + 1}); it is damaged: rebuild it with `labelseed embed {self.folder} --force`.")
         return ok, X
+
+    def stored_vectors(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+        """The vectors of embedded `rows`, in memory (from embeddings.npy and the Parquet parts)."""
+        dim = self.meta.get("dim")
+        if dim is None:  # a project from before the dimension was recorded: the array says it
+            path = self.store.embeddings_path()
+            dim = np.load(path, mmap_mode="r").shape[1] if path.exists() else 0
+        return self.store.read_vectors(np.asarray(rows, dtype=np.int64), int(dim))
 
     # ---------------------------------------------------------------- labels
     def import_labels(self, path: str | Path, *, who: str | None = None, replace: bool = False,
@@ -927,12 +972,10 @@ class Project:
             raise InputError(f"No item was added after run {run_id!r} was fitted; add items with `labelseed add "
                              f"{self.folder} --data FILE`, embed them, then apply --new.")
         labeler = read_labeler(self.folder / "runs" / run_id)
-        path = self.store.embeddings_path()
-        mm = np.load(path, mmap_mode="r")
         out: list[tuple[str, int, str, float, float]] = []
         for s in range(0, len(added), LABEL_CHUNK_ROWS):
             rows = added[s:s + LABEL_CHUNK_ROWS]
-            got = label_vectors(labeler, np.asarray(mm[rows], dtype=np.float32), "the added items' vectors")
+            got = label_vectors(labeler, self.stored_vectors(rows), "the added items' vectors")
             for r, c, conf, a in zip(rows, got.predicted, got.confidence, got.accepted):
                 if a:
                     out.append((run_id, int(r), str(labeler.classes[c]), float(conf), float(labeler.thresholds[c])))
@@ -1238,12 +1281,69 @@ def _read_items(data: str | Path | None, *, id_column: str, text_column: str | N
     return _Items(ids, contents, label_values, vec, meta)
 
 
-def _embed_batch(embedder: Any, texts: list[str]) -> tuple[NDArray[np.float32] | None, dict[int, str]]:
-    """One engine batch of :meth:`Project.embed`: the embedder's vectors and errors (none to embed: no call)."""
-    if not texts:
-        return None, {}
-    vecs, errors = embedder.embed(texts)
-    return vecs, dict(errors)
+@dataclass(frozen=True)
+class _EmbedJob:
+    """One batch of :meth:`Project.embed`: the rows, the texts (or image paths) still to embed
+    and their positions in the batch, the cached vectors and the errors known beforehand (by
+    position), and the Parquet part the worker writes the batch's vectors to (None: return them)."""
+
+    rows: list[int]
+    texts: list[str]
+    todo: list[int]
+    known: dict[int, NDArray[np.float32]]
+    errors: dict[int, str]
+    part: str | None
+
+
+@dataclass(frozen=True)
+class _EmbedDone:
+    """What a worker did with an :class:`_EmbedJob`: the batch's vectors (None when written to
+    `part`), the errors by position, the dimension and how many items the model embedded."""
+
+    vectors: NDArray[np.float32] | None
+    errors: dict[int, str]
+    dim: int
+    embedded: int
+    part: str | None
+
+
+def _embed_job(embedder: Any, job: _EmbedJob) -> _EmbedDone:
+    """The per-batch function of both engines: embed the batch's new items, add the cached
+    vectors, and return the batch's vectors or write them (rows without an error) to the job's
+    Parquet part, renamed into place."""
+    errors = dict(job.errors)
+    vecs = None
+    if job.texts:
+        vecs, errs = embedder.embed(job.texts)
+        errors.update({job.todo[j]: e for j, e in dict(errs).items()})
+    dim = int(vecs.shape[1]) if vecs is not None else (len(next(iter(job.known.values()))) if job.known
+                                                         else int(embedder.dim))
+    out = np.zeros((len(job.rows), dim), dtype=np.float32)
+    if vecs is not None:
+        out[job.todo] = vecs
+    for i, v in job.known.items():
+        if i not in errors:
+            out[i] = v
+    embedded = len(job.todo) - sum(1 for i in job.todo if i in errors)
+    if job.part is None:
+        return _EmbedDone(out, errors, dim, embedded, None)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keep = np.asarray([i for i in range(len(job.rows)) if i not in errors], dtype=np.int64)
+    kept = out[keep] if len(keep) else np.zeros((0, dim), dtype=np.float32)
+    table = pa.table({"row": pa.array(np.asarray(job.rows, dtype=np.int64)[keep] if len(keep) else [], pa.int64()),
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(kept.ravel(), pa.float32()), dim)})
+    final = Path(job.part)
+    tmp = final.with_name(f".{final.stem}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the part is on disk before its rows are marked done
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _EmbedDone(None, errors, dim, embedded, job.part)
 
 
 def _content_hash(kind: str, content: str | None) -> str | None:

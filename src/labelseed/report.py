@@ -97,6 +97,8 @@ def inputs_from_project(project: Any, run_id: str | None = None) -> tuple[Report
     store = project.store
 
     def embeddings() -> NDArray[np.floating] | None:
+        if store.part_names():  # some vectors are in Parquet parts (embed --engine ray)
+            return project.stored_vectors(rows)
         if not emb.exists():
             return None
         X = np.load(emb, mmap_mode="r")

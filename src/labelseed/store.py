@@ -1,5 +1,6 @@
-"""The project's store: one SQLite database (WAL, one transaction per change) beside a
-memory-mapped embeddings array.
+"""The project's store: one SQLite database (WAL, one transaction per change) beside the
+items' vectors: a memory-mapped ``embeddings.npy`` (written by this process) and Parquet parts
+in ``embeddings/`` (written by the workers of ``embed --engine ray``, one per batch).
 
 Tables
 ------
@@ -10,7 +11,9 @@ labels(seq, row, label, source, source_row, who, at)
                                    latest entry, earlier ones are never deleted
 conflicts(seq, row, stored, offered, source, source_row, at)
                                    imports that disagreed with a stored label (not applied)
-embedded(row, hash, error)         rows whose vector in embeddings.npy is written (error: skipped)
+embedded(row, hash, error)         rows whose vector is written (error: skipped)
+parts(row, part)                   rows whose vector is in the Parquet part ``embeddings/<part>``
+                                   rather than in embeddings.npy
 runs(run_id, started, finished, status, config, versions, summary)
 auto_labels(run_id, row, label, confidence, threshold)
 requests(seq, batch, kind, row, rank, strategy, reason, at)
@@ -48,6 +51,8 @@ from .exceptions import InputError
 
 DB_NAME = "labelseed.db"
 EMBEDDINGS = "embeddings.npy"
+#: the folder of Parquet parts (columns ``row``, ``vector``) that workers write
+PARTS = "embeddings"
 #: each labeled item's current label and origin, rewritten after each import: what a user
 #: restores from if the database is ever damaged
 BACKUP = "backups/labels.csv"
@@ -69,6 +74,7 @@ CREATE TABLE IF NOT EXISTS conflicts(
     source TEXT NOT NULL, source_row INTEGER, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS embedded(row INTEGER PRIMARY KEY, hash TEXT NOT NULL, error TEXT);
 CREATE INDEX IF NOT EXISTS embedded_by_hash ON embedded(hash);
+CREATE TABLE IF NOT EXISTS parts(row INTEGER PRIMARY KEY, part TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(
     run_id TEXT PRIMARY KEY, started TEXT NOT NULL, finished TEXT, status TEXT NOT NULL,
     config TEXT NOT NULL, versions TEXT NOT NULL, summary TEXT);
@@ -121,6 +127,7 @@ class Store:
         #: mount, a copy from an archive), or asked for by a command that only reads
         self.read_only = (not _writable(path)) if read_only is None else read_only
         self.db = self._connect_read_only(path) if self.read_only else self._connect(path)
+        self._part_cache: dict[tuple[str, int], tuple[NDArray[np.int64], NDArray[np.float32]]] = {}
         if not self.read_only:
             self.db.executescript(SCHEMA)  # idempotent: brings a project made by an older version up to date
 
@@ -380,6 +387,106 @@ class Store:
 
     def embeddings_path(self) -> Path:
         return self.folder / EMBEDDINGS
+
+    def parts_path(self) -> Path:
+        return self.folder / PARTS
+
+    def part_names(self) -> dict[str, int]:
+        """Each Parquet part the store points to, with its number of rows (the rows of no part
+        have their vector in embeddings.npy)."""
+        try:
+            return dict(self.db.execute("SELECT part, COUNT(*) FROM parts GROUP BY part").fetchall())
+        except sqlite3.OperationalError:  # a read-only project made before parts existed
+            return {}
+
+    def part_of(self, row: int) -> str | None:
+        """The Parquet part that holds `row`'s vector (None: embeddings.npy)."""
+        got = self._parts_of(np.asarray([row], dtype=np.int64))
+        return next(iter(got), None)
+
+    def _parts_of(self, rows: NDArray[np.int64]) -> dict[str, list[int]]:
+        """The Parquet parts that hold some of `rows`, each with those rows."""
+        out: dict[str, list[int]] = {}
+        try:
+            if len(rows) > 20_000:  # one pass over the table beats many lookups
+                want = set(rows.tolist())
+                got: Iterable[tuple[int, str]] = ((r, p) for r, p in self.db.execute("SELECT row, part FROM parts")
+                                                  if r in want)
+            else:
+                found: list[tuple[int, str]] = []
+                for s in range(0, len(rows), 900):
+                    chunk = rows[s:s + 900].tolist()
+                    found += self.db.execute(f"SELECT row, part FROM parts WHERE row IN ({','.join('?' * len(chunk))})",
+                                             chunk).fetchall()
+                got = found
+        except sqlite3.OperationalError:  # a read-only project made before parts existed
+            return {}
+        for r, p in got:
+            out.setdefault(p, []).append(int(r))
+        return out
+
+    def _read_part(self, path: Path, fix: str) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """(rows, vectors) of a Parquet part; the last few read are kept (the content-hash cache
+        reads a few rows of the same parts batch after batch)."""
+        key = (str(path), path.stat().st_mtime_ns)
+        cache = self._part_cache
+        if key not in cache:
+            try:
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(path, columns=["row", "vector"])
+                got_rows = table.column("row").to_numpy()
+                V = np.asarray(table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False),
+                               dtype=np.float32).reshape(len(got_rows), -1)
+            except Exception as exc:
+                raise InputError(f"{str(path)!r} is damaged ({exc}); {fix}") from None
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            cache[key] = (got_rows, V)
+        return cache[key]
+
+    def read_vectors(self, rows: NDArray[np.int64], dim: int) -> NDArray[np.float32]:
+        """The stored vectors of `rows` (embedded ones), from embeddings.npy and the Parquet
+        parts, as float32 in memory; a missing or damaged file is one InputError naming the fix."""
+        rows = np.asarray(rows, dtype=np.int64)
+        X = np.zeros((len(rows), dim), dtype=np.float32)
+        fix = f"rebuild it with `labelseed embed {self.folder} --force`."
+        in_part = np.zeros(len(rows), dtype=bool)
+        where = {int(r): k for k, r in enumerate(rows)}
+        for part, prow in self._parts_of(rows).items():
+            mine = [where[int(r)] for r in prow]
+            path = self.parts_path() / part
+            if not path.exists():
+                raise InputError(f"{str(path)!r} is missing although {len(prow)} items are marked embedded in it; run "
+                                 f"`labelseed embed {self.folder}` to embed them again.")
+            got_rows, V = self._read_part(path, fix)
+            if V.shape[1] != dim:
+                raise InputError(f"{str(path)!r} holds vectors of {V.shape[1]} dimensions but the project's have {dim}; "
+                                 f"it does not belong to this store: {fix}")
+            at = {int(r): k for k, r in enumerate(got_rows)}
+            lost = [int(r) for r in prow if int(r) not in at]
+            if lost:
+                raise InputError(f"{str(path)!r} lacks {len(lost)} of the rows marked embedded in it (e.g. row "
+                                 f"{lost[0] + 1}); it is damaged: {fix}")
+            mine_arr = np.asarray(mine)
+            X[mine_arr] = V[[at[int(r)] for r in rows[mine_arr]]]
+            in_part[mine_arr] = True
+        rest = np.flatnonzero(~in_part)
+        if len(rest):
+            path = self.embeddings_path()
+            if not path.exists():
+                raise InputError(f"{str(path)!r} is missing although {len(rest)} items are marked embedded; {fix}")
+            try:
+                mm = np.load(path, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as exc:
+                raise InputError(f"{str(path)!r} is damaged ({exc}); {fix}") from None
+            need = int(rows[rest].max()) + 1
+            # a longer file is what an interrupted `add` of vectors leaves: rows past the items are never read
+            if mm.ndim != 2 or mm.shape[0] < need or mm.shape[1] != dim:
+                raise InputError(f"{str(path)!r} has shape {mm.shape} but the project has {self.n_items()} items of "
+                                 f"{dim} dimensions; it does not belong to this store: {fix}")
+            X[rest] = mm[rows[rest]]
+        return X
 
     # ------------------------------------------------------------------ runs
     def latest_run(self, status: tuple[str, ...] = ("fitted", "applied")) -> dict[str, Any] | None:
