@@ -684,14 +684,34 @@ def faiss_ivf(pool: PoolIndex) -> Any:
 Routes = tuple[NDArray[np.float32], NDArray[np.int64]]
 
 
+def _coarse_quantizer(centroids: NDArray[np.float32]) -> Any:
+    """A worker's copy of an IVF index's coarse quantizer (inner product over the centroids)."""
+    import faiss
+
+    q = faiss.IndexFlatIP(centroids.shape[1])
+    q.add(centroids)
+    return q
+
+
+def _route_block(n_coarse: int, quantizer: Any, block: NDArray[np.float32]
+                 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Each row's `n_coarse` nearest IVF lists (similarities, list numbers): its own list is the
+    first, the lists its search starts from are the first nprobe."""
+    D, I = quantizer.search(block, n_coarse)
+    return D, I
+
+
 def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state: int,
-              progress: Progress | None = None, keep_empty: bool = False
+              progress: Progress | None = None, keep_empty: bool = False, engine: "Engine | None" = None,
               ) -> tuple[PoolIndex, Routes | None, NDArray[np.uint8] | None]:
     """Train and fill the IVF index of every row (2 sqrt(n) lists): in a reduced space with
     exact re-ranking where :func:`_reduction` finds one that keeps the neighbours, else fp16
     codes of the full vectors (then with each row's routes). nprobe is left unset. With
     `keep_empty`, the trained index before any row was added is returned too, serialized (the
-    start of every shard's copy); else None."""
+    start of every shard's copy); else None. The k-means trains here on a sample; in the full
+    space the routes (the pass of every row over the centroids) run on `engine`, a block of
+    rows per batch, each worker holding a copy of the centroids, and the rows are added here
+    to the lists the routes give them."""
     import faiss
 
     n, d = unit.X.shape
@@ -730,17 +750,29 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
         # list (to add it) and its nearest lists (to search from), instead of one pass for each
         n_coarse = min(COARSE_PROBES, nlist)
         routes = (np.empty((n, n_coarse), dtype=np.float32), np.empty((n, n_coarse), dtype=np.int64))
-    for start in range(0, n, ROW_BLOCK):
-        stop = min(start + ROW_BLOCK, n)
-        block = unit.span(start, stop)
-        if routes is None:
-            index.add(block)
+    starts = range(0, n, ROW_BLOCK)
+    if routes is None:
+        for start in starts:
+            stop = min(start + ROW_BLOCK, n)
+            index.add(unit.span(start, stop))
+            if progress:
+                progress("knn graph (index)", stop, n)
+    else:
+        runner: Engine = engine if engine is not None else LocalEngine()
+        if runner.name == "local":
+            make_worker: Callable[[], Any] = lambda: ivf.quantizer  # noqa: E731
         else:
-            routes[0][start:stop], routes[1][start:stop] = ivf.quantizer.search(block, routes[0].shape[1])
-            own_list = np.ascontiguousarray(routes[1][start:stop, 0])
+            make_worker = partial(_coarse_quantizer, ivf.quantizer.reconstruct_n(0, nlist))
+        blocks = (np.array(unit.span(start, min(start + ROW_BLOCK, n))) if runner.name != "local"
+                  else unit.span(start, min(start + ROW_BLOCK, n)) for start in starts)
+        for start, (D, I) in zip(starts, runner.map(make_worker, partial(_route_block, routes[0].shape[1]), blocks)):
+            stop = min(start + ROW_BLOCK, n)
+            routes[0][start:stop], routes[1][start:stop] = D, I
+            block = unit.span(start, stop)  # again: later blocks may have been read into the buffer since
+            own_list = np.ascontiguousarray(I[:, 0])
             ivf.add_core(stop - start, faiss.swig_ptr(block), None, faiss.swig_ptr(own_list))
-        if progress:
-            progress("knn graph (index)", stop, n)
+            if progress:
+                progress("knn graph (index)", stop, n)
     return PoolIndex(index, kind, None, k_factor, parts=pool_parts), routes, empty
 
 
@@ -772,7 +804,7 @@ def _ivf(
     rng = np.random.default_rng(random_state)
     runner: Engine = engine if engine is not None else LocalEngine()
     want_shards = int(shards if shards is not None else runner.shards)
-    pool, routes, empty = ivf_index(unit, k, rng, random_state, progress, keep_empty=want_shards > 1)
+    pool, routes, empty = ivf_index(unit, k, rng, random_state, progress, keep_empty=want_shards > 1, engine=runner)
     nlist = int(faiss_ivf(pool).nlist)
     sample = np.sort(rng.choice(n, min(n, SAMPLE_ROWS), replace=False))
     Q = unit.take(sample)
