@@ -619,6 +619,8 @@ def embed_cmd(args: argparse.Namespace) -> int:
                              force=args.force, engine=args.engine, workers=args.workers)
     print(f"embedded {rep.embedded} items with {rep.model} ({rep.from_cache} from the content-hash cache, "
           f"{rep.already_done} done before) in {rep.seconds:.1f} s")
+    if rep.parts:
+        print(f"the workers wrote the vectors to {rep.parts} Parquet part(s) in {Path(args.project) / 'embeddings'}")
     if rep.failed:
         shown = "; ".join(f"{i}: {e}" for i, e in rep.failed[:5])
         more = f" (and {len(rep.failed) - 5} more; `labelseed status {args.project} --json` lists them)" \

@@ -55,6 +55,8 @@ class EmbedReport:
     already_done: int
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    #: Parquet parts the workers wrote (``engine="ray"``), in the project's ``embeddings/``
+    parts: int = 0
 
 
 def _versions() -> dict[str, str]:
@@ -401,6 +403,7 @@ class Project:
                                 str(parts_dir / f"part-{rows[0]:012d}.parquet") if to_parts else None)
 
         named = previous == embedder.name
+        n_parts = 0
         for got in runner.map(lambda: embedder, _embed_job, work()):
             s, rows, hashes = batches.popleft()
             errors = got.errors
@@ -423,11 +426,12 @@ class Project:
                     db.executemany("DELETE FROM parts WHERE row = ?", [(r,) for r in rows])
             n_new += got.embedded
             n_cached += len(kept) - got.embedded
+            n_parts += got.part is not None
             if progress:
                 progress("embedding", min(s + bs, len(pending)), len(pending))
         self._drop_unused_parts()
         failed = self.store.embed_errors()
-        return EmbedReport(embedder.name, n_new, n_cached, len(done), failed, time.perf_counter() - t0)
+        return EmbedReport(embedder.name, n_new, n_cached, len(done), failed, time.perf_counter() - t0, n_parts)
 
     def _forget_vectors(self) -> None:
         """Unmark every vector and delete the Parquet parts (files labelseed wrote)."""
@@ -1165,6 +1169,7 @@ class Project:
         out: dict[str, Any] = {
             "project": str(self.folder.resolve()), "kind": meta.get("kind"), "items": n,
             "embedded": int(len(ok)), "failed_to_embed": int(len(bad)), "embed_model": meta.get("embed_model"),
+            "vector_parts": len(self.store.part_names()),
             "labeled": len(human),
             "label_origins": {o: k for o in ORIGINS if (k := origins[o])},
             "conflicts": int(self.store.db.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]),
