@@ -684,34 +684,51 @@ def faiss_ivf(pool: PoolIndex) -> Any:
 Routes = tuple[NDArray[np.float32], NDArray[np.int64]]
 
 
-def _coarse_quantizer(centroids: NDArray[np.float32]) -> Any:
-    """A worker's copy of an IVF index's coarse quantizer (inner product over the centroids)."""
+@dataclass
+class _Router:
+    """A worker's copy of what assigns rows to IVF lists: the coarse quantizer (inner product
+    over the centroids) and, for the reduced-space index, the projection into that space."""
+
+    quantizer: Any
+    project: Any = None  # faiss.LinearTransform, or None in the full space
+
+
+def _router(centroids: NDArray[np.float32], projection: NDArray[np.float32] | None = None) -> _Router:
+    """A :class:`_Router` built where it runs, from the centroids and the projection matrix."""
     import faiss
 
     q = faiss.IndexFlatIP(centroids.shape[1])
     q.add(centroids)
-    return q
+    if projection is None:
+        return _Router(q)
+    proj = faiss.LinearTransform(projection.shape[1], projection.shape[0], False)
+    faiss.copy_array_to_vector(np.ascontiguousarray(projection, dtype=np.float32).ravel(), proj.A)
+    proj.is_trained = True
+    return _Router(q, proj)
 
 
-def _route_block(n_coarse: int, quantizer: Any, block: NDArray[np.float32]
-                 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Each row's `n_coarse` nearest IVF lists (similarities, list numbers): its own list is the
-    first, the lists its search starts from are the first nprobe."""
-    D, I = quantizer.search(block, n_coarse)
-    return D, I
+def _route_block(n_coarse: int, router: _Router, block: NDArray[np.float32]
+                 ) -> tuple[NDArray[np.float32], NDArray[np.int64], NDArray[np.float32] | None]:
+    """Each row's `n_coarse` nearest IVF lists (similarities, list numbers), in the reduced space
+    with the projected rows too: its own list is the first, the lists its search starts from
+    are the first nprobe."""
+    Z = router.project.apply(block) if router.project is not None else block
+    D, I = router.quantizer.search(Z, n_coarse)
+    return D, I, (Z if router.project is not None else None)
 
 
 def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state: int,
               progress: Progress | None = None, keep_empty: bool = False, engine: "Engine | None" = None,
-              ) -> tuple[PoolIndex, Routes | None, NDArray[np.uint8] | None]:
+              ) -> tuple[PoolIndex, Routes, NDArray[np.uint8] | None]:
     """Train and fill the IVF index of every row (2 sqrt(n) lists): in a reduced space with
     exact re-ranking where :func:`_reduction` finds one that keeps the neighbours, else fp16
-    codes of the full vectors (then with each row's routes). nprobe is left unset. With
+    codes of the full vectors; with each row's routes. nprobe is left unset. With
     `keep_empty`, the trained index before any row was added is returned too, serialized (the
     start of every shard's copy); else None. The k-means trains here on a sample; in the full
-    space the routes (the pass of every row over the centroids) run on `engine`, a block of
-    rows per batch, each worker holding a copy of the centroids, and the rows are added here
-    to the lists the routes give them."""
+    routes (the pass of every row over the centroids, in the reduced space after the
+    projection) run on `engine`, a block of rows per batch, each worker holding a copy of the
+    centroids (and the projection), and the rows are added here to the lists the routes give
+    them."""
     import faiss
 
     n, d = unit.X.shape
@@ -744,35 +761,32 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
     n_train = IVF_TRAIN_PER_LIST * nlist
     index.train(unit.take(np.arange(n) if n <= n_train else np.sort(rng.choice(n, n_train, replace=False))))
     empty = faiss.serialize_index(index) if keep_empty else None
-    routes: Routes | None = None
-    if kind == "ivf":
-        # every row is both stored and searched, so one pass over the centroids gives each row its
-        # list (to add it) and its nearest lists (to search from), instead of one pass for each
-        n_coarse = min(COARSE_PROBES, nlist)
-        routes = (np.empty((n, n_coarse), dtype=np.float32), np.empty((n, n_coarse), dtype=np.int64))
-    starts = range(0, n, ROW_BLOCK)
-    if routes is None:
-        for start in starts:
-            stop = min(start + ROW_BLOCK, n)
-            index.add(unit.span(start, stop))
-            if progress:
-                progress("knn graph (index)", stop, n)
+    # every row is both stored and searched, so one pass over the centroids gives each row its
+    # list (to add it) and its nearest lists (to search from, or to send it to the shards that
+    # hold them), instead of one pass for each
+    n_coarse = min(COARSE_PROBES, nlist)
+    routes: Routes = (np.empty((n, n_coarse), dtype=np.float32), np.empty((n, n_coarse), dtype=np.int64))
+    runner: Engine = engine if engine is not None else LocalEngine()
+    if runner.name == "local":
+        make_worker: Callable[[], Any] = partial(_Router, ivf.quantizer, proj if P is not None else None)
     else:
-        runner: Engine = engine if engine is not None else LocalEngine()
-        if runner.name == "local":
-            make_worker: Callable[[], Any] = lambda: ivf.quantizer  # noqa: E731
-        else:
-            make_worker = partial(_coarse_quantizer, ivf.quantizer.reconstruct_n(0, nlist))
-        blocks = (np.array(unit.span(start, min(start + ROW_BLOCK, n))) if runner.name != "local"
-                  else unit.span(start, min(start + ROW_BLOCK, n)) for start in starts)
-        for start, (D, I) in zip(starts, runner.map(make_worker, partial(_route_block, routes[0].shape[1]), blocks)):
-            stop = min(start + ROW_BLOCK, n)
-            routes[0][start:stop], routes[1][start:stop] = D, I
-            block = unit.span(start, stop)  # again: later blocks may have been read into the buffer since
-            own_list = np.ascontiguousarray(I[:, 0])
-            ivf.add_core(stop - start, faiss.swig_ptr(block), None, faiss.swig_ptr(own_list))
-            if progress:
-                progress("knn graph (index)", stop, n)
+        make_worker = partial(_router, ivf.quantizer.reconstruct_n(0, nlist), P)
+    starts = range(0, n, ROW_BLOCK)
+    blocks = (np.array(unit.span(start, min(start + ROW_BLOCK, n))) if runner.name != "local"
+              else unit.span(start, min(start + ROW_BLOCK, n)) for start in starts)
+    for start, (D, I, Z) in zip(starts, runner.map(make_worker, partial(_route_block, n_coarse), blocks)):
+        stop = min(start + ROW_BLOCK, n)
+        routes[0][start:stop], routes[1][start:stop] = D, I
+        block = unit.span(start, stop)  # again: later blocks may have been read into the buffer since
+        own_list = np.ascontiguousarray(I[:, 0])
+        coded = block if Z is None else np.ascontiguousarray(Z)
+        ivf.add_core(stop - start, faiss.swig_ptr(coded), None, faiss.swig_ptr(own_list))
+        if P is not None:  # what IndexRefine.add does after its base: the full-space codes, the counts
+            refine.add(block)
+            base.ntotal = ivf.ntotal
+            index.ntotal = refine.ntotal
+        if progress:
+            progress("knn graph (index)", stop, n)
     return PoolIndex(index, kind, None, k_factor, parts=pool_parts), routes, empty
 
 
@@ -887,12 +901,15 @@ def _ivf(
             lists: Any = None
             sims: Any = None
             if full_space:
-                if routes is not None and chosen <= routes[1].shape[1]:
+                if chosen <= routes[1].shape[1]:
                     sims, lists = routes[0][start:stop, :chosen], routes[1][start:stop, :chosen]
                 else:
                     sims, lists = ivf.quantizer.search(Q, chosen)
-            elif owner is not None:
-                _, lists = ivf.quantizer.search(project.apply(Q), chosen)
+            elif owner is not None:  # only to send each row to the shards it probes
+                if chosen <= routes[1].shape[1]:
+                    lists = routes[1][start:stop, :chosen]
+                else:
+                    _, lists = ivf.quantizer.search(project.apply(Q), chosen)
             if owner is None:
                 yield 0, _GraphBlock(rows, Q, _contiguous(lists) if full_space else None,
                                      _contiguous(sims) if full_space else None, k)

@@ -426,7 +426,7 @@ class Project:
                     db.executemany("DELETE FROM parts WHERE row = ?", [(r,) for r in rows])
             n_new += got.embedded
             n_cached += len(kept) - got.embedded
-            n_parts += got.part is not None
+            n_parts += got.part is not None and bool(kept)
             if progress:
                 progress("embedding", min(s + bs, len(pending)), len(pending))
         self._drop_unused_parts()
