@@ -267,3 +267,13 @@ def test_a_damaged_embedding_part_is_one_line_and_embed_mends_it(cluster, tmp_pa
     assert r.returncode == 0, r.stderr
     with Project.open(tmp_path / "p") as proj:
         np.testing.assert_array_equal(proj.vectors()[1], want)
+
+
+def test_ray_embeds_texts_in_parts_of_2048_by_default(cluster, tmp_path):
+    from labelseed.project import EMBED_BATCH_RAY, Project
+
+    write_text_pool(tmp_path / "pool.csv", 4500, 4)
+    with Project.init(tmp_path / "p", data=tmp_path / "pool.csv", text_column="text") as proj:
+        report = proj.embed("hashing", engine="ray")
+        assert EMBED_BATCH_RAY["text"] == 2048 and report.parts == 3  # 2048 + 2048 + 404 rows
+        assert sorted(proj.store.part_names().values()) == [404, 2048, 2048]

@@ -42,6 +42,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 #: Longer texts are refused at init unless truncated: the text model reads ~256 tokens anyway.
 MAX_TEXT_CHARS = 100_000
 EMBED_BATCH = {"text": 256, "image": 64}
+#: with ``engine="ray"`` each batch is a Parquet part and a round trip through Ray's object
+#: store, so texts go in larger batches (the text model still encodes 64 at a time); images
+#: stay at 64, which the image model takes in one pass
+EMBED_BATCH_RAY = {"text": 2048, "image": 64}
 
 
 @dataclass(frozen=True)
@@ -368,8 +372,8 @@ class Project:
         pending = [r for r in range(n) if r not in done]
         if batch_size is not None and batch_size < 1:
             raise InputError(f"--batch-size must be at least 1; got {batch_size}.")
-        bs = batch_size or EMBED_BATCH.get(kind, 128)
         to_parts = runner.name != "local"
+        bs = batch_size or (EMBED_BATCH_RAY if to_parts else EMBED_BATCH).get(kind, 128)
         n_new = n_cached = 0
         mm = None
         if path.exists() and not to_parts:
