@@ -63,6 +63,12 @@ def read_embeddings(path: str | Path, id_column: str = "id", vector_column: str 
     raise InputError(f"{option} must be a .npy or .parquet file; got {str(p)!r}.")
 
 
+def vector_matrix(arr: Any, dim: int) -> NDArray[np.float32]:
+    """An Arrow list column of `dim` floats a row as an (n, dim) float32 array, flattened in
+    Arrow (no Python list per row)."""
+    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), dim)
+
+
 def _table_vectors(table: Any, p: Path, option: str, id_column: str,
                    vector_column: str | None) -> tuple[np.ndarray, NDArray[np.float32]]:
     """``(ids, X)`` of an Arrow table: an id column and one list-of-floats column (or
@@ -108,8 +114,7 @@ def _table_vectors(table: Any, p: Path, option: str, id_column: str,
                 f"{option} column {col!r} has vectors of different lengths ({lo} to {hi}); "
                 "all must have the same dimension."
             )
-        # flatten in Arrow, no Python list per row
-        X = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), lo)
+        X = vector_matrix(arr, lo)
     else:
         numeric = [c for c in others if pa.types.is_floating(table.schema.field(c).type) or pa.types.is_integer(table.schema.field(c).type)]
         if not numeric:

@@ -724,9 +724,9 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
     exact re-ranking where :func:`_reduction` finds one that keeps the neighbours, else fp16
     codes of the full vectors; with each row's routes. nprobe is left unset. With
     `keep_empty`, the trained index before any row was added is returned too, serialized (the
-    start of every shard's copy); else None. The k-means trains here on a sample; in the full
-    routes (the pass of every row over the centroids, in the reduced space after the
-    projection) run on `engine`, a block of rows per batch, each worker holding a copy of the
+    start of every shard's copy); else None. The k-means trains here on a sample; the routes
+    (the pass of every row over the centroids, in the reduced space after the projection) run
+    on `engine`, a block of rows per batch, each worker holding a copy of the
     centroids (and the projection), and the rows are added here to the lists the routes give
     them."""
     import faiss
@@ -772,8 +772,8 @@ def ivf_index(unit: "_UnitRows", k: int, rng: np.random.Generator, random_state:
     else:
         make_worker = partial(_router, ivf.quantizer.reconstruct_n(0, nlist), P)
     starts = range(0, n, ROW_BLOCK)
-    blocks = (np.array(unit.span(start, min(start + ROW_BLOCK, n))) if runner.name != "local"
-              else unit.span(start, min(start + ROW_BLOCK, n)) for start in starts)
+    # a block is sent (Ray: serialized) before the next is read into the same buffer
+    blocks = (unit.span(start, min(start + ROW_BLOCK, n)) for start in starts)
     for start, (D, I, Z) in zip(starts, runner.map(make_worker, partial(_route_block, n_coarse), blocks)):
         stop = min(start + ROW_BLOCK, n)
         routes[0][start:stop], routes[1][start:stop] = D, I

@@ -423,11 +423,9 @@ class Project:
             with self.store.transaction() as db:
                 db.executemany("INSERT OR REPLACE INTO embedded(row, hash, error) VALUES (?, ?, ?)",
                                [(r, hashes[i] or "", errors.get(i)) for i, r in enumerate(rows)])
-                if got.part is not None:
+                if got.part is not None:  # a pending row is in no part: its marks and part go together
                     db.executemany("INSERT OR REPLACE INTO parts(row, part) VALUES (?, ?)",
                                    [(r, Path(got.part).name) for r in kept])
-                else:
-                    db.executemany("DELETE FROM parts WHERE row = ?", [(r,) for r in rows])
             n_new += got.embedded
             n_cached += len(kept) - got.embedded
             n_parts += got.part is not None and bool(kept)
@@ -1337,21 +1335,12 @@ def _embed_job(embedder: Any, job: _EmbedJob) -> _EmbedDone:
     if job.part is None:
         return _EmbedDone(out, errors, dim, embedded, None)
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     keep = np.asarray([i for i in range(len(job.rows)) if i not in errors], dtype=np.int64)
     kept = out[keep] if len(keep) else np.zeros((0, dim), dtype=np.float32)
     table = pa.table({"row": pa.array(np.asarray(job.rows, dtype=np.int64)[keep] if len(keep) else [], pa.int64()),
                       "vector": pa.FixedSizeListArray.from_arrays(pa.array(kept.ravel(), pa.float32()), dim)})
-    final = Path(job.part)
-    tmp = final.with_name(f".{final.stem}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())  # the part is on disk before its rows are marked done
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_table_file(Path(job.part), table)  # renamed into place, on disk before its rows are marked done
     return _EmbedDone(None, errors, dim, embedded, job.part)
 
 

@@ -300,6 +300,8 @@ def write_table_file(target: Path, tables: Any) -> None:
             writer.write_table(table)
         if writer is not None:
             writer.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # on disk before anything records that it was written
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

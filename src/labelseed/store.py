@@ -408,6 +408,8 @@ class Store:
         """The Parquet parts that hold some of `rows`, each with those rows."""
         out: dict[str, list[int]] = {}
         try:
+            if self.db.execute("SELECT 1 FROM parts LIMIT 1").fetchone() is None:
+                return out  # every vector is in embeddings.npy
             if len(rows) > 20_000:  # one pass over the table beats many lookups
                 want = set(rows.tolist())
                 got: Iterable[tuple[int, str]] = ((r, p) for r, p in self.db.execute("SELECT row, part FROM parts")
@@ -434,10 +436,12 @@ class Store:
             try:
                 import pyarrow.parquet as pq
 
+                from ._io import vector_matrix
+
                 table = pq.read_table(path, columns=["row", "vector"])
                 got_rows = table.column("row").to_numpy()
-                V = np.asarray(table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False),
-                               dtype=np.float32).reshape(len(got_rows), -1)
+                vec = table.column("vector").combine_chunks()
+                V = vector_matrix(vec, vec.type.list_size)
             except Exception as exc:
                 raise InputError(f"{str(path)!r} is damaged ({exc}); {fix}") from None
             if len(cache) >= 4:
@@ -452,9 +456,9 @@ class Store:
         X = np.zeros((len(rows), dim), dtype=np.float32)
         fix = f"rebuild it with `labelseed embed {self.folder} --force`."
         in_part = np.zeros(len(rows), dtype=bool)
-        where = {int(r): k for k, r in enumerate(rows)}
-        for part, prow in self._parts_of(rows).items():
-            mine = [where[int(r)] for r in prow]
+        parts = self._parts_of(rows)
+        order = np.argsort(rows, kind="stable") if parts else None
+        for part, prow in parts.items():
             path = self.parts_path() / part
             if not path.exists():
                 raise InputError(f"{str(path)!r} is missing although {len(prow)} items are marked embedded in it; run "
@@ -463,14 +467,18 @@ class Store:
             if V.shape[1] != dim:
                 raise InputError(f"{str(path)!r} holds vectors of {V.shape[1]} dimensions but the project's have {dim}; "
                                  f"it does not belong to this store: {fix}")
-            at = {int(r): k for k, r in enumerate(got_rows)}
-            lost = [int(r) for r in prow if int(r) not in at]
-            if lost:
+            want = np.asarray(prow, dtype=np.int64)
+            by_row = np.argsort(got_rows, kind="stable")
+            at = by_row[np.minimum(np.searchsorted(got_rows, want, sorter=by_row), len(got_rows) - 1)] \
+                if len(got_rows) else np.zeros(len(want), dtype=np.int64)
+            lost = want[(got_rows[at] != want) if len(got_rows) else np.ones(len(want), dtype=bool)]
+            if len(lost):
                 raise InputError(f"{str(path)!r} lacks {len(lost)} of the rows marked embedded in it (e.g. row "
-                                 f"{lost[0] + 1}); it is damaged: {fix}")
-            mine_arr = np.asarray(mine)
-            X[mine_arr] = V[[at[int(r)] for r in rows[mine_arr]]]
-            in_part[mine_arr] = True
+                                 f"{int(lost[0]) + 1}); it is damaged: {fix}")
+            assert order is not None
+            mine = order[np.searchsorted(rows, want, sorter=order)]
+            X[mine] = V[at]
+            in_part[mine] = True
         rest = np.flatnonzero(~in_part)
         if len(rest):
             path = self.embeddings_path()
