@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -277,3 +278,47 @@ def test_ray_embeds_texts_in_parts_of_2048_by_default(cluster, tmp_path):
         report = proj.embed("hashing", engine="ray")
         assert EMBED_BATCH_RAY["text"] == 2048 and report.parts == 3  # 2048 + 2048 + 404 rows
         assert sorted(proj.store.part_names().values()) == [404, 2048, 2048]
+
+
+def test_label_through_ray_data_reads_parquet_chunks_across_row_groups_and_bad_rows_are_one_line(cluster, tmp_path):
+    """The Ray Data pipeline's workers read their own chunks of a Parquet file whose row groups (700
+    rows) do not line up with the chunks (1,000): the same table as the local engine's. A chunk a
+    worker finds bad (a NaN vector in rows 4,001-5,000) ends the job with one line and exit 2, and nothing
+    is left behind."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((3, 12))
+    y = rng.integers(0, 3, 2000)
+    np.save(tmp_path / "pool.npy", (centres[y] + rng.standard_normal((2000, 12))).astype(np.float32))
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(
+        f"{r},c{y[r]}\n" for c in range(3) for r in np.flatnonzero(y == c)[:15]))
+    r = _cli(cluster, "autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels", str(tmp_path / "labels.csv"),
+             "--out", str(tmp_path / "run"), "--quiet", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    yn = rng.integers(0, 3, 5500)
+    Xn = (centres[yn] + rng.standard_normal((5500, 12))).astype(np.float32)
+
+    def write(path, X):
+        pq.write_table(pa.table({"id": [f"n{i}" for i in range(len(X))], "vector": list(X)}), path,
+                       row_group_size=700)
+
+    write(tmp_path / "new.parquet", Xn)
+    assert pq.ParquetFile(tmp_path / "new.parquet").metadata.num_row_groups == 8
+    tables = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.parquet"
+        r = _cli(cluster, "label", "--run", str(tmp_path / "run"), "--embeddings", str(tmp_path / "new.parquet"),
+                 "--out", str(out), "--chunk-rows", "1000", "--engine", engine, "--quiet")
+        assert r.returncode == 0, r.stderr
+        tables[engine] = pq.read_table(out)
+    assert tables["ray"].column("id").to_pylist() == [f"n{i}" for i in range(5500)]
+    assert tables["ray"].equals(tables["local"])
+    bad = Xn.copy()
+    bad[4500, 3] = np.nan
+    write(tmp_path / "bad.parquet", bad)
+    out = tmp_path / "bad_labels.parquet"
+    r = _cli(cluster, "label", "--run", str(tmp_path / "run"), "--embeddings", str(tmp_path / "bad.parquet"),
+             "--out", str(out), "--chunk-rows", "1000", "--engine", "ray", "--quiet")
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "--embeddings rows 4001-5000" in r.stderr and "NaN" in r.stderr
+    assert not out.exists() and not (tmp_path / ".bad_labels.parquet.parts").exists()

@@ -226,3 +226,25 @@ def test_text_items_added_are_embedded_by_the_next_embed_and_labeled_by_apply_ne
         rows = {r["id"]: r for r in csv.DictReader(open(out))}
         got = [i for i in new_truth if i in rows]
         assert len(got) >= 20 and all(rows[i]["label"] == new_truth[i] for i in got)
+
+
+@pytest.mark.parametrize("row_group", [7, 50, 1000])
+@pytest.mark.parametrize("order", ["forward", "shuffled"])
+def test_embedding_reader_reads_any_chunk_of_a_parquet_file_in_any_order(tmp_path, row_group, order):
+    """A worker reads its own chunks (rows first..first + n) of a Parquet file whose row groups need
+    not line up with the chunks; in order (one pass) or in any order (each read starts at the row
+    group holding the chunk), the rows are the file's."""
+    from labelseed._io import EmbeddingReader
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((333, 5)).astype(np.float32)
+    path = tmp_path / "v.parquet"
+    pq.write_table(pa.table({"id": [f"i{k}" for k in range(333)], "vector": list(X)}), path, row_group_size=row_group)
+    chunks = [(a, min(40, 333 - a)) for a in range(0, 333, 40)]
+    if order == "shuffled":
+        chunks = [chunks[k] for k in rng.permutation(len(chunks))]
+    reader = EmbeddingReader(path, chunk_rows=40)
+    for first, n in chunks:
+        ids, got = reader.read(first, n)
+        assert ids.tolist() == [f"i{k}" for k in range(first, first + n)]
+        np.testing.assert_array_equal(got, X[first:first + n])

@@ -459,45 +459,123 @@ def write_items(path: str | Path, ids: list[Any], rows: list[int], ranks: dict[i
     write_csv_atomic(path, columns, out)
 
 
-def iter_embeddings(path: str | Path, id_column: str = "id", vector_column: str | None = None, *,
-                    chunk_rows: int = 65_536, option: str = "--embeddings",
-                    ) -> tuple[int, Iterator[tuple[np.ndarray, NDArray[np.float32]]]]:
-    """``(n_rows, chunks)``: the rows of a ``.npy`` (memory-mapped; ids = row numbers) or
-    ``.parquet`` file (read a batch at a time) as ``(ids, X)`` chunks of `chunk_rows`, so a
-    file larger than memory streams. The file is opened and its layout checked before this
-    returns; each chunk is checked as it is read."""
+def open_embeddings(path: str | Path, id_column: str = "id", *, option: str = "--embeddings") -> int:
+    """The number of rows of a ``.npy`` or ``.parquet`` embeddings file, after its layout was
+    checked (nothing else is read)."""
     p = _existing(path, option)
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        X = _open_npy(p, option)
-
-        def npy_chunks() -> Iterator[tuple[np.ndarray, NDArray[np.float32]]]:
-            for a in range(0, X.shape[0], chunk_rows):
-                yield np.arange(a, min(a + chunk_rows, X.shape[0])), np.asarray(X[a:a + chunk_rows])
-        return int(X.shape[0]), npy_chunks()
+        return int(_open_npy(p, option).shape[0])
     if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(p)
-        except Exception as exc:
-            raise InputError(f"{option} {str(p)!r} is not a readable Parquet file: {exc}.") from exc
+        pf = _parquet_file(p, option)
         if id_column not in pf.schema_arrow.names:
             raise InputError(f"{option} {str(p)!r} has no id column {id_column!r} (columns: "
                              f"{', '.join(pf.schema_arrow.names)}); pass --id-column.")
         n = int(pf.metadata.num_rows)
         if n == 0:
             raise InputError(f"{option} {str(p)!r} holds no rows; embed the items first.")
-
-        def parquet_chunks() -> Iterator[tuple[np.ndarray, NDArray[np.float32]]]:
-            import pyarrow as pa
-
-            try:
-                for batch in pf.iter_batches(batch_size=chunk_rows):
-                    ids, Xc = _table_vectors(pa.Table.from_batches([batch]), p, option, id_column, vector_column)
-                    _check_pool(p, Xc, option)
-                    yield ids, Xc
-            except (OSError, pa.ArrowException) as exc:
-                raise InputError(f"{option} {str(p)!r} could not be read to the end: {exc}.") from exc
-        return n, parquet_chunks()
+        return n
     raise InputError(f"{option} must be a .npy or .parquet file; got {str(p)!r}.")
+
+
+def _parquet_file(p: Path, option: str) -> Any:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(p)
+    except Exception as exc:
+        raise InputError(f"{option} {str(p)!r} is not a readable Parquet file: {exc}.") from exc
+
+
+def iter_embedding_ids(path: str | Path, id_column: str = "id", *, chunk_rows: int = 65_536,
+                       option: str = "--embeddings") -> Iterator[np.ndarray]:
+    """The ids of a ``.parquet`` embeddings file, `chunk_rows` at a time, from its id column alone
+    (a ``.npy``'s ids are its row numbers: nothing to read)."""
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        return
+    import pyarrow as pa
+
+    try:
+        for batch in _parquet_file(p, option).iter_batches(batch_size=chunk_rows, columns=[id_column]):
+            ids = np.asarray(batch.column(0).to_pylist(), dtype=object)
+            blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
+            if blank:
+                raise InputError(f"{option} {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
+                                 f"in one chunk; give every vector an id.")
+            yield ids
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{option} {str(p)!r} could not be read to the end: {exc}.") from exc
+
+
+class EmbeddingReader:
+    """Rows ``first:first + n`` of a ``.npy`` (memory-mapped; ids = row numbers) or ``.parquet``
+    embeddings file as ``(ids, X)``, read where the reader lives (a Ray worker reads its own
+    chunks). A Parquet file is read forward from where the last read ended when the next chunk
+    starts there, so reading every chunk in order is one pass; a jump restarts at the row group
+    that holds the chunk's first row. Each chunk is checked as it is read."""
+
+    def __init__(self, path: str | Path, id_column: str = "id", vector_column: str | None = None, *,
+                 chunk_rows: int = 65_536, option: str = "--embeddings") -> None:
+        self.path, self.id_column, self.vector_column = Path(path), id_column, vector_column
+        self.chunk_rows, self.option = chunk_rows, option
+        self._X: np.ndarray | None = None
+        self._pf: Any = None
+        self._batches: Iterator[Any] | None = None
+        self._pos = -1  # the file row the next buffered row is
+        self._buf: list[Any] = []
+
+    def read(self, first: int, n: int) -> tuple[np.ndarray, NDArray[np.float32]]:
+        p, option = self.path, self.option
+        if p.suffix.lower() == ".npy":
+            if self._X is None:
+                self._X = _open_npy(p, option)
+            return np.arange(first, first + n), np.asarray(self._X[first:first + n])
+        import pyarrow as pa
+
+        try:
+            table = self._parquet_rows(first, n)
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(f"{option} {str(p)!r} could not be read to the end: {exc}.") from exc
+        ids, X = _table_vectors(table, p, option, self.id_column, self.vector_column)
+        _check_pool(p, X, option)
+        return ids, X
+
+    def _parquet_rows(self, first: int, n: int) -> Any:
+        import pyarrow as pa
+
+        if self._pf is None:
+            self._pf = _parquet_file(self.path, self.option)
+        pf = self._pf
+        if first != self._pos or self._batches is None:  # start at the row group holding `first`
+            start, g = 0, 0
+            while g < pf.metadata.num_row_groups and start + pf.metadata.row_group(g).num_rows <= first:
+                start += pf.metadata.row_group(g).num_rows
+                g += 1
+            self._batches = pf.iter_batches(batch_size=self.chunk_rows,
+                                            row_groups=list(range(g, pf.metadata.num_row_groups)))
+            self._pos, self._buf = start, []
+        got: list[Any] = []
+        have = 0
+        while have < n:
+            if not self._buf:
+                try:
+                    self._buf = [next(self._batches)]
+                except StopIteration:
+                    break
+            b = self._buf.pop(0)
+            if self._pos < first:  # rows before the chunk: skipped
+                skip = min(first - self._pos, b.num_rows)
+                b, self._pos = b.slice(skip), self._pos + skip
+                if b.num_rows == 0:
+                    continue
+            take = min(n - have, b.num_rows)
+            got.append(b.slice(0, take))
+            if take < b.num_rows:
+                self._buf.insert(0, b.slice(take))
+            have += take
+            self._pos += take
+        if have < n:
+            raise InputError(f"{self.option} {str(self.path)!r} ended at row {self._pos}; it was changed while "
+                             "being read.")
+        return pa.Table.from_batches(got)

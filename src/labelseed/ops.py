@@ -532,14 +532,31 @@ def _label_chunk(labeler: Any, ids: NDArray[Any], X: NDArray[Any], first_row: in
     })
 
 
-def _label_item(labeler: Any, item: tuple[int, NDArray[Any], NDArray[Any], int], option: str, parts: Path) -> int:
-    """One engine batch of :func:`label_new`: (chunk number, ids, vectors, first row) -> the chunk's
-    part file, written where the batch runs (on Ray, by the worker: the table never travels back);
-    returns the chunk number."""
+@dataclass
+class _NewItemWorker:
+    """What labels new items where a batch runs: the run's labeler and a reader of the input."""
+
+    labeler: Any
+    reader: Any  # _io.EmbeddingReader
+
+
+def _new_item_worker(run_dir: Path, reader: Any, labeler: Any = None) -> _NewItemWorker:
+    """Built where it runs: a Ray worker reads the run itself (the driver sends only the folder)."""
+    from .runs import read_labeler
+
+    return _NewItemWorker(labeler if labeler is not None else read_labeler(run_dir), reader)
+
+
+def _label_item(worker: _NewItemWorker, item: tuple[int, int, int], option: str, parts: Path) -> int:
+    """One engine batch of :func:`label_new`: (chunk number, first row, rows) -> the chunk's part
+    file; the rows are read and labeled, and the part written, where the batch runs (on Ray, by
+    the worker: neither the vectors nor the table travel through the driver); returns the
+    chunk number."""
     from .runs import write_table_file
 
-    i, ids, X, first = item
-    write_table_file(parts / f"part-{i:06d}.parquet", _label_chunk(labeler, ids, X, first, option))
+    i, first, n = item
+    ids, X = worker.reader.read(first, n)
+    write_table_file(parts / f"part-{i:06d}.parquet", _label_chunk(worker.labeler, ids, X, first, option))
     return i
 
 
@@ -570,7 +587,7 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
 
     import pyarrow.parquet as pq
 
-    from ._io import check_output_free, iter_embeddings
+    from ._io import EmbeddingReader, check_output_free, iter_embedding_ids, open_embeddings
     from .runs import REPORT_DATA, _read_npz, read_labeler, read_summary, write_table_file
 
     t0 = time.perf_counter()
@@ -591,7 +608,7 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
 
     runner = get_engine(engine, workers=workers)  # before anything is written: an unknown engine is bad input
     option = "--embeddings"
-    n_items, chunks = iter_embeddings(embeddings, id_column, vector_column, chunk_rows=chunk_rows, option=option)
+    n_items = open_embeddings(embeddings, id_column, option=option)
     pool_ids: set[str] | None = None
     if Path(embeddings).suffix.lower() != ".npy":  # a .npy's ids are its row numbers: nothing to collide with
         report = run_dir / REPORT_DATA
@@ -604,7 +621,21 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
                 "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns, "chunk_rows": chunk_rows,
                 "id_column": id_column, "vector_column": vector_column}
     parts = out.parent / f".{out.name}.parts"
-    resumed = 0
+    # every id is checked (one pass over the id column, on the driver) before anything is labeled
+    seen: set[str] = set()
+    done = 0
+    for ids in iter_embedding_ids(embeddings, id_column, chunk_rows=chunk_rows, option=option):
+        keys = [str(v) for v in ids.tolist()]
+        for k, key in enumerate(keys):
+            if key in seen:
+                raise InputError(f"{option} has the id {key!r} twice (the second at row {done + k + 1}); every new "
+                                 "item needs its own id.")
+            if pool_ids is not None and key in pool_ids:
+                raise InputError(f"{option} row {done + k + 1} has the id {key!r}, which is already in the run's "
+                                 "pool (it has its label there); drop those rows or give new items new ids.")
+            seen.add(key)
+        done += len(keys)
+    del seen, pool_ids
     if parts.exists():
         try:
             old = json.loads((parts / _PARTS_MANIFEST).read_text(encoding="utf-8"))
@@ -618,40 +649,22 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
     parts.mkdir(parents=True, exist_ok=True)
     if fresh:
         (parts / _PARTS_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    seen: set[str] = set()
-    done = 0
+    chunks = [(i, first, min(chunk_rows, n_items - first)) for i, first in enumerate(range(0, n_items, chunk_rows))]
+    pending = [c for c in chunks if not (parts / f"part-{c[0]:06d}.parquet").exists()]
+    resumed = len(chunks) - len(pending)
+    finished = resumed * chunk_rows
+    if progress:
+        progress("label new items", min(finished, n_items), n_items)
 
-    def pending() -> Any:
-        """The chunks still to label, each after its ids were checked (in the driver, in order)."""
-        nonlocal done, resumed
-        for i, (ids, X) in enumerate(chunks):
-            keys = [str(v) for v in ids.tolist()]
-            for k, key in enumerate(keys):
-                if key in seen:
-                    raise InputError(f"{option} has the id {key!r} twice (the second at row {done + k + 1}); every new "
-                                     "item needs its own id.")
-                if pool_ids is not None and key in pool_ids:
-                    raise InputError(f"{option} row {done + k + 1} has the id {key!r}, which is already in the run's "
-                                     "pool (it has its label there); drop those rows or give new items new ids.")
-                seen.add(key)
-            first, done = done, done + len(ids)
-            if (parts / f"part-{i:06d}.parquet").exists():
-                resumed += 1
-                if progress:
-                    progress("label new items", done, n_items)
-                continue
-            yield i, ids, X, first
-
-    if runner.name == "local":
-        def make() -> Any:
-            return labeler
-    else:  # each actor reads the run itself; the driver keeps only what it checked
-        make = functools.partial(read_labeler, run_dir)
-        del labeler
+    reader = EmbeddingReader(embeddings, id_column, vector_column, chunk_rows=chunk_rows, option=option)
+    # on Ray each worker reads the run itself; the driver keeps nothing of it
+    make = functools.partial(_new_item_worker, run_dir, reader, labeler if runner.name == "local" else None)
+    del labeler
     try:
-        for i in runner.map(make, functools.partial(_label_item, option=option, parts=parts), pending()):
+        for i in runner.map_list(make, functools.partial(_label_item, option=option, parts=parts), pending):
+            finished += chunks[i][2]
             if progress:
-                progress("label new items", min(done, (i + 1) * chunk_rows), n_items)
+                progress("label new items", finished, n_items)
     except InputError:
         shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing written, no parts left behind
         raise
@@ -676,7 +689,7 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
         shutil.rmtree(parts, ignore_errors=True)
     new = summary.get("new_items") or {}
     interval = tuple(new.get("expected_precision_interval") or (None, None))
-    return LabelNewResult(out=out, n_items=done, n_auto=n_auto, n_abstained=done - n_auto, per_class=counts,
+    return LabelNewResult(out=out, n_items=n_items, n_auto=n_auto, n_abstained=n_items - n_auto, per_class=counts,
                           expected_precision=new.get("expected_precision"),
                           interval=(interval[0], interval[1]), chunks_resumed=resumed,
                           seconds=time.perf_counter() - t0)

@@ -42,6 +42,12 @@ class Engine(Protocol):
         ``make_worker(shard_data[s])``, built once where it runs (only that shard's data goes there)."""
         ...
 
+    def map_list(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
+                 items: Sequence[Any]) -> Iterator[Any]:
+        """:meth:`map` over small items known up front (descriptors of the work, whose worker reads
+        its own input): on Ray a Ray Data pipeline, ``map_batches`` over an actor pool."""
+        ...
+
 
 class LocalEngine:
     """Every batch in this process, one after the other."""
@@ -51,6 +57,9 @@ class LocalEngine:
 
     def map(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Iterable[T]) -> Iterator[R]:
         return self.map_sharded(partial(unsharded, make_worker), [None], fn, ((0, item) for item in items))
+
+    def map_list(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Sequence[T]) -> Iterator[R]:
+        return self.map(make_worker, fn, items)
 
     def map_sharded(self, make_worker: Callable[[Any], W], shard_data: Sequence[Any], fn: Callable[[W, T], R],
                     items: Iterable[tuple[int, T]]) -> Iterator[R]:

@@ -1,5 +1,11 @@
 """The Ray engine: the same per-batch functions as the local engine, on a pool of Ray actors.
 
+Work known up front as small descriptors whose workers read their own input (labeling new
+items: each chunk of the input file) runs as a Ray Data pipeline, ``map_batches`` over an actor
+pool (:meth:`RayEngine.map_list`). Work the driver must feed (embedding a project, whose items
+and content-hash cache live in its store; the graph's blocks) goes to a pool of actors the
+engine runs itself (:meth:`RayEngine.map`, :meth:`RayEngine.map_sharded`).
+
 Each actor builds its worker once (a run's labeler with its index, an embedding model) and
 takes batches round-robin; results come back in submission order with at most two batches
 per actor in flight, so memory stays bounded and the caller writes each result as the local
@@ -10,11 +16,17 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
+
 from .._optional import require
+from ..exceptions import InputError
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +46,10 @@ class RayEngine:
         if not self.ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS")
             if address:
-                self.ray.init(address=address, log_to_driver=False)
+                self.ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
             else:  # a local cluster of this machine's CPUs
-                self.ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+                self.ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                              logging_level=logging.WARNING)
         cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         if workers is None:
             self.workers = max(1, cpus - 1)
@@ -87,3 +100,81 @@ class RayEngine:
         finally:
             for a in actors.values():
                 ray.kill(a)
+
+    def map_list(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
+                 items: Sequence[Any]) -> Iterator[Any]:
+        """A Ray Data pipeline: the items (pickled) as a data set of one row per block,
+        ``map_batches`` over an actor pool of :attr:`workers` actors (one CPU each), each
+        building its worker once and running ``fn`` on one item per batch; results come back in
+        item order."""
+        if not items:
+            return
+        data = require("ray.data", "ray")
+        with _quiet_ordered(data):
+            ds = data.from_items([{"item": pickle.dumps(item)} for item in items], override_num_blocks=len(items))
+            ds = _map_batches(ds, data.ActorPoolStrategy(size=self.workers), make_worker, fn)
+            for row in ds.iter_rows():
+                got = pickle.loads(row["result"])
+                if isinstance(got, _BadInput):
+                    raise InputError(got.message)
+                yield got
+
+
+def _map_batches(ds: Any, compute: Any, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any]) -> Any:
+    """``map_batches`` of :class:`_DataWorker`, one item per batch, one CPU per actor. The actors
+    are not restarted: a job whose actor died fails and resumes as after a kill, and Ray then
+    need not keep the constructor arguments for a restart (with restarts it logs an error line
+    about them on the driver's stderr at every start). Ray 2.60 takes ``max_restarts`` among
+    the deprecated free-form remote arguments; where a later Ray refuses it, restarts stay on."""
+    import warnings
+
+    kwargs = dict(fn_constructor_args=(make_worker, fn), batch_size=1, compute=compute, num_cpus=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation of free-form remote arguments
+        try:
+            return ds.map_batches(_DataWorker, max_restarts=0, **kwargs)
+        except TypeError:
+            return ds.map_batches(_DataWorker, **kwargs)
+
+
+@dataclass(frozen=True)
+class _BadInput:
+    """A worker's :class:`~labelseed.exceptions.InputError`, sent back as a result: Ray Data wraps
+    what a worker raises in exceptions that keep only its traceback's text."""
+
+    message: str
+
+
+class _DataWorker:
+    """A Ray Data actor: builds its worker once; each row of a batch holds one pickled item."""
+
+    def __init__(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any]) -> None:
+        self.worker, self.fn = make_worker(), fn
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = []
+        for b in batch["item"]:
+            try:
+                got = self.fn(self.worker, pickle.loads(b))
+            except InputError as exc:  # bad input: one line on the driver, not a retried crash
+                got = _BadInput(str(exc))
+            out.append(pickle.dumps(got))
+        return {"result": np.asarray(out, dtype=object)}
+
+
+@contextmanager
+def _quiet_ordered(data: Any) -> Iterator[None]:
+    """Ray Data in item order, without its progress bars and log lines (the CLI renders its own
+    progress, and an error raised by a worker is raised here); the settings are put back after."""
+    ctx = data.DataContext.get_current()
+    opts = ctx.execution_options
+    before = (opts.preserve_order, ctx.enable_progress_bars)
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    opts.preserve_order, ctx.enable_progress_bars = True, False
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        opts.preserve_order, ctx.enable_progress_bars = before
+        logger.setLevel(level)
