@@ -652,9 +652,9 @@ def label_new(run_dir: str | Path, embeddings: str | Path, out: str | Path, *, i
     chunks = [(i, first, min(chunk_rows, n_items - first)) for i, first in enumerate(range(0, n_items, chunk_rows))]
     pending = [c for c in chunks if not (parts / f"part-{c[0]:06d}.parquet").exists()]
     resumed = len(chunks) - len(pending)
-    finished = resumed * chunk_rows
+    finished = n_items - sum(c[2] for c in pending)
     if progress:
-        progress("label new items", min(finished, n_items), n_items)
+        progress("label new items", finished, n_items)
 
     reader = EmbeddingReader(embeddings, id_column, vector_column, chunk_rows=chunk_rows, option=option)
     # on Ray each worker reads the run itself; the driver keeps nothing of it
