@@ -31,19 +31,26 @@ def _cli(address: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300, env=env)
 
 
+def _fitted_run(address: str, tmp_path, rng, n_classes: int, dim: int, n: int, noise: float = 1.0) -> np.ndarray:
+    """A pool of `n` rows around `n_classes` random centres (tmp_path/pool.npy), 15 labels a class,
+    fitted by `autolabel` into tmp_path/run; returns the centres (new items are drawn around them)."""
+    centres = rng.standard_normal((n_classes, dim))
+    y = rng.integers(0, n_classes, n)
+    np.save(tmp_path / "pool.npy", (centres[y] + noise * rng.standard_normal((n, dim))).astype(np.float32))
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(
+        f"{r},c{y[r]}\n" for c in range(n_classes) for r in np.flatnonzero(y == c)[:15]))
+    r = _cli(address, "autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels", str(tmp_path / "labels.csv"),
+             "--out", str(tmp_path / "run"), "--quiet", "--no-cache")
+    assert r.returncode == 0, r.stderr
+    return centres
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_label_through_ray_writes_what_the_local_engine_writes(cluster, tmp_path, workers):
     rng = np.random.default_rng(0)
-    centres = rng.standard_normal((4, 24))
-    y = rng.integers(0, 4, 6000)
-    np.save(tmp_path / "pool.npy", (centres[y] + 0.8 * rng.standard_normal((6000, 24))).astype(np.float32))
-    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(
-        f"{r},c{y[r]}\n" for c in range(4) for r in np.flatnonzero(y == c)[:15]))
+    centres = _fitted_run(cluster, tmp_path, rng, 4, 24, 6000, noise=0.8)
     yn = rng.integers(0, 4, 9000)
     np.save(tmp_path / "new.npy", (centres[yn] + 0.8 * rng.standard_normal((9000, 24))).astype(np.float32))
-    r = _cli(cluster, "autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels", str(tmp_path / "labels.csv"),
-             "--out", str(tmp_path / "run"), "--quiet", "--no-cache")
-    assert r.returncode == 0, r.stderr
     outs = {}
     for engine in ("local", "ray"):
         out = tmp_path / f"{engine}.parquet"
@@ -98,16 +105,9 @@ def test_a_killed_ray_label_job_resumes_and_writes_every_item_once(cluster, tmp_
     import time
 
     rng = np.random.default_rng(1)
-    centres = rng.standard_normal((3, 16))
-    y = rng.integers(0, 3, 3000)
-    np.save(tmp_path / "pool.npy", (centres[y] + rng.standard_normal((3000, 16))).astype(np.float32))
-    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(
-        f"{r},c{y[r]}\n" for c in range(3) for r in np.flatnonzero(y == c)[:15]))
+    centres = _fitted_run(cluster, tmp_path, rng, 3, 16, 3000)
     yn = rng.integers(0, 3, 300_000)
     np.save(tmp_path / "new.npy", (centres[yn] + rng.standard_normal((300_000, 16))).astype(np.float32))
-    r = _cli(cluster, "autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels", str(tmp_path / "labels.csv"),
-             "--out", str(tmp_path / "run"), "--quiet", "--no-cache")
-    assert r.returncode == 0, r.stderr
     out, parts = tmp_path / "new_labels.parquet", tmp_path / ".new_labels.parquet.parts"
     args = [str(EXE), "label", "--run", str(tmp_path / "run"), "--embeddings", str(tmp_path / "new.npy"), "--out",
             str(out), "--chunk-rows", "2000", "--engine", "ray", "--workers", "1", "--quiet"]
@@ -286,14 +286,7 @@ def test_label_through_ray_data_reads_parquet_chunks_across_row_groups_and_bad_r
     worker finds bad (a NaN vector in rows 4,001-5,000) ends the job with one line and exit 2, and nothing
     is left behind."""
     rng = np.random.default_rng(3)
-    centres = rng.standard_normal((3, 12))
-    y = rng.integers(0, 3, 2000)
-    np.save(tmp_path / "pool.npy", (centres[y] + rng.standard_normal((2000, 12))).astype(np.float32))
-    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(
-        f"{r},c{y[r]}\n" for c in range(3) for r in np.flatnonzero(y == c)[:15]))
-    r = _cli(cluster, "autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels", str(tmp_path / "labels.csv"),
-             "--out", str(tmp_path / "run"), "--quiet", "--no-cache")
-    assert r.returncode == 0, r.stderr
+    centres = _fitted_run(cluster, tmp_path, rng, 3, 12, 2000)
     yn = rng.integers(0, 3, 5500)
     Xn = (centres[yn] + rng.standard_normal((5500, 12))).astype(np.float32)
 

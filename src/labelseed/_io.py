@@ -69,6 +69,15 @@ def vector_matrix(arr: Any, dim: int) -> NDArray[np.float32]:
     return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), dim)
 
 
+def _require_ids(ids: np.ndarray, p: Path, option: str, id_column: str, first_row: int = 0) -> None:
+    """Every row has an id; `first_row`: the file row of ``ids[0]``."""
+    blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
+    if blank:
+        shown = ", ".join(str(first_row + k + 1) for k in blank[:5])
+        raise InputError(f"{option} {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
+                         f"(rows {shown}); give every vector an id.")
+
+
 def _table_vectors(table: Any, p: Path, option: str, id_column: str,
                    vector_column: str | None) -> tuple[np.ndarray, NDArray[np.float32]]:
     """``(ids, X)`` of an Arrow table: an id column and one list-of-floats column (or
@@ -81,11 +90,7 @@ def _table_vectors(table: Any, p: Path, option: str, id_column: str,
             "pass --id-column."
         )
     ids = np.asarray(table.column(id_column).to_pylist(), dtype=object)
-    blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
-    if blank:
-        shown = ", ".join(str(k + 1) for k in blank[:5])
-        raise InputError(f"{option} {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
-                         f"(rows {shown}); give every vector an id.")
+    _require_ids(ids, p, option, id_column)
     first: dict[str, int] = {}
     for k, v in enumerate(ids.tolist()):
         if str(v) in first:
@@ -496,13 +501,12 @@ def iter_embedding_ids(path: str | Path, id_column: str = "id", *, chunk_rows: i
         return
     import pyarrow as pa
 
+    first = 0
     try:
         for batch in _parquet_file(p, option).iter_batches(batch_size=chunk_rows, columns=[id_column]):
             ids = np.asarray(batch.column(0).to_pylist(), dtype=object)
-            blank = [k for k, v in enumerate(ids.tolist()) if v is None or not str(v).strip()]
-            if blank:
-                raise InputError(f"{option} {str(p)!r} has {len(blank)} row(s) with no id in column {id_column!r} "
-                                 f"in one chunk; give every vector an id.")
+            _require_ids(ids, p, option, id_column, first)
+            first += len(ids)
             yield ids
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{option} {str(p)!r} could not be read to the end: {exc}.") from exc
@@ -522,8 +526,8 @@ class EmbeddingReader:
         self._X: np.ndarray | None = None
         self._pf: Any = None
         self._batches: Iterator[Any] | None = None
-        self._pos = -1  # the file row the next buffered row is
-        self._buf: list[Any] = []
+        self._pos = -1  # the file row of the next row to read
+        self._rest: Any = None  # what the last read left of its last batch
 
     def read(self, first: int, n: int) -> tuple[np.ndarray, NDArray[np.float32]]:
         p, option = self.path, self.option
@@ -554,16 +558,15 @@ class EmbeddingReader:
                 g += 1
             self._batches = pf.iter_batches(batch_size=self.chunk_rows,
                                             row_groups=list(range(g, pf.metadata.num_row_groups)))
-            self._pos, self._buf = start, []
+            self._pos, self._rest = start, None
         got: list[Any] = []
         have = 0
         while have < n:
-            if not self._buf:
-                try:
-                    self._buf = [next(self._batches)]
-                except StopIteration:
+            b, self._rest = self._rest, None
+            if b is None:
+                b = next(self._batches, None)
+                if b is None:
                     break
-            b = self._buf.pop(0)
             if self._pos < first:  # rows before the chunk: skipped
                 skip = min(first - self._pos, b.num_rows)
                 b, self._pos = b.slice(skip), self._pos + skip
@@ -572,7 +575,7 @@ class EmbeddingReader:
             take = min(n - have, b.num_rows)
             got.append(b.slice(0, take))
             if take < b.num_rows:
-                self._buf.insert(0, b.slice(take))
+                self._rest = b.slice(take)
             have += take
             self._pos += take
         if have < n:
