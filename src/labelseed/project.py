@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -387,30 +388,16 @@ class Project:
                                  "run `labelseed embed DIR --force` to rebuild it.")
         if to_parts:
             parts_dir.mkdir(exist_ok=True)
-        from collections import deque
-
-        batches: deque[tuple[int, list[int], list[str | None]]] = deque()
-
-        def work() -> Any:
-            """Each batch's texts (or image paths) still to embed and the vectors the cache has."""
-            for s in range(0, len(pending), bs):
-                rows = pending[s:s + bs]
-                items = self.store.contents(rows)
-                hashes = [_content_hash(kind, c) for c in items]
-                known = self._vectors_by_hash([h for h in hashes if h])
-                todo = [i for i, h in enumerate(hashes) if h and h not in known]
-                batches.append((s, rows, hashes))
-                yield _EmbedJob(rows, [str(items[i]) for i in todo], todo,
-                                {i: known[h] for i, h in enumerate(hashes) if h in known},
-                                {i: "missing file" if kind == "image" else "empty item" for i, h in enumerate(hashes)
-                                 if not h},
-                                str(parts_dir / f"part-{rows[0]:012d}.parquet") if to_parts else None)
-
+        batches = [_EmbedBatch(s, _row_runs(pending[s:s + bs]),
+                               str(parts_dir / f"part-{pending[s]:012d}.parquet") if to_parts else None)
+                   for s in range(0, len(pending), bs)]
         named = previous == embedder.name
         n_parts = 0
-        for got in runner.map(lambda: embedder, _embed_job, work()):
-            s, rows, hashes = batches.popleft()
-            errors = got.errors
+        # the worker reads its batch from the store and the content-hash cache itself: only the
+        # batches' row ranges go out, only the marks (and, locally, the vectors) come back
+        make_worker = partial(_EmbedWorker, str(self.folder), embedder)
+        for batch, got in zip(batches, runner.map_list(make_worker, _embed_batch, batches)):
+            s, rows, hashes, errors = batch.first, got.rows, got.hashes, got.errors
             if got.vectors is not None:
                 if mm is None:
                     mm = self._create_embeddings(path, n, got.dim)
@@ -422,7 +409,7 @@ class Project:
             kept = [r for i, r in enumerate(rows) if i not in errors]
             with self.store.transaction() as db:
                 db.executemany("INSERT OR REPLACE INTO embedded(row, hash, error) VALUES (?, ?, ?)",
-                               [(r, hashes[i] or "", errors.get(i)) for i, r in enumerate(rows)])
+                               [(r, hashes[i], errors.get(i)) for i, r in enumerate(rows)])
                 if got.part is not None:  # a pending row is in no part: its marks and part go together
                     db.executemany("INSERT OR REPLACE INTO parts(row, part) VALUES (?, ?)",
                                    [(r, Path(got.part).name) for r in kept])
@@ -1289,24 +1276,50 @@ def _read_items(data: str | Path | None, *, id_column: str, text_column: str | N
 
 
 @dataclass(frozen=True)
-class _EmbedJob:
-    """One batch of :meth:`Project.embed`: the rows, the texts (or image paths) still to embed
-    and their positions in the batch, the cached vectors and the errors known beforehand (by
-    position), and the Parquet part the worker writes the batch's vectors to (None: return them)."""
+class _EmbedBatch:
+    """One batch of :meth:`Project.embed`, as the work that goes to a worker: where it starts
+    in the list of rows still to embed, its rows as ranges ``[start, stop)`` of project rows
+    (a few numbers however large the batch) and the Parquet part its worker writes (None:
+    the vectors come back)."""
 
-    rows: list[int]
-    texts: list[str]
-    todo: list[int]
-    known: dict[int, NDArray[np.float32]]
-    errors: dict[int, str]
+    first: int
+    runs: tuple[tuple[int, int], ...]
     part: str | None
+
+    def rows(self) -> list[int]:
+        return [r for start, stop in self.runs for r in range(start, stop)]
+
+
+def _row_runs(rows: list[int]) -> tuple[tuple[int, int], ...]:
+    """Ascending `rows` as maximal ranges ``[start, stop)``."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and runs[-1][1] == r:
+            runs[-1] = (runs[-1][0], r + 1)
+        else:
+            runs.append((r, r + 1))
+    return tuple(runs)
+
+
+class _EmbedWorker:
+    """What a worker holds while it embeds a project: the embedder (its model loads at the first
+    batch, once per worker) and its own read-only connection to the store, which sees each
+    batch the driver marks done (the content-hash cache)."""
+
+    def __init__(self, folder: str, embedder: Any) -> None:
+        self.project = Project(Path(folder), Store(folder, live=True))
+        self.kind = self.project.meta["kind"]
+        self.embedder = embedder
 
 
 @dataclass(frozen=True)
 class _EmbedDone:
-    """What a worker did with an :class:`_EmbedJob`: the batch's vectors (None when written to
-    `part`), the errors by position, the dimension and how many items the model embedded."""
+    """What a worker did with an :class:`_EmbedBatch`: its rows and their content hashes ("" for
+    an item with nothing to embed), the batch's vectors (None when written to `part`), the
+    errors by position, the dimension and how many items the model embedded."""
 
+    rows: list[int]
+    hashes: list[str]
     vectors: NDArray[np.float32] | None
     errors: dict[int, str]
     dim: int
@@ -1314,34 +1327,42 @@ class _EmbedDone:
     part: str | None
 
 
-def _embed_job(embedder: Any, job: _EmbedJob) -> _EmbedDone:
-    """The per-batch function of both engines: embed the batch's new items, add the cached
-    vectors, and return the batch's vectors or write them (rows without an error) to the job's
-    Parquet part, renamed into place."""
-    errors = dict(job.errors)
+def _embed_batch(worker: _EmbedWorker, batch: _EmbedBatch) -> _EmbedDone:
+    """The per-batch function of both engines: read the batch's texts (or image paths) from the
+    store, take the vectors the content-hash cache has, embed the rest, and return the batch's
+    vectors or write them (rows without an error) to the batch's Parquet part, renamed into
+    place."""
+    rows = batch.rows()
+    items = worker.project.store.contents(rows)
+    hashes = [_content_hash(worker.kind, c) for c in items]
+    known_by_hash = worker.project._vectors_by_hash([h for h in hashes if h])
+    todo = [i for i, h in enumerate(hashes) if h and h not in known_by_hash]
+    known = {i: known_by_hash[h] for i, h in enumerate(hashes) if h in known_by_hash}
+    errors = {i: "missing file" if worker.kind == "image" else "empty item" for i, h in enumerate(hashes) if not h}
     vecs = None
-    if job.texts:
-        vecs, errs = embedder.embed(job.texts)
-        errors.update({job.todo[j]: e for j, e in dict(errs).items()})
-    dim = int(vecs.shape[1]) if vecs is not None else (len(next(iter(job.known.values()))) if job.known
-                                                         else int(embedder.dim))
-    out = np.zeros((len(job.rows), dim), dtype=np.float32)
+    if todo:
+        vecs, errs = worker.embedder.embed([str(items[i]) for i in todo])
+        errors.update({todo[j]: e for j, e in dict(errs).items()})
+    dim = int(vecs.shape[1]) if vecs is not None else (len(next(iter(known.values()))) if known
+                                                         else int(worker.embedder.dim))
+    out = np.zeros((len(rows), dim), dtype=np.float32)
     if vecs is not None:
-        out[job.todo] = vecs
-    for i, v in job.known.items():
+        out[todo] = vecs
+    for i, v in known.items():
         if i not in errors:
             out[i] = v
-    embedded = len(job.todo) - sum(1 for i in job.todo if i in errors)
-    if job.part is None:
-        return _EmbedDone(out, errors, dim, embedded, None)
+    embedded = len(todo) - sum(1 for i in todo if i in errors)
+    marks = [h or "" for h in hashes]
+    if batch.part is None:
+        return _EmbedDone(rows, marks, out, errors, dim, embedded, None)
     import pyarrow as pa
 
-    keep = np.asarray([i for i in range(len(job.rows)) if i not in errors], dtype=np.int64)
+    keep = np.asarray([i for i in range(len(rows)) if i not in errors], dtype=np.int64)
     kept = out[keep] if len(keep) else np.zeros((0, dim), dtype=np.float32)
-    table = pa.table({"row": pa.array(np.asarray(job.rows, dtype=np.int64)[keep] if len(keep) else [], pa.int64()),
+    table = pa.table({"row": pa.array(np.asarray(rows, dtype=np.int64)[keep] if len(keep) else [], pa.int64()),
                       "vector": pa.FixedSizeListArray.from_arrays(pa.array(kept.ravel(), pa.float32()), dim)})
-    write_table_file(Path(job.part), table)  # renamed into place, on disk before its rows are marked done
-    return _EmbedDone(None, errors, dim, embedded, job.part)
+    write_table_file(Path(batch.part), table)  # renamed into place, on disk before its rows are marked done
+    return _EmbedDone(rows, marks, None, errors, dim, embedded, batch.part)
 
 
 def _content_hash(kind: str, content: str | None) -> str | None:

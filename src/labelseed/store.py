@@ -114,9 +114,14 @@ class ImportReport:
 
 
 class Store:
-    """Open (or create with :meth:`create`) the SQLite store of a project folder."""
+    """Open (or create with :meth:`create`) the SQLite store of a project folder.
 
-    def __init__(self, folder: str | Path, *, read_only: bool | None = None) -> None:
+    `read_only`: never write (None: only when the folder or the database cannot be written).
+    `live`: read-only while another process writes the store (an embedding worker beside the
+    ``embed`` that marks its rows): every read sees the writer's latest commit.
+    """
+
+    def __init__(self, folder: str | Path, *, read_only: bool | None = None, live: bool = False) -> None:
         self.folder = Path(folder)
         path = self.folder / DB_NAME
         if not path.exists():
@@ -126,7 +131,13 @@ class Store:
         #: opened without write access: a read-only folder or file (a shared drive, a read-only
         #: mount, a copy from an archive), or asked for by a command that only reads
         self.read_only = (not _writable(path)) if read_only is None else read_only
-        self.db = self._connect_read_only(path) if self.read_only else self._connect(path)
+        if live:  # another process writes meanwhile: read its commits, never write (an embedding worker)
+            self.read_only = True
+            # Ray Data calls a worker from a thread other than the one that built it, one call at a time
+            self.db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None, timeout=30,
+                                      check_same_thread=False)
+        else:
+            self.db = self._connect_read_only(path) if self.read_only else self._connect(path)
         self._part_cache: dict[tuple[str, int], tuple[NDArray[np.int64], NDArray[np.float32]]] = {}
         if not self.read_only:
             self.db.executescript(SCHEMA)  # idempotent: brings a project made by an older version up to date

@@ -1,7 +1,7 @@
 """Where per-batch work runs: in this process (``local``) or on a Ray cluster (``ray``).
 
-Both engines run the *same* per-batch functions (:func:`labelseed.ops.label_vectors` for new
-items, an embedder's ``embed`` for a project), so there is no second code path: an engine
+Both engines run the *same* per-batch functions (``ops._label_item`` for new items,
+``project._embed_batch`` for a project's embedding, the graph's block search), so there is no second code path: an engine
 only decides where a worker lives and where each batch goes. A worker is built once per
 process that holds it (a run's labeler and its index; an embedding model), then fed batches
 in order; results come back in the order the batches went in, with a bounded number in

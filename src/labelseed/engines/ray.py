@@ -1,10 +1,11 @@
 """The Ray engine: the same per-batch functions as the local engine, on a pool of Ray actors.
 
 Work known up front as small descriptors whose workers read their own input (labeling new
-items: each chunk of the input file) runs as a Ray Data pipeline, ``map_batches`` over an actor
-pool (:meth:`RayEngine.map_list`). Work the driver must feed (embedding a project, whose items
-and content-hash cache live in its store; the graph's blocks) goes to a pool of actors the
-engine runs itself (:meth:`RayEngine.map`, :meth:`RayEngine.map_sharded`).
+items: each chunk of the input file; embedding a project: each batch's row ranges, read with
+the content-hash cache from the project's store) runs as a Ray Data pipeline, ``map_batches``
+over an actor pool (:meth:`RayEngine.map_list`). Work the driver must feed (the graph's blocks,
+each to the actor that holds its shard of the lists) goes to a pool of actors the engine runs
+itself (:meth:`RayEngine.map`, :meth:`RayEngine.map_sharded`).
 
 Each actor builds its worker once (a run's labeler with its index, an embedding model) and
 takes batches round-robin; results come back in submission order with at most two batches
