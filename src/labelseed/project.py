@@ -396,8 +396,8 @@ class Project:
         # the worker reads its batch from the store and the content-hash cache itself: only the
         # batches' row ranges go out, only the marks (and, locally, the vectors) come back
         make_worker = partial(_EmbedWorker, str(self.folder), embedder)
-        for batch, got in zip(batches, runner.map_list(make_worker, _embed_batch, batches)):
-            s, rows, hashes, errors = batch.first, got.rows, got.hashes, got.errors
+        for k, got in enumerate(runner.map_list(make_worker, _embed_batch, batches)):  # in batch order
+            s, rows, hashes, errors = batches[k].first, got.rows, got.hashes, got.errors
             if got.vectors is not None:
                 if mm is None:
                     mm = self._create_embeddings(path, n, got.dim)
@@ -1310,6 +1310,10 @@ class _EmbedWorker:
         self.project = Project(Path(folder), Store(folder, live=True))
         self.kind = self.project.meta["kind"]
         self.embedder = embedder
+
+    def close(self) -> None:
+        """Close the store connection, so that the driver's, closed last, merges the journal."""
+        self.project.close()
 
 
 @dataclass(frozen=True)
