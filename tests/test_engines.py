@@ -81,6 +81,8 @@ def test_embedding_through_ray_gives_the_local_vectors(cluster, tmp_path):
             reports[engine] = proj.embed("hashing", batch_size=16, engine=engine)
             assert reports[engine].embedded + reports[engine].from_cache == 200 and not reports[engine].failed
             vectors[engine] = proj.vectors()
+        # no worker's store connection outlived the embed: the last close merged the journal
+        assert not (tmp_path / engine / "labelseed.db-wal").exists(), engine
     # the same vectors, the same use of the content-hash cache (the pool repeats some texts)
     np.testing.assert_array_equal(vectors["ray"][1], vectors["local"][1])
     assert reports["ray"].from_cache == reports["local"].from_cache > 0

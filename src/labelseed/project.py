@@ -1303,17 +1303,17 @@ def _row_runs(rows: list[int]) -> tuple[tuple[int, int], ...]:
 
 class _EmbedWorker:
     """What a worker holds while it embeds a project: the embedder (its model loads at the first
-    batch, once per worker) and its own read-only connection to the store, which sees each
-    batch the driver marks done (the content-hash cache)."""
+    batch, once per worker) and where the project is. Each batch opens its own read-only
+    connection to the store, which sees every batch the driver has marked done (the
+    content-hash cache), and closes it: no connection outlives its batch, so the driver's,
+    closed last, merges the journal (a Ray actor is killed, not closed, when its pipeline ends)."""
 
     def __init__(self, folder: str, embedder: Any) -> None:
-        self.project = Project(Path(folder), Store(folder, live=True))
-        self.kind = self.project.meta["kind"]
+        self.folder = folder
         self.embedder = embedder
 
-    def close(self) -> None:
-        """Close the store connection, so that the driver's, closed last, merges the journal."""
-        self.project.close()
+    def open(self) -> "Project":
+        return Project(Path(self.folder), Store(self.folder, live=True))
 
 
 @dataclass(frozen=True)
@@ -1337,12 +1337,14 @@ def _embed_batch(worker: _EmbedWorker, batch: _EmbedBatch) -> _EmbedDone:
     vectors or write them (rows without an error) to the batch's Parquet part, renamed into
     place."""
     rows = batch.rows()
-    items = worker.project.store.contents(rows)
-    hashes = [_content_hash(worker.kind, c) for c in items]
-    known_by_hash = worker.project._vectors_by_hash([h for h in hashes if h])
+    with worker.open() as project:
+        kind = project.meta["kind"]
+        items = project.store.contents(rows)
+        hashes = [_content_hash(kind, c) for c in items]
+        known_by_hash = project._vectors_by_hash([h for h in hashes if h])
     todo = [i for i, h in enumerate(hashes) if h and h not in known_by_hash]
     known = {i: known_by_hash[h] for i, h in enumerate(hashes) if h in known_by_hash}
-    errors = {i: "missing file" if worker.kind == "image" else "empty item" for i, h in enumerate(hashes) if not h}
+    errors = {i: "missing file" if kind == "image" else "empty item" for i, h in enumerate(hashes) if not h}
     vecs = None
     if todo:
         vecs, errs = worker.embedder.embed([str(items[i]) for i in todo])
