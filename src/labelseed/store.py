@@ -130,14 +130,8 @@ class Store:
         self._check_is_project(path)
         #: opened without write access: a read-only folder or file (a shared drive, a read-only
         #: mount, a copy from an archive), or asked for by a command that only reads
-        self.read_only = (not _writable(path)) if read_only is None else read_only
-        if live:  # another process writes meanwhile: read its commits, never write (an embedding worker)
-            self.read_only = True
-            # Ray Data calls a worker from a thread other than the one that built it, one call at a time
-            self.db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None, timeout=30,
-                                      check_same_thread=False)
-        else:
-            self.db = self._connect_read_only(path) if self.read_only else self._connect(path)
+        self.read_only = live or ((not _writable(path)) if read_only is None else read_only)
+        self.db = self._connect_read_only(path, live=live) if self.read_only else self._connect(path)
         self._part_cache: dict[tuple[str, int], tuple[NDArray[np.int64], NDArray[np.float32]]] = {}
         if not self.read_only:
             self.db.executescript(SCHEMA)  # idempotent: brings a project made by an older version up to date
@@ -187,12 +181,13 @@ class Store:
         return db
 
     @staticmethod
-    def _connect_read_only(path: Path) -> sqlite3.Connection:
+    def _connect_read_only(path: Path, *, live: bool = False) -> sqlite3.Connection:
         """A connection that never writes. Without a pending journal the database is opened as
-        immutable (SQLite then needs no -shm file, which a read-only folder cannot hold)."""
+        immutable (SQLite then needs no -shm file, which a read-only folder cannot hold), unless
+        `live`: another process writes meanwhile, and every read must see its latest commit."""
         wal = Path(str(path) + "-wal")
         pending = wal.exists() and wal.stat().st_size > 0
-        uri = f"file:{quote(str(path))}?mode=ro" + ("" if pending else "&immutable=1")
+        uri = f"file:{quote(str(path))}?mode=ro" + ("" if pending or live else "&immutable=1")
         try:
             db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
             db.execute("SELECT COUNT(*) FROM meta").fetchone()

@@ -64,16 +64,10 @@ class LocalEngine:
     def map_sharded(self, make_worker: Callable[[Any], W], shard_data: Sequence[Any], fn: Callable[[W, T], R],
                     items: Iterable[tuple[int, T]]) -> Iterator[R]:
         workers: dict[int, W] = {}
-        try:
-            for shard, item in items:
-                if shard not in workers:  # built only when there is work (a resumed job may have none)
-                    workers[shard] = make_worker(shard_data[shard])
-                yield fn(workers[shard], item)
-        finally:  # a worker that holds a resource (a store connection) lets go of it, as an actor's end does
-            for w in workers.values():
-                close = getattr(w, "close", None)
-                if callable(close):
-                    close()
+        for shard, item in items:
+            if shard not in workers:  # built only when there is work (a resumed job may have none)
+                workers[shard] = make_worker(shard_data[shard])
+            yield fn(workers[shard], item)
 
 
 def unsharded(make_worker: Callable[[], W], _data: Any) -> W:
