@@ -2,9 +2,10 @@
 
 A: n = 20,000 x 384 real vectors (Fashion-MNIST, PCA-384), 10 labels per class:
    labelseed (default, and --fast: spreading alone with per-class thresholds, the
-   previous default) vs a single scikit-learn LabelSpreading(kernel='knn') fit +
-   predict_proba on the same data; median of --repeats runs each, every run in
-   a fresh process, in one benchmark run.
+   previous default) vs a single scikit-learn LabelSpreading(kernel='knn',
+   n_neighbors=10) fit + predict_proba on the same data (issue 14's baseline; labelseed's
+   graph has 10 neighbours too; `--sklearn-7` adds scikit-learn's default of 7 beside it);
+   median of --repeats runs each, every run in a fresh process, in one benchmark run.
 B: n = 1,000,000 x 384 float32 (synthetic clustered data: no real labeled set
    that size installs offline), in a child process whose peak RSS is read from
    the OS; also the kNN graph's recall@10 against exact for 1,000 sampled rows.
@@ -55,7 +56,7 @@ else:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        s = LabelSpreading(kernel="knn").fit(X, codes)
+        s = LabelSpreading(kernel="knn", n_neighbors={sk_k}).fit(X, codes)
         s.predict_proba(X)
         dt = time.perf_counter() - t
     extra = {{}}
@@ -87,7 +88,7 @@ def wordnet_13899() -> tuple[np.ndarray, np.ndarray]:
         return X[keep], y[keep]
 
 
-def part_a(repeats: int, dataset: str = "fashion") -> dict:
+def part_a(repeats: int, dataset: str = "fashion", sklearn_7: bool = False) -> dict:
     """Each run in a fresh process, alternating: the two libraries' OpenMP thread pools
     slow each other down when they share a process, which would flatter labelseed."""
     if dataset == "fashion":
@@ -99,11 +100,13 @@ def part_a(repeats: int, dataset: str = "fashion") -> dict:
     data = CACHE / f"speed_{dataset}_{len(y)}.npz"
     CACHE.mkdir(exist_ok=True)
     np.savez(data, X=X, y=y.astype(str))
-    res: dict[str, list] = {"labelseed": [], "labelseed_fast": [], "sklearn_knn": []}
+    whiches = ["labelseed", "labelseed_fast", "sklearn_knn"] + (["sklearn_knn7"] if sklearn_7 else [])
+    res: dict[str, list] = {w: [] for w in whiches}
     details = []
     for _ in range(repeats):
-        for which in ("labelseed", "labelseed_fast", "sklearn_knn"):
-            code = ONE_RUN.format(bench=str(Path(__file__).parent), which=which, data=str(data))
+        for which in whiches:
+            code = ONE_RUN.format(bench=str(Path(__file__).parent), which=which, data=str(data),
+                                  sk_k=7 if which == "sklearn_knn7" else 10)
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr)
@@ -115,6 +118,10 @@ def part_a(repeats: int, dataset: str = "fashion") -> dict:
     med.update({f"{k}_peak_mib": float(np.median([r["peak_mib"] for r in v])) for k, v in res.items()})
     med["speedup"] = med["sklearn_knn"] / med["labelseed"]
     med["speedup_fast"] = med["sklearn_knn"] / med["labelseed_fast"]
+    if sklearn_7:
+        med["speedup_vs_k7"] = med["sklearn_knn7"] / med["labelseed"]
+        med["speedup_fast_vs_k7"] = med["sklearn_knn7"] / med["labelseed_fast"]
+    med["sklearn_n_neighbors"] = 10
     med["repeats"] = repeats
     med["runs"] = details
     return med
@@ -178,12 +185,14 @@ def main() -> None:
     p.add_argument("--skip-a", action="store_true")
     p.add_argument("--datasets", default="fashion",
                    help="part A data, comma-separated: fashion (20k), noisy (issue 14's 20k noisy clusters), wordnet")
+    p.add_argument("--sklearn-7", action="store_true",
+                   help="also time scikit-learn at its default n_neighbors=7 (runs before 2026-12-03 used it)")
     a = p.parse_args()
     results = {}
     if not a.skip_a:
         for name in a.datasets.split(","):
             key = "n20k" if name == "fashion" else f"a_{name}"
-            results[key] = part_a(a.repeats, name)
+            results[key] = part_a(a.repeats, name, a.sklearn_7)
             summary = {k: v for k, v in results[key].items() if k != "runs"}
             print(name, json.dumps(summary), flush=True)
     if a.big:
