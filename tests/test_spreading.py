@@ -150,3 +150,49 @@ def test_propagate_gives_the_same_scores_from_sparse_labels_and_in_narrow_column
     monkeypatch.setattr(sp, "CG_BUFFER_BYTES", 6 * 4 * 600 * 8)  # 8 columns per block
     assert sp._column_block(600) == 8
     np.testing.assert_allclose(sp.propagate(S, sp.one_hot_sets(sets, 5)), F_dense, atol=2e-3)
+
+
+@pytest.mark.parametrize("n_classes,per_class,dim", [(2, 5, 64), (3, 10, 64), (10, 10, 64), (4, 40, 16)])
+def test_fit_linear_reaches_scikit_learn_s_optimum(n_classes, per_class, dim):
+    """The linear classifier's own solver (in the labeled rows' span when they are fewer than
+    the dimensions) must land on LogisticRegression(C, lbfgs)'s optimum, to the tolerance the
+    engine used with scikit-learn (gtol 1e-4): an objective within 1e-6 of a tightly converged
+    fit's, and probabilities on every row, unlabeled ones included, within 5e-3 of it."""
+    from sklearn.linear_model import LogisticRegression
+
+    from labelseed.spreading import LINEAR_C, fit_linear
+
+    rng = np.random.default_rng(n_classes * 100 + per_class)
+    centers = rng.standard_normal((n_classes, dim))
+    y = rng.integers(0, n_classes, 600)
+    X = (0.6 * centers[y] + rng.standard_normal((600, dim))).astype(np.float32)
+    norms = np.linalg.norm(X, axis=1)
+    codes = np.full(600, -1)
+    for c in range(n_classes):
+        codes[rng.choice(np.flatnonzero(y == c), per_class, replace=False)] = c
+    lab = codes >= 0
+    Xn = (X / norms[:, None]).astype(np.float64)
+    ref = LogisticRegression(C=LINEAR_C, max_iter=1000, tol=1e-10).fit(Xn[lab], codes[lab])
+    # the rows as given with their inverse norms, as the engine passes a large pool
+    model = fit_linear(X, codes, n_classes, scale=(1 / norms).astype(np.float32))
+    got = model.probabilities(X, (1 / norms).astype(np.float32))
+
+    def objective(W, b):
+        Z = Xn[lab] @ np.asarray(W, np.float64).T + b
+        if Z.shape[1] == 1:  # binomial: class 0's logit is 0
+            Z = np.column_stack([np.zeros(len(Z)), Z])
+        top = Z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(Z - top).sum(axis=1)) + top[:, 0]
+        n = int(lab.sum())
+        return (lse - Z[np.arange(n), codes[lab]]).sum() / n + (np.asarray(W, np.float64) ** 2).sum() / (2 * LINEAR_C * n)
+
+    before = LogisticRegression(C=LINEAR_C, max_iter=300).fit(Xn[lab].astype(np.float32), codes[lab])
+    if n_classes == 2:  # one weight vector in both
+        mine = objective(model.coef[1:2] - model.coef[0:1], np.array([model.intercept[1] - model.intercept[0]]))
+    else:
+        mine = objective(model.coef, model.intercept)
+    best, old = objective(ref.coef_, ref.intercept_), objective(before.coef_, before.intercept_)
+    assert best <= mine <= old + 1e-7
+    tight = ref.predict_proba(Xn)
+    off = np.abs(before.predict_proba(Xn.astype(np.float32)) - tight).max()
+    assert np.abs(got - tight).max() <= 2 * off + 1e-3
