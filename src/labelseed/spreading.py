@@ -522,6 +522,11 @@ def fit_linear(Xn: NDArray[np.float32], codes: NDArray[np.int64], n_classes: int
         L2-normalised rows (or any rows, with `scale` their inverse norms).
     codes : ndarray of shape (n_rows,), int64
     n_classes : int
+    C : float, default=LINEAR_C
+        Inverse L2 strength, as scikit-learn's ``LogisticRegression(C=...)``.
+    random_state : int, default=0
+        Unused: the solver (:func:`_softmax_regression`) is deterministic. Kept so that callers
+        written for scikit-learn's estimator need no change.
     scale : ndarray of shape (n_rows,), float32, optional
 
     Returns
