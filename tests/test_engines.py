@@ -201,6 +201,11 @@ def test_graph_through_ray_equals_the_local_graph(cluster, monkeypatch, caplog, 
 
     if kind == "ivf-reduced":  # the reduced-space path, on a pool small enough for a test
         monkeypatch.setattr(graph_module, "REDUCED_MIN_ROWS", 5_000)
+    # blocks of 700 rows: 13 of them, more than the actors hold in flight (2 each), so the driver
+    # takes results back while it is still sending blocks, as on any pool past a few 8,192-row
+    # blocks (a block read into the shared buffer after a result came back once replaced the
+    # block being sent: the index's lists were scrambled, recall 0.66 on a 50,000-row pool)
+    monkeypatch.setattr(graph_module, "ROW_BLOCK", 700)
     X, _ = _spectrum_pool(9_000, 192, 3)
     # each actor holds the IVF lists of one shard: in the full space that is the local search exactly;
     # in the reduced space each shard re-ranks its own candidates, the same as locally with as many shards

@@ -85,7 +85,11 @@ class RayEngine:
     def map_sharded(self, make_worker: Callable[[Any], Any], shard_data: Sequence[Any], fn: Callable[[Any, Any], Any],
                     items: Iterable[tuple[int, Any]]) -> Iterator[Any]:
         """Each shard's batches go to the one actor that holds that shard (started only when there is
-        work for it)."""
+        work for it).
+
+        An item is submitted (its arguments serialized) before any result is handed back: the
+        caller may reuse the item's buffer once it has a result (the graph reads every block
+        into one buffer, and reads a block again to add it to the index)."""
         ray, worker_class = self.ray, self._actor_class()
         actors: dict[int, Any] = {}
         inflight: deque[Any] = deque()
@@ -93,9 +97,9 @@ class RayEngine:
             for shard, item in items:
                 if shard not in actors:
                     actors[shard] = worker_class.remote(make_worker, fn, shard_data[shard])
-                if len(inflight) >= IN_FLIGHT_PER_ACTOR * self.workers:
-                    yield ray.get(inflight.popleft())
                 inflight.append(actors[shard].run.remote(item))
+                if len(inflight) > IN_FLIGHT_PER_ACTOR * self.workers:
+                    yield ray.get(inflight.popleft())
             while inflight:
                 yield ray.get(inflight.popleft())
         finally:
