@@ -34,12 +34,28 @@ WORDS = {"animal": "dog cat horse cow sheep goat lion tiger wolf bear",
          "tool": "hammer wrench saw drill chisel pliers shovel rake axe file"}
 
 
-def _time(args: list[str]) -> float:
+def _time(args: list[str], address: str | None = None) -> float:
+    """Seconds of one `labelseed` command; with `address`, joining that Ray cluster."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if address:
+        env["RAY_ADDRESS"] = address
     t = time.perf_counter()
-    r = subprocess.run([EXE, *args], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    r = subprocess.run([EXE, *args], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"labelseed {' '.join(args)}: {r.stderr[-1500:]}")
     return time.perf_counter() - t
+
+
+def real_like_task(work: Path, n_pool: int, n_new: int = 0) -> None:
+    """work/pool.npy (issue 14's real-like shape), work/new.npy (`n_new` more rows, when asked)
+    and work/labels.csv: 25 random labels for each of the 20 classes."""
+    X, y = real_like(n_pool + n_new, seed=3)
+    np.save(work / "pool.npy", X[:n_pool])
+    if n_new:
+        np.save(work / "new.npy", X[n_pool:])
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.choice(np.flatnonzero(y[:n_pool] == c), 25, replace=False) for c in range(20)])
+    (work / "labels.csv").write_text("id,label\n" + "".join(f"{r},c{y[r]}\n" for r in rows))
 
 
 def ray_overhead() -> dict:
@@ -87,12 +103,7 @@ def embedding(n: int, model: str, repeats: int, work: Path) -> dict:
 
 
 def labeling(n_pool: int, n_new: int, repeats: int, work: Path) -> dict:
-    X, y = real_like(n_pool + n_new, seed=3)
-    np.save(work / "pool.npy", X[:n_pool])
-    np.save(work / "new.npy", X[n_pool:])
-    rng = np.random.default_rng(0)
-    rows = np.concatenate([rng.choice(np.flatnonzero(y[:n_pool] == c), 25, replace=False) for c in range(20)])
-    (work / "labels.csv").write_text("id,label\n" + "".join(f"{r},c{y[r]}\n" for r in rows))
+    real_like_task(work, n_pool, n_new)
     _time(["autolabel", "--embeddings", str(work / "pool.npy"), "--labels", str(work / "labels.csv"), "--out",
            str(work / "run"), "--quiet", "--no-cache"])
     out: dict = {"pool": n_pool, "new": n_new}
@@ -107,11 +118,7 @@ def labeling(n_pool: int, n_new: int, repeats: int, work: Path) -> dict:
 
 def fitting(n_pool: int, repeats: int, work: Path) -> dict:
     """`autolabel` of the real-like pool: the kNN graph's search on each engine, the rest local."""
-    X, y = real_like(n_pool, seed=3)
-    np.save(work / "pool.npy", X)
-    rng = np.random.default_rng(0)
-    rows = np.concatenate([rng.choice(np.flatnonzero(y == c), 25, replace=False) for c in range(20)])
-    (work / "labels.csv").write_text("id,label\n" + "".join(f"{r},c{y[r]}\n" for r in rows))
+    real_like_task(work, n_pool)
     out: dict = {"pool": n_pool}
     for name, extra in (("local", []), ("ray 1 worker", ["--engine", "ray", "--workers", "1"]),
                         ("ray 2 workers", ["--engine", "ray", "--workers", "2"])):

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,22 +28,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, real_like  # noqa: E402
-from engines import texts  # noqa: E402
-
-EXE = str(Path(sys.executable).parent / "labelseed")
-
-
-def run(args: list[str], address: str | None) -> float:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("RAY_ADDRESS", None)
-    if address:
-        env["RAY_ADDRESS"] = address
-    t = time.perf_counter()
-    r = subprocess.run([EXE, *args], capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(f"labelseed {' '.join(args)}: {r.stderr[-2000:]}")
-    return time.perf_counter() - t
+from _common import RESULTS  # noqa: E402
+from engines import _time as run  # noqa: E402
+from engines import real_like_task, texts  # noqa: E402
 
 
 def main() -> None:
@@ -53,6 +39,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=50_000)
     ap.add_argument("--new", type=int, default=50_000)
     a = ap.parse_args()
+    os.environ.pop("RAY_ADDRESS", None)  # the local runs must not join a cluster; the Ray runs name theirs
 
     import pandas as pd
     import ray
@@ -91,12 +78,7 @@ def main() -> None:
         print(f"embed: vectors equal: {same}", flush=True)
 
         # fitting (the graph's search sharded over the nodes) and labeling new items
-        X, y = real_like(a.pool + a.new, seed=3)
-        np.save(work / "pool.npy", X[:a.pool])
-        np.save(work / "new.npy", X[a.pool:])
-        rng = np.random.default_rng(0)
-        rows = np.concatenate([rng.choice(np.flatnonzero(y[:a.pool] == c), 25, replace=False) for c in range(20)])
-        (work / "labels.csv").write_text("id,label\n" + "".join(f"{r},c{y[r]}\n" for r in rows))
+        real_like_task(work, a.pool, a.new)
         fits, labels = {}, {}
         for name, addr, extra in (("local", None, []), ("ray", cluster.address, ["--engine", "ray", "--workers", "2"])):
             run_dir = work / f"run-{name}"

@@ -65,6 +65,10 @@ print(json.dumps(dict(seconds=dt, peak_mib=(peak - base) / 1024, **extra)))
 """
 
 
+#: scikit-learn's LabelSpreading(knn) neighbours: issue 14's baseline, as labelseed's graph
+SKLEARN_NEIGHBORS = 10
+
+
 def noisy_clusters(n: int = 20_000, dim: int = 384, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Issue 14's noisy clusters: row = 0.35 c_y + 4 e / sqrt(dim), c and e standard normal, then
     L2-normalised (within-class structure is noise: hard for an IVF index)."""
@@ -106,7 +110,7 @@ def part_a(repeats: int, dataset: str = "fashion", sklearn_7: bool = False) -> d
     for _ in range(repeats):
         for which in whiches:
             code = ONE_RUN.format(bench=str(Path(__file__).parent), which=which, data=str(data),
-                                  sk_k=7 if which == "sklearn_knn7" else 10)
+                                  sk_k=7 if which == "sklearn_knn7" else SKLEARN_NEIGHBORS)
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr)
@@ -121,7 +125,7 @@ def part_a(repeats: int, dataset: str = "fashion", sklearn_7: bool = False) -> d
     if sklearn_7:
         med["speedup_vs_k7"] = med["sklearn_knn7"] / med["labelseed"]
         med["speedup_fast_vs_k7"] = med["sklearn_knn7"] / med["labelseed_fast"]
-    med["sklearn_n_neighbors"] = 10
+    med["sklearn_n_neighbors"] = SKLEARN_NEIGHBORS
     med["repeats"] = repeats
     med["runs"] = details
     return med

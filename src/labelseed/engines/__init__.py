@@ -39,7 +39,9 @@ class Engine(Protocol):
     def map_sharded(self, make_worker: Callable[[Any], Any], shard_data: Sequence[Any], fn: Callable[[Any, Any], Any],
                     items: Iterable[tuple[int, Any]]) -> Iterator[Any]:
         """``fn(worker of shard s, item)`` for every ``(s, item)``, in order; shard s's worker is
-        ``make_worker(shard_data[s])``, built once where it runs (only that shard's data goes there)."""
+        ``make_worker(shard_data[s])``, built once where it runs (only that shard's data goes there).
+        An item is taken in (run, or sent) before the next result is handed back, so the caller may
+        reuse an item's buffer once it holds a result (the graph reads every block into one)."""
         ...
 
     def map_list(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],

@@ -85,11 +85,8 @@ class RayEngine:
     def map_sharded(self, make_worker: Callable[[Any], Any], shard_data: Sequence[Any], fn: Callable[[Any, Any], Any],
                     items: Iterable[tuple[int, Any]]) -> Iterator[Any]:
         """Each shard's batches go to the one actor that holds that shard (started only when there is
-        work for it).
-
-        An item is submitted (its arguments serialized) before any result is handed back: the
-        caller may reuse the item's buffer once it has a result (the graph reads every block
-        into one buffer, and reads a block again to add it to the index)."""
+        work for it). Each item is submitted (its arguments serialized) before a result is handed
+        back, as :meth:`Engine.map_sharded` promises."""
         ray, worker_class = self.ray, self._actor_class()
         actors: dict[int, Any] = {}
         inflight: deque[Any] = deque()
