@@ -142,7 +142,9 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
     label_sampling : {"auto", "per_class", "random"}, default="auto"
         What the precision estimates assume of the labeled rows that calibrate them:
         random *within each class*, in any numbers per class (pool class shares are
-        then estimated from the pool), or a uniformly random sample of the pool.
+        then estimated from the pool, and each class's calibration allows for how far
+        its share in the labels differs from its share in the pool), or a uniformly
+        random sample of the pool.
         ``"auto"`` takes ``"random"`` unless the seed's predicted-class mix is implausible
         for a uniform sample of the pool (then ``"per_class"``); the choice is reported
         (``result_.thresholds.label_sampling``).

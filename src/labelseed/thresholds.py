@@ -227,17 +227,20 @@ class Calibration:
 
 
 def _ridge_logistic(F: NDArray[np.float64], t: NDArray[np.float64], penalty: NDArray[np.float64],
-                    weights: NDArray[np.float64], n_iter: int = 50) -> NDArray[np.float64]:
+                    weights: NDArray[np.float64], n_iter: int = 50,
+                    offset: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """Newton's method for L2-penalised logistic regression, for many row weightings at once.
 
-    `weights` (n_fits, n_rows) holds each fit's row weights (bootstrap counts);
-    returns the coefficients, shape (n_fits, n_features).
+    `weights` (n_fits, n_rows) holds each fit's row weights (bootstrap counts); `offset`
+    (n_fits, n_rows), a fixed term added to each row's logit; returns the coefficients,
+    shape (n_fits, n_features).
     """
     B, d = weights.shape[0], F.shape[1]
     w = np.zeros((B, d))
     ridge = np.diag(penalty + 1e-9)
+    off = 0.0 if offset is None else offset
     for _ in range(n_iter):
-        p = 1.0 / (1.0 + np.exp(-(w @ F.T)))  # (B, m)
+        p = 1.0 / (1.0 + np.exp(-(w @ F.T + off)))  # (B, m)
         grad = ((p - t) * weights) @ F + penalty * w
         H = np.matmul(F.T[None, :, :] * (weights * p * (1 - p))[:, None, :], F[None, :, :]) + ridge
         step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
@@ -266,6 +269,7 @@ def fit_calibrations(
     C: float = 1.0,
     rng: np.random.Generator | None = None,
     prior_conf: NDArray[np.floating] | None = None,
+    shift: NDArray[np.float64] | None = None,
 ) -> list[Calibration]:
     """One :class:`Calibration` per row weighting (e.g. bootstrap counts), fitted together.
 
@@ -284,6 +288,10 @@ def fit_calibrations(
     right with probability equal to its confidence: thin or one-sided evidence then gives a
     curve that falls where the scores are unsure, not a constant. A resample with all (or
     none) of its rows right keeps that shape, its level drawn from the Jeffreys posterior.
+
+    `shift` (n_classes,) or (n_fits, n_classes): a fixed logit term per predicted class, the
+    point its penalised offset is shrunk to instead of the shared intercept (see
+    :func:`label_shift_offsets`); used with `prior_conf` only.
     """
     t = correct.astype(np.float64)
     total = weights.sum(axis=1)
@@ -304,12 +312,17 @@ def fit_calibrations(
         Fp = np.zeros((len(q), F.shape[1]))  # no class offset: the prior speaks to the shared curve only
         Fp[:, 0], Fp[:, 1] = 1.0, _logit(q)
         Wp = np.concatenate([weights, np.full((len(weights), len(q)), CALIBRATION_PRIOR_ROWS / len(q))], axis=1)
-        W = _monotone_logistic(np.vstack([F, Fp]), np.concatenate([t, q]), penalty, Wp)
+        S = np.zeros((len(weights), n_classes)) if shift is None else np.broadcast_to(
+            np.asarray(shift, dtype=np.float64), (len(weights), n_classes))
+        row_off = S[:, pred]  # (fits, rows); the prior's pseudo-rows belong to no class: 0
+        off = None if shift is None else np.concatenate([row_off, np.zeros((len(weights), len(q)))], axis=1)
+        W = _monotone_logistic(np.vstack([F, Fp]), np.concatenate([t, q]), penalty, Wp, offset=off)
         if rng is not None:  # resampled rows all right (or all wrong): no spread without a drawn level
             deg = np.flatnonzero(degenerate[1:]) + 1
             if len(deg):
-                W[deg, 0] += _level_shifts(W[deg], F, weights[deg], np.array([jeffreys(int(b)) for b in deg]))
-        return [Calibration(float(w[1]), w[0] + w[2:]) for w in W]
+                W[deg, 0] += _level_shifts(W[deg], F, weights[deg], np.array([jeffreys(int(b)) for b in deg]),
+                                           offset=row_off[deg])
+        return [Calibration(float(w[1]), w[0] + w[2:] + S[b]) for b, w in enumerate(W)]
     out: list[Calibration | None] = [None] * len(weights)
     for b in np.flatnonzero(degenerate):
         out[b] = Calibration(0.0, np.zeros(n_classes), constant=jeffreys(int(b)))
@@ -322,25 +335,25 @@ def fit_calibrations(
 
 
 def _monotone_logistic(F: NDArray[np.float64], t: NDArray[np.float64], penalty: NDArray[np.float64],
-                       weights: NDArray[np.float64]) -> NDArray[np.float64]:
+                       weights: NDArray[np.float64], offset: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """:func:`_ridge_logistic`, with every fit whose slope (column 1) comes out negative refitted
     with the slope pinned at 0 (intercept and offsets then fit without it)."""
-    W = _ridge_logistic(F, t, penalty, weights)
+    W = _ridge_logistic(F, t, penalty, weights, offset=offset)
     neg = np.flatnonzero(W[:, 1] < 0)
     if len(neg):
         flat = penalty.copy()
         flat[1] = 1e12
-        W[neg] = _ridge_logistic(F, t, flat, weights[neg])
+        W[neg] = _ridge_logistic(F, t, flat, weights[neg], offset=None if offset is None else offset[neg])
         W[neg, 1] = 0.0
     return W
 
 
 def _level_shifts(W: NDArray[np.float64], F: NDArray[np.float64], weights: NDArray[np.float64],
-                  means: NDArray[np.float64]) -> NDArray[np.float64]:
+                  means: NDArray[np.float64], offset: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """For each fit (rows of `W`, coefficients over the features `F`), the intercept shift that
     makes its weighted mean probability over the rows of `F` equal `means`: a bisection, all fits
     at once (the mean rises with the shift)."""
-    z = W @ F.T  # (fits, rows)
+    z = W @ F.T + (0.0 if offset is None else offset)  # (fits, rows)
     total = np.maximum(weights.sum(axis=1), 1e-300)
     lo, hi = np.full(len(W), -40.0), np.full(len(W), 40.0)
     for _ in range(45):
@@ -803,10 +816,31 @@ def _predict_all(cals: list[Calibration], logit_conf: NDArray[np.float64], pred:
     return P
 
 
+def label_shift_offsets(priors: NDArray[np.float64], share: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per class, how much its odds of being right change between the seed's class mix and the pool's.
+
+    Scores learned from a seed whose class mix `share` differs from the pool's `priors`
+    (labels drawn per class: ten rows of a class of 0.5% of the pool and ten of one of 15%)
+    overrate the classes the seed over-represents. Under label shift each class's posterior
+    scales by ``prior / share`` (Saerens et al. 2002), so the odds that a row predicted as
+    class k is right scale by ``(prior_k / share_k) / ((1 - prior_k) / (1 - share_k))`` (its
+    confusers taken in their seed proportions): ``logit(prior_k) - logit(share_k)``. 0 for a
+    class without seed rows.
+    """
+    pr = np.clip(np.asarray(priors, dtype=np.float64), 1e-6, 1 - 1e-6)
+    sh = np.asarray(share, dtype=np.float64)
+    out = np.zeros(np.broadcast(pr, sh).shape)
+    has = np.broadcast_to(sh > 0, out.shape)
+    sc = np.clip(sh, 1e-6, 1 - 1e-6)
+    val = (np.log(pr) - np.log1p(-pr)) - (np.log(sc) - np.log1p(-sc))
+    out[has] = np.broadcast_to(val, out.shape)[has]
+    return out
+
+
 def _bootstrap_calibrations(
     cv: CrossValScores, n_classes: int, n_bootstrap: int, rng: np.random.Generator, rows: NDArray[np.bool_] | None = None,
     importance: NDArray[np.float64] | None = None, resample_priors: bool = False,
-    prior: NDArray[np.float64] | None = None,
+    prior: NDArray[np.float64] | None = None, shift: NDArray[np.float64] | None = None,
 ) -> list[Calibration]:
     """The calibration fitted on all out-of-fold rows, then one per bootstrap resample.
 
@@ -818,6 +852,8 @@ def _bootstrap_calibrations(
     estimated mix, which with ten labels a class can move a rare class's precision by
     tens of points (a class of 2% estimated at 4.4% reported 0.96, realized 0.75).
     `prior`: the confidences of the prior evidence (default :func:`_prior_confidences`).
+    `shift` (n_classes,): :func:`label_shift_offsets` of the seed against the pool (labels
+    drawn per class); with `resample_priors` each resample gets its own, from its own mix.
     """
     reached = cv.oof.predicted >= 0
     keep = reached if rows is None else reached & rows
@@ -831,14 +867,20 @@ def _bootstrap_calibrations(
     weights = np.ones((1 + n_bootstrap, m))
     if resample_priors and importance is not None:
         weights[0] = importance[keep]
-        counts, imp, _ = _per_class_resamples(cv, n_classes, n_bootstrap, rng)
+        counts, imp, pri = _per_class_resamples(cv, n_classes, n_bootstrap, rng)
         weights[1:] = (counts * imp)[:, keep]
-        return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng, prior_conf=prior)
+        shifts = None
+        if shift is not None:
+            design = np.ones(len(cv.y_true)) if cv.weight is None else cv.weight
+            seed = np.stack([np.bincount(cv.y_true, weights=design * c, minlength=n_classes) for c in counts])
+            shifts = np.vstack([shift, label_shift_offsets(pri, seed / np.maximum(seed.sum(axis=1, keepdims=True),
+                                                                                   1e-300))])
+        return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng, prior_conf=prior, shift=shifts)
     for b in range(1, 1 + n_bootstrap):
         weights[b] = np.bincount(rng.integers(0, m, m), minlength=m)
     if importance is not None:
         weights *= importance[keep]
-    return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng, prior_conf=prior)
+    return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng, prior_conf=prior, shift=shift)
 
 
 def _prior_confidences(cv: CrossValScores) -> NDArray[np.float64]:
@@ -1108,8 +1150,13 @@ def choose_thresholds(
     pool = cv.unlabeled
     importance, priors, label_sampling, sampling_p = class_prior_weights(cv, n_classes, label_sampling)
     prior = _prior_confidences(cv)  # one pool-wide quantile pass for every calibration below
+    shift = None
+    if label_sampling == "per_class":  # the seed's class mix is not the pool's: shrink towards the shift
+        design = np.ones(len(cv.y_true)) if cv.weight is None else cv.weight
+        seed_mix = np.bincount(cv.y_true, weights=design, minlength=n_classes).astype(np.float64)
+        shift = label_shift_offsets(priors, seed_mix / max(seed_mix.sum(), 1e-300))
     cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance, prior=prior,
-                                   resample_priors=label_sampling == "per_class")
+                                   resample_priors=label_sampling == "per_class", shift=shift)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
     ev_w = _evidence_weights(cv, n_classes)
@@ -1154,7 +1201,7 @@ def choose_thresholds(
     # threshold spread: choose again with each fold left out of the choice
     fold_th = np.full((cv.n_splits, n_classes), np.inf)
     for f in range(cv.n_splits):
-        fcals = (_bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f, importance, prior=prior)
+        fcals = (_bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f, importance, prior=prior, shift=shift)
                  if target_mode else [])
         fold_th[f] = thresholds_with(fcals, f)[0]
 
