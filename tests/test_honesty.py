@@ -340,7 +340,8 @@ def test_label_shift_offsets_turn_a_seed_mix_posterior_into_the_pool_s():
     assert label_shift_offsets(np.array([0.3, 0.7]), np.array([0.0, 1.0]))[0] == 0.0  # no seed rows: no shift
 
 
-def test_a_class_without_evidence_is_shrunk_to_its_label_shift_not_to_the_others():
+@pytest.mark.parametrize("prior_conf", [None, np.linspace(0.4, 1.0, 8)])
+def test_a_class_without_evidence_is_shrunk_to_its_label_shift_not_to_the_others(prior_conf):
     """Class 2 has no rows predicted as it: its offset is the shared level plus its shift, and
     the classes with evidence are not moved by the shift of another."""
     rng = np.random.default_rng(0)
@@ -348,9 +349,8 @@ def test_a_class_without_evidence_is_shrunk_to_its_label_shift_not_to_the_others
     pred = rng.integers(0, 2, 600)
     correct = rng.random(600) < conf
     shift = np.array([0.0, 0.0, -2.0])
-    plain = fit_calibrations(conf, pred, correct, 3, np.ones((1, 600)), prior_conf=np.linspace(0.4, 1.0, 8))[0]
-    shifted = fit_calibrations(conf, pred, correct, 3, np.ones((1, 600)), prior_conf=np.linspace(0.4, 1.0, 8),
-                               shift=shift)[0]
+    plain = fit_calibrations(conf, pred, correct, 3, np.ones((1, 600)), prior_conf=prior_conf)[0]
+    shifted = fit_calibrations(conf, pred, correct, 3, np.ones((1, 600)), prior_conf=prior_conf, shift=shift)[0]
     assert shifted.offsets[2] - shifted.offsets[0] == pytest.approx(plain.offsets[2] - plain.offsets[0] - 2.0, abs=0.02)
     np.testing.assert_allclose(shifted.offsets[:2], plain.offsets[:2], atol=0.02)
     assert shifted.coef == pytest.approx(plain.coef, abs=0.02)

@@ -291,7 +291,8 @@ def fit_calibrations(
 
     `shift` (n_classes,) or (n_fits, n_classes): a fixed logit term per predicted class, the
     point its penalised offset is shrunk to instead of the shared intercept (see
-    :func:`label_shift_offsets`); used with `prior_conf` only.
+    :func:`label_shift_offsets`). A constant (all right or all wrong, without `prior_conf`)
+    has no class offsets to shift.
     """
     t = correct.astype(np.float64)
     total = weights.sum(axis=1)
@@ -307,14 +308,15 @@ def fit_calibrations(
     penalty = np.full(2 + n_classes, 1.0 / C)
     penalty[0] = 0.0
     F = _features(conf, pred, n_classes)
+    S = np.zeros((len(weights), n_classes)) if shift is None else np.broadcast_to(
+        np.asarray(shift, dtype=np.float64), (len(weights), n_classes))
+    row_off = S[:, pred]  # (fits, rows)
     if prior_conf is not None and len(prior_conf):
         q = np.clip(np.asarray(prior_conf, dtype=np.float64), 1e-3, 1 - 1e-3)
         Fp = np.zeros((len(q), F.shape[1]))  # no class offset: the prior speaks to the shared curve only
         Fp[:, 0], Fp[:, 1] = 1.0, _logit(q)
         Wp = np.concatenate([weights, np.full((len(weights), len(q)), CALIBRATION_PRIOR_ROWS / len(q))], axis=1)
-        S = np.zeros((len(weights), n_classes)) if shift is None else np.broadcast_to(
-            np.asarray(shift, dtype=np.float64), (len(weights), n_classes))
-        row_off = S[:, pred]  # (fits, rows); the prior's pseudo-rows belong to no class: 0
+        # the prior's pseudo-rows belong to no class: no shift
         off = None if shift is None else np.concatenate([row_off, np.zeros((len(weights), len(q)))], axis=1)
         W = _monotone_logistic(np.vstack([F, Fp]), np.concatenate([t, q]), penalty, Wp, offset=off)
         if rng is not None:  # resampled rows all right (or all wrong): no spread without a drawn level
@@ -328,9 +330,9 @@ def fit_calibrations(
         out[b] = Calibration(0.0, np.zeros(n_classes), constant=jeffreys(int(b)))
     fit = np.flatnonzero(~degenerate)
     if len(fit):
-        W = _monotone_logistic(F, t, penalty, weights[fit])
+        W = _monotone_logistic(F, t, penalty, weights[fit], offset=None if shift is None else row_off[fit])
         for b, w in zip(fit, W):
-            out[b] = Calibration(float(w[1]), w[0] + w[2:])
+            out[b] = Calibration(float(w[1]), w[0] + w[2:] + S[b])
     return out  # type: ignore[return-value]
 
 
