@@ -356,6 +356,14 @@ def test_a_class_without_evidence_is_shrunk_to_its_label_shift_not_to_the_others
     assert shifted.coef == pytest.approx(plain.coef, abs=0.02)
 
 
+def test_per_class_labels_without_bootstrap_resamples():
+    """n_bootstrap=0 is allowed: the label-shift terms of no resamples must not fail the fit."""
+    X, y = _gaussians(n_per=500, scale=1.0, seed=5, shares=[0.9, 0.1])
+    th = AutoLabeler(n_bootstrap=0, label_sampling="per_class").fit(X, seed_labels(y, 10, 0)).result_.thresholds
+    assert th.label_sampling == "per_class"
+    assert 0.0 < th.coverage <= 1.0
+
+
 def test_per_class_labels_do_not_hold_the_majority_class_back():
     """90/10 pool, 10 labels per class: the calibration used to shrink the majority class's
     offset towards the minority's, whose seed share is 5 times its pool share, and reported the

@@ -874,7 +874,7 @@ def _bootstrap_calibrations(
         shifts = None
         if shift is not None:
             design = np.ones(len(cv.y_true)) if cv.weight is None else cv.weight
-            seed = np.stack([np.bincount(cv.y_true, weights=design * c, minlength=n_classes) for c in counts])
+            seed = (counts * design) @ np.eye(n_classes)[cv.y_true]  # (n_resamples, K) class totals
             shifts = np.vstack([shift, label_shift_offsets(pri, seed / np.maximum(seed.sum(axis=1, keepdims=True),
                                                                                    1e-300))])
         return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng, prior_conf=prior, shift=shifts)
