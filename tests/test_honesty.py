@@ -315,7 +315,7 @@ def test_bootstrap_of_per_class_labels_carries_the_error_of_the_estimated_class_
     for draw in range(10):
         m = AutoLabeler(label_sampling="per_class", method="spreading").fit(X, seed_labels(y, 10, draw))
         across.append(estimate_class_priors(m.cv_scores_, 3)[2])
-        _, _, priors = _per_class_resamples(m.cv_scores_, 3, 200, np.random.default_rng(draw))
+        _, _, priors, _ = _per_class_resamples(m.cv_scores_, 3, 200, np.random.default_rng(draw))
         within.append(priors[:, 2].std())
     ratio = float(np.mean(within)) / float(np.std(across, ddof=1))
     assert 0.4 < ratio < 2.0, ratio

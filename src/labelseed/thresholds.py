@@ -308,16 +308,15 @@ def fit_calibrations(
     penalty = np.full(2 + n_classes, 1.0 / C)
     penalty[0] = 0.0
     F = _features(conf, pred, n_classes)
-    S = np.zeros((len(weights), n_classes)) if shift is None else np.broadcast_to(
-        np.asarray(shift, dtype=np.float64), (len(weights), n_classes))
+    S = np.broadcast_to(np.zeros(n_classes) if shift is None else np.asarray(shift, dtype=np.float64),
+                        (len(weights), n_classes))
     row_off = S[:, pred]  # (fits, rows)
     if prior_conf is not None and len(prior_conf):
         q = np.clip(np.asarray(prior_conf, dtype=np.float64), 1e-3, 1 - 1e-3)
         Fp = np.zeros((len(q), F.shape[1]))  # no class offset: the prior speaks to the shared curve only
         Fp[:, 0], Fp[:, 1] = 1.0, _logit(q)
         Wp = np.concatenate([weights, np.full((len(weights), len(q)), CALIBRATION_PRIOR_ROWS / len(q))], axis=1)
-        # the prior's pseudo-rows belong to no class: no shift
-        off = None if shift is None else np.concatenate([row_off, np.zeros((len(weights), len(q)))], axis=1)
+        off = np.concatenate([row_off, np.zeros((len(weights), len(q)))], axis=1)  # pseudo-rows: no class
         W = _monotone_logistic(np.vstack([F, Fp]), np.concatenate([t, q]), penalty, Wp, offset=off)
         if rng is not None:  # resampled rows all right (or all wrong): no spread without a drawn level
             deg = np.flatnonzero(degenerate[1:]) + 1
@@ -330,7 +329,7 @@ def fit_calibrations(
         out[b] = Calibration(0.0, np.zeros(n_classes), constant=jeffreys(int(b)))
     fit = np.flatnonzero(~degenerate)
     if len(fit):
-        W = _monotone_logistic(F, t, penalty, weights[fit], offset=None if shift is None else row_off[fit])
+        W = _monotone_logistic(F, t, penalty, weights[fit], offset=row_off[fit])
         for b, w in zip(fit, W):
             out[b] = Calibration(float(w[1]), w[0] + w[2:] + S[b])
     return out  # type: ignore[return-value]
@@ -869,14 +868,9 @@ def _bootstrap_calibrations(
     weights = np.ones((1 + n_bootstrap, m))
     if resample_priors and importance is not None:
         weights[0] = importance[keep]
-        counts, imp, pri = _per_class_resamples(cv, n_classes, n_bootstrap, rng)
+        counts, imp, _, resample_shifts = _per_class_resamples(cv, n_classes, n_bootstrap, rng)
         weights[1:] = (counts * imp)[:, keep]
-        shifts = None
-        if shift is not None:
-            design = np.ones(len(cv.y_true)) if cv.weight is None else cv.weight
-            seed = (counts * design) @ np.eye(n_classes)[cv.y_true]  # (n_resamples, K) class totals
-            shifts = np.vstack([shift, label_shift_offsets(pri, seed / np.maximum(seed.sum(axis=1, keepdims=True),
-                                                                                   1e-300))])
+        shifts = None if shift is None else np.vstack([shift, resample_shifts])
         return fit_calibrations(conf, pred, correct, n_classes, weights, rng=rng, prior_conf=prior, shift=shifts)
     for b in range(1, 1 + n_bootstrap):
         weights[b] = np.bincount(rng.integers(0, m, m), minlength=m)
@@ -897,33 +891,41 @@ def _prior_confidences(cv: CrossValScores) -> NDArray[np.float64]:
 
 def _per_class_resamples(
     cv: CrossValScores, n_classes: int, n_resamples: int, rng: np.random.Generator,
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Bootstrap resamples of labels drawn per class: each class's rows are resampled within
     it (the design fixed how many), and the pool's class mix is estimated again from each.
 
-    Returns ``(counts, importance, priors)``: how often each labeled row was drawn and its
-    class weight (:func:`_per_class_importance`), both (n_resamples, n_labeled), and the
-    priors, (n_resamples, n_classes)."""
+    Returns ``(counts, importance, priors, shifts)``: how often each labeled row was drawn and
+    its class weight (:func:`_per_class_importance`), both (n_resamples, n_labeled), then the
+    priors and the label-shift offsets, both (n_resamples, n_classes)."""
     m = len(cv.y_true)
-    design = np.ones(m) if cv.weight is None else cv.weight
+    design = _design(cv)
     members = [np.flatnonzero(cv.y_true == c) for c in range(n_classes)]
     counts = np.zeros((n_resamples, m))
     importance = np.zeros((n_resamples, m))
     priors = np.zeros((n_resamples, n_classes))
+    shifts = np.zeros((n_resamples, n_classes))
     for b in range(n_resamples):
         for idx in members:
             if len(idx):
                 counts[b] += np.bincount(idx[rng.integers(0, len(idx), len(idx))], minlength=m)
-        importance[b], priors[b] = _per_class_importance(cv, n_classes, design * counts[b])
-    return counts, importance, priors
+        importance[b], priors[b], shifts[b] = _per_class_importance(cv, n_classes, design * counts[b])
+    return counts, importance, priors, shifts
+
+
+def _design(cv: CrossValScores) -> NDArray[np.float64]:
+    """Each labeled row's design weight (1 each when the rows were not drawn with known,
+    unequal probabilities)."""
+    return np.ones(len(cv.y_true)) if cv.weight is None else cv.weight
 
 
 def class_prior_weights(
     cv: CrossValScores, n_classes: int, sampling: str
-) -> tuple[NDArray[np.float64], NDArray[np.float64], str, float]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64], str, float, NDArray[np.float64] | None]:
     """Weights that make the calibration rows' class mix the pool's.
 
-    Returns ``(weights, priors, sampling, p_value)``.
+    Returns ``(weights, priors, sampling, p_value, shift)``; `shift` holds the
+    :func:`label_shift_offsets` of the seed's mix against the pool's (None for ``"random"``).
 
     ``sampling="random"``: the labeled rows are a uniform random sample of the pool, so
     their class shares already estimate the pool's and every weight is 1.
@@ -948,25 +950,27 @@ def class_prior_weights(
     """
     y = cv.y_true
     m = len(y)
-    design = np.ones(m) if cv.weight is None else cv.weight  # rows drawn with unequal probabilities
+    design = _design(cv)  # rows drawn with unequal probabilities
     counts = np.bincount(y, weights=design, minlength=n_classes).astype(np.float64)
     share = counts / max(counts.sum(), 1e-300) if m else counts
     if sampling == "random" or m == 0:
-        return design.copy(), share, "random", math.nan
+        return design.copy(), share, "random", math.nan, None
     p_value = math.nan
     if sampling == "auto":
         p_value = _same_mix_p_value(cv, n_classes)
         if p_value >= 0.05:
-            return design.copy(), share, "random", p_value
-    w, priors = _per_class_importance(cv, n_classes, design)
-    return w, priors, "per_class", p_value
+            return design.copy(), share, "random", p_value, None
+    w, priors, shift = _per_class_importance(cv, n_classes, design)
+    return w, priors, "per_class", p_value, shift
 
 
-def _per_class_importance(cv: CrossValScores, n_classes: int,
-                          row_weight: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _per_class_importance(
+    cv: CrossValScores, n_classes: int, row_weight: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Per labeled row its design weight times ``prior[y] / seed_share[y]``, scaled to mean 1,
-    and the estimated priors; shares, priors and confusion matrix count each row by
-    `row_weight` (its design weight, times its bootstrap count in a resample)."""
+    the estimated priors and the :func:`label_shift_offsets` between the seed's shares and
+    them; shares, priors and confusion matrix count each row by `row_weight` (its design
+    weight, times its bootstrap count in a resample)."""
     y = cv.y_true
     counts = np.bincount(y, weights=row_weight, minlength=n_classes).astype(np.float64)
     share = counts / max(counts.sum(), 1e-300)
@@ -974,9 +978,8 @@ def _per_class_importance(cv: CrossValScores, n_classes: int,
     present = counts > 0
     ratio = np.zeros(n_classes)
     ratio[present] = priors[present] / share[present]
-    design = np.ones(len(y)) if cv.weight is None else cv.weight
-    w = design * ratio[y]
-    return w * (len(y) / max(w.sum(), 1e-300)), priors
+    w = _design(cv) * ratio[y]
+    return w * (len(y) / max(w.sum(), 1e-300)), priors, label_shift_offsets(priors, share)
 
 
 def _outcome_counts(predicted: NDArray[np.int64], n_classes: int,
@@ -1150,13 +1153,8 @@ def choose_thresholds(
     n_classes = len(classes)
     rng = np.random.default_rng(random_state)
     pool = cv.unlabeled
-    importance, priors, label_sampling, sampling_p = class_prior_weights(cv, n_classes, label_sampling)
+    importance, priors, label_sampling, sampling_p, shift = class_prior_weights(cv, n_classes, label_sampling)
     prior = _prior_confidences(cv)  # one pool-wide quantile pass for every calibration below
-    shift = None
-    if label_sampling == "per_class":  # the seed's class mix is not the pool's: shrink towards the shift
-        design = np.ones(len(cv.y_true)) if cv.weight is None else cv.weight
-        seed_mix = np.bincount(cv.y_true, weights=design, minlength=n_classes).astype(np.float64)
-        shift = label_shift_offsets(priors, seed_mix / max(seed_mix.sum(), 1e-300))
     cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance, prior=prior,
                                    resample_priors=label_sampling == "per_class", shift=shift)
     lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
