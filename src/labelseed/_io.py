@@ -26,12 +26,28 @@ def _existing(path: str | Path, option: str) -> Path:
     return p
 
 
+def _holds_objects(exc: Exception) -> bool:
+    """Whether numpy refused a .npy because it holds Python objects."""
+    return "object" in str(exc).lower() or "pickle" in str(exc).lower()
+
+
 def _open_npy(p: Path, option: str) -> np.ndarray:
     """A 2-D numeric .npy, memory-mapped (nothing read yet)."""
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":  # numpy would call any such file "pickled data" and suggest allow_pickle
+        raise InputError(f"{option} {str(p)!r} is not a .npy file (it lacks the .npy header); "
+                         "save the array with numpy.save, or pass a .parquet file.")
     try:
         X = np.load(p, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"{option} {str(p)!r} is not a readable .npy array: {exc}.") from exc
+        if _holds_objects(exc):
+            raise InputError(f"{option} {str(p)!r} holds Python objects, not numbers; save a float array "
+                             "(e.g. numpy.save(path, np.asarray(vectors, dtype=np.float32))).") from exc
+        if "mmap length" in str(exc) or "size" in str(exc).lower():  # fewer bytes than its header promises
+            raise InputError(f"{option} {str(p)!r} is shorter than its .npy header says (truncated, e.g. an "
+                             "interrupted copy or save); write or copy it again.") from exc
+        raise InputError(f"{option} {str(p)!r} is not a readable .npy array: {str(exc).rstrip('.')}.") from exc
     if X.ndim != 2:
         raise InputError(f"{option} {str(p)!r} must hold a 2-D array (rows x dims); got shape {X.shape}.")
     _check_pool(p, X, option)
