@@ -193,7 +193,9 @@ def summarise(records: list[dict]) -> dict:
                                                              "mean_realized": worst[1][1]},
             "untrusted": float(np.mean([not r["trusted"] for r in records])),
             "pooled": stats(pooled), "per_class": stats(per), "certified_classes": stats(cert),
-            "seconds": float(np.mean([r["seconds"] for r in records]))}
+            "seconds": float(np.mean([r["seconds"] for r in records])),
+            # each certified class of each run, for analyses beyond these means
+            "certified": [{k: c.get(k) for k in ("label", "expected", "low", "realized", "n")} for c in cert]}
 
 
 def main() -> None:
