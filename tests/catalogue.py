@@ -135,6 +135,8 @@ def build_base(d: Path) -> Path:
     (d / "header.csv").write_text("id,label\n")
     (d / "nolabel.csv").write_text("id,name\n0,c0\n")
     (d / "tabs.csv").write_text("id\tlabel\n0\tc0\n5\tc0\n")
+    (d / "semicolons.csv").write_text("id;label\n" + "".join(f"{i};c{i % 2}\n" for i in range(10)))
+    (d / "upper.csv").write_text("ID,Label\n" + "".join(f"{i},c{i % 2}\n" for i in range(10)))
     (d / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (d / "seed.csv").read_bytes())
     _labels(d / "unknown.csv", [(1000, "c0"), (1001, "c1")])
     _labels(d / "conflict.csv", [(0, "c0"), (0, "c1"), (45, "c1")])
@@ -555,7 +557,11 @@ CASES: list[Case] = [
     C("labels", "--labels empty file", _al("{d}/X.npy", "{d}/empty.csv"), "lacks column"),
     C("labels", "--labels header only", _al("{d}/X.npy", "{d}/header.csv"), "no labeled rows"),
     C("labels", "--labels without a label column", _al("{d}/X.npy", "{d}/nolabel.csv"), "lacks column"),
-    C("labels", "--labels tab-separated", _al("{d}/X.npy", "{d}/tabs.csv"), "lacks column"),
+    C("labels", "--labels tab-separated", _al("{d}/X.npy", "{d}/tabs.csv"), "separated by tabs; save the file comma"),
+    C("labels", "--labels separated by semicolons", _al("{d}/X.npy", "{d}/semicolons.csv"),
+      "separated by semicolons; save the file comma-separated"),
+    C("labels", "--labels with a header in capitals", _al("{d}/X.npy", "{d}/upper.csv"),
+      "rename 'ID' -> 'id', 'Label' -> 'label'"),
     C("labels", "--labels with ids not in the pool", _al("{d}/X.npy", "{d}/unknown.csv"), "not in the pool"),
     C("labels", "--labels with one id labeled twice differently", _al("{d}/X.npy", "{d}/conflict.csv"), "twice"),
     C("labels", "--labels with an empty id", _al("{d}/X.npy", "{d}/empty_id.csv"), "the id is empty"),
@@ -692,6 +698,8 @@ CASES: list[Case] = [
     # --- reports
     C("report", "report --run that does not exist", ("report", "--run", "{d}/nope"), "summary.json"),
     C("report", "report --run that is not a run", ("report", "--run", "{d}/mine"), "summary.json"),
+    C("serve", "serve on a port above 65535", ("serve", "{d}/proj", "--port", "99999"), "in 0..65535"),
+    C("serve", "serve on a negative port", ("serve", "{d}/proj", "--port", "-1"), "in 0..65535"),
     C("report", "report with truncated report data", ("report", "--run", "{d}/run"), "is damaged",
       setup="report data truncated"),
     C("report", "report with a garbage summary.json", ("report", "--run", "{d}/run"), "is damaged",

@@ -10,7 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -154,6 +154,19 @@ def _check_pool(p: Path, X: np.ndarray, option: str = "--embeddings") -> None:
         raise InputError(f"{option} {str(p)!r} holds no rows (shape {X.shape}); embed the pool first.")
 
 
+def _header_hint(fields: Sequence[str], columns: tuple[str, ...]) -> str:
+    """Why a header may lack the columns it seems to have: another separator, or other case or spaces."""
+    if len(fields) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+            if sep in fields[0] and all(c in fields[0].split(sep) for c in columns):
+                return f" (this header is separated by {name}; save the file comma-separated)"
+    near = {f.strip().lower(): f for f in fields}
+    renamed = [f"{near[c]!r} -> {c!r}" for c in columns if c not in fields and c in near]
+    if renamed:
+        return f", in lower case without spaces (rename {', '.join(renamed)})"
+    return ""
+
+
 def read_csv_rows(path: str | Path, what: str, columns: tuple[str, ...],
                   kind: str = "") -> list[tuple[dict[str, str], int]]:
     """Each row of a CSV with (at least) `columns`, as a dict, with its line in the file.
@@ -176,7 +189,7 @@ def read_csv_rows(path: str | Path, what: str, columns: tuple[str, ...],
             if missing:
                 raise InputError(
                     f"The {what} {str(p)!r} lacks column(s) {', '.join(missing)} (it has: {', '.join(fields) or 'none'}); "
-                    f"the header must include {need}."
+                    f"the header must include {need}{_header_hint(fields, columns)}."
                 )
             return [(r, i + 2) for i, r in enumerate(reader)]
     except UnicodeDecodeError as exc:
