@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from labelseed import AutoLabeler, FoldFallbackWarning, InputError, NotFittedError
 from labelseed._validation import check_embeddings, encode_labels
@@ -44,7 +45,11 @@ def test_inductive_predict_on_new_rows():
      ({"metric": "nope"}, "`metric` must be one of"),
      ({"alpha": 1.0}, "`alpha`"),
      ({"n_splits": 1}, "`n_splits`"),
-     ({"method": "svm"}, "`method`")],
+     ({"method": "svm"}, "`method`"),
+     ({"alpha": "x"}, r"`alpha` must be a number in \(0, 1\); got 'x'"),
+     ({"random_state": "a"}, r"`random_state` must be an integer in \[0, 4294967295\]; got 'a'"),
+     ({"random_state": -1}, "`random_state`"),
+     ({"random_state": 0.5}, "`random_state`")],
 )
 def test_parameter_errors_name_the_parameter(kw, msg):
     X, y = blobs()
@@ -82,6 +87,7 @@ def test_all_rows_labeled_is_an_error():
     (np.zeros(5), "2-D"),
     (np.array([[1.0, np.nan]]), "NaN"),
     (np.array([["a", "b"]]), "numeric"),
+    (sparse.csr_matrix(np.eye(3)), r"sparse matrix; pass dense embedding vectors \(e.g. `X.toarray\(\)`\)"),
 ])
 def test_check_embeddings(X, msg):
     with pytest.raises(InputError, match=msg):

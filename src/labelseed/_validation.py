@@ -22,6 +22,8 @@ def check_embeddings(X: ArrayLike, name: str = "X") -> NDArray[np.float32]:
     Raises :class:`InputError` for a wrong number of dimensions, an empty pool,
     zero-width vectors, non-numeric data and NaN or infinite values.
     """
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy.sparse: np.asarray would make a 0-D object array
+        raise InputError(f"`{name}` is a sparse matrix; pass dense embedding vectors (e.g. `{name}.toarray()`).")
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and similar

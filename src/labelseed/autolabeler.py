@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -224,8 +225,12 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             raise InputError(f"`per_class` must be True, False or 'auto'; got {self.per_class!r}.")
         if self.method not in ("ensemble", "spreading", "self_training"):
             raise InputError(f"`method` must be 'ensemble', 'spreading' or 'self_training'; got {self.method!r}.")
-        if not 0 < float(self.alpha) < 1:
-            raise InputError(f"`alpha` must be in (0, 1); got {self.alpha!r}.")
+        if (isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real)
+                or not 0 < float(self.alpha) < 1):
+            raise InputError(f"`alpha` must be a number in (0, 1); got {self.alpha!r}.")
+        if (isinstance(self.random_state, bool) or not isinstance(self.random_state, numbers.Integral)
+                or not 0 <= self.random_state < 2 ** 32):
+            raise InputError(f"`random_state` must be an integer in [0, 4294967295]; got {self.random_state!r}.")
         if not (codes == -1).any():
             raise InputError("Every row is labeled, so there is nothing to auto-label; add unlabeled rows (-1/None).")
         cal_mask = None if calibrate is None else np.asarray(calibrate, dtype=bool)
