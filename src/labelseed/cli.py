@@ -423,7 +423,7 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
                   f"{_fmt(row.expected_precision)} [{_fmt(row.precision_low)}, {_fmt(row.precision_high)}]",
                   _fmt(row.expected_coverage), str(row.support), _fmt(row.threshold_spread),
                   "yes" if row.meets_target else
-                  ("no" if row.labels_needed is None else f"no (~{row.labels_needed} more random labels)"))
+                  ("no" if row.labels_needed is None else f"no (~{row.labels_needed} more random {_plural(row.labels_needed, 'label')})"))
     c = _console()
     c.print(t)
     c.print(f"expected precision {_fmt(th.expected_precision)} [{_fmt(th.precision_low)}, {_fmt(th.precision_high)}], "
@@ -658,6 +658,10 @@ def _fit(proj: Any, args: argparse.Namespace) -> dict[str, Any]:
     return run
 
 
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
 def _print_basis(summary: dict[str, Any]) -> None:
     """One line on what the printed precision rests on (and what to do when it cannot be trusted)."""
     e = summary.get("estimate") or {}
@@ -665,7 +669,8 @@ def _print_basis(summary: dict[str, Any]) -> None:
         print(f"estimate: {e['assumes']} ({e.get('audit_rows', '?')} audited rows)")
         short = [c for c in summary.get("classes", []) if not c.get("meets_target") and c.get("audit_needed")]
         for c in short:
-            print(f"  {c['label']}: not certified; about {c['audit_needed']} more audited rows would certify it "
+            rows = _plural(c["audit_needed"], "row")
+            print(f"  {c['label']}: not certified; about {c['audit_needed']} more audited {rows} would certify it "
                   "if they are right as often as these")
     elif e.get("trusted", True):  # an untrusted one was said by the library's warning, with the way out
         used = e.get("calibrated_by")
@@ -675,7 +680,8 @@ def _print_basis(summary: dict[str, Any]) -> None:
         print(f"estimate: calibrated on {what}; assumes {e.get('assumes')}")
         short = [c for c in summary.get("classes", []) if not c.get("meets_target") and c.get("labels_needed")]
         for c in short:
-            print(f"  {c['label']}: not certified; about {c['labels_needed']} more random labels (of any class) "
+            labels = _plural(c["labels_needed"], "label")
+            print(f"  {c['label']}: not certified; about {c['labels_needed']} more random {labels} (of any class) "
                   "would certify it if the calibration holds")
 
 
