@@ -149,6 +149,10 @@ def test_class_priors_recovered_under_per_class_sampling():
     priors = estimate_class_priors(m.cv_scores_, 3)
     np.testing.assert_allclose(priors, shares, atol=0.08)
     assert m.result_.thresholds.label_sampling == "per_class"
+    from labelseed.autolabeler import estimate_basis
+
+    # what the estimate assumes says where it is weakest: rare classes beside big ones
+    assert "audit a rare class" in estimate_basis(m.result_.thresholds)["assumes"]
 
 
 @pytest.mark.parametrize("per_class_labels,want", [(True, "per_class"), (False, "random")])
