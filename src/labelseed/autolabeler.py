@@ -725,8 +725,8 @@ def estimate_basis(th: ThresholdResult) -> dict[str, Any]:
                    "exact (Clopper-Pearson) bounds, no assumption about how the other labels were chosen")
     elif th.label_sampling == "per_class":
         assumes = ("the calibrating labels are a random sample within each class (class shares estimated "
-                   "from the pool; a rare class's estimate rests on the few labeled rows of each big class not "
-                   "leaking into it, so audit a rare class before relying on it)")
+                   "from the pool; a class's estimate rests on the labeled rows of each class that could leak "
+                   "into it, few beside its size when that class is big, so audit a class before relying on it)")
     else:
         assumes = ("the calibrating labels are a random sample of the pool, each weighted by 1 / the probability "
                    "select/query drew it with" if th.design_weighted

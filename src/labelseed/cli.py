@@ -423,7 +423,8 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
                   f"{_fmt(row.expected_precision)} [{_fmt(row.precision_low)}, {_fmt(row.precision_high)}]",
                   _fmt(row.expected_coverage), str(row.support), _fmt(row.threshold_spread),
                   "yes" if row.meets_target else
-                  ("no" if row.labels_needed is None else f"no (~{row.labels_needed} more random {_plural(row.labels_needed, 'label')})"))
+                  ("no" if row.labels_needed is None
+                   else f"no (~{row.labels_needed} more random {_plural(row.labels_needed, 'label')})"))
     c = _console()
     c.print(t)
     c.print(f"expected precision {_fmt(th.expected_precision)} [{_fmt(th.precision_low)}, {_fmt(th.precision_high)}], "

@@ -18,6 +18,7 @@ import json
 import re
 import logging
 import os
+import numbers
 import secrets
 import threading
 import time
@@ -547,7 +548,7 @@ def serve(folder: str | Path, *, host: str = "127.0.0.1", port: int = 0, user: s
     from ..project import Project
 
     Project.open(folder).close()  # a bad folder fails here, with the usual one-line message
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+    if isinstance(port, bool) or not isinstance(port, numbers.Integral) or not 0 <= port <= 65535:
         raise InputError(f"--port must be a port number in 0..65535 (0: a free one); got {port!r}.")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
