@@ -9,7 +9,7 @@ from labelseed.exceptions import InputError
 from labelseed.graph import build_knn_graph
 from labelseed.metrics import fbeta, precision, recall, resolve_metric
 from labelseed.spreading import normalized_affinity, spread_many
-from labelseed.thresholds import choose_thresholds, cross_val_scores
+from labelseed.thresholds import calibrate_seed, choose_thresholds, cross_val_scores
 
 from conftest import blobs, seed_labels
 
@@ -161,6 +161,26 @@ def test_choose_thresholds_is_deterministic():
     b = choose_thresholds(cv, np.arange(3), random_state=1)
     np.testing.assert_array_equal(a.thresholds, b.thresholds)
     assert a.expected_precision == b.expected_precision or np.isnan(a.expected_precision)
+
+
+@pytest.mark.parametrize("sampling", ["random", "per_class"])
+def test_one_seed_calibration_serves_both_modes_with_the_same_results(sampling):
+    # per-class and global thresholds share the calibrations: reusing them must change nothing
+    X, y = blobs(n_per=60, n_classes=3, spread=2.5, seed=4)
+    codes = seed_labels(y, 10)
+    cv = cross_val_scores(_scorer(X, 3), codes, 3, 5, random_state=0)
+    shared = calibrate_seed(cv, 3, label_sampling=sampling, n_bootstrap=40, random_state=2)
+    for per_class in (True, False):
+        kw = dict(per_class=per_class, label_sampling=sampling, n_bootstrap=40, random_state=2, target_precision=0.9)
+        a = choose_thresholds(cv, np.arange(3), **kw)
+        b = choose_thresholds(cv, np.arange(3), calibrated=shared, **kw)
+        np.testing.assert_array_equal(a.thresholds, b.thresholds)
+        for ra, rb in zip(a.per_class + [a], b.per_class + [b]):
+            np.testing.assert_array_equal([ra.expected_precision, ra.precision_low, ra.precision_high],
+                                          [rb.expected_precision, rb.precision_low, rb.precision_high])
+    other = cross_val_scores(_scorer(X, 3), codes, 3, 5, random_state=1)
+    with pytest.raises(ValueError, match="calibrated"):
+        choose_thresholds(other, np.arange(3), calibrated=shared)
 
 
 @pytest.mark.parametrize("per_class", [True, False])

@@ -39,7 +39,7 @@ from .spreading import (
     normalized_affinity,
     self_train,
 )
-from .thresholds import CrossValScores, ThresholdResult, choose_thresholds, cross_val_scores
+from .thresholds import CrossValScores, ThresholdResult, calibrate_seed, choose_thresholds, cross_val_scores
 
 log = logging.getLogger(__name__)
 
@@ -368,11 +368,15 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         modes = [True, False] if self.per_class == "auto" and metric_fn is None else [bool(self.per_class)]
 
         def thresholds_for(scores: CrossValScores) -> list[ThresholdResult]:
+            # the calibrations do not depend on the mode: fitted once for both
+            calibrated = calibrate_seed(scores, n_classes, label_sampling=self.label_sampling,
+                                        n_bootstrap=self.n_bootstrap, random_state=self.random_state,
+                                        target_mode=metric_fn is None)
             return [choose_thresholds(
                 scores, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
                 per_class=mode, min_support=min_support, confidence_level=self.confidence_level,
                 n_bootstrap=self.n_bootstrap, random_state=self.random_state, blocked=single,
-                label_sampling=self.label_sampling, trusted=trusted,
+                label_sampling=self.label_sampling, trusted=trusted, calibrated=calibrated,
             ) for mode in modes]
 
         # (scores, thresholds, the linear classifier's weight, whether it was mixed in), the mix first: it wins ties

@@ -21,7 +21,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
@@ -1092,6 +1092,45 @@ def _maximise(cv: CrossValScores, metric: Metric, n_classes: int, per_class: boo
     return th
 
 
+@dataclass(frozen=True)
+class SeedCalibration:
+    """What :func:`choose_thresholds` learns from the seed before it picks a mode.
+
+    The class mix of the calibration rows, the calibration models (the fit on every
+    out-of-fold row, then one per bootstrap resample) and the ones with each fold left
+    out; none depends on `per_class`, so per-class and global thresholds share them.
+    """
+
+    cv: CrossValScores
+    target_mode: bool
+    importance: NDArray[np.float64]
+    priors: NDArray[np.float64]
+    label_sampling: str
+    sampling_p_value: float
+    shift: NDArray[np.float64] | None
+    calibrations: list[Calibration]
+    fold_calibrations: list[list[Calibration]]
+    rng_state: Mapping[str, Any]  # the random generator's state after drawing all of the above
+
+
+def calibrate_seed(cv: CrossValScores, n_classes: int, *, label_sampling: str = "auto", n_bootstrap: int = 100,
+                   random_state: int = 0, target_mode: bool = True) -> SeedCalibration:
+    """The mode-independent part of :func:`choose_thresholds` (same parameters)."""
+    if label_sampling not in ("auto", "per_class", "random"):
+        raise ValueError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {label_sampling!r}.")
+    rng = np.random.default_rng(random_state)
+    importance, priors, sampling, sampling_p, shift = class_prior_weights(cv, n_classes, label_sampling)
+    prior = _prior_confidences(cv)  # one pool-wide quantile pass for every calibration below
+    cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance, prior=prior,
+                                   resample_priors=sampling == "per_class", shift=shift)
+    # threshold spread: each fold left out of the choice gets its own calibration
+    fold_cals = [(_bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f, importance, prior=prior, shift=shift)
+                  if target_mode else []) for f in range(cv.n_splits)]
+    return SeedCalibration(cv=cv, target_mode=target_mode, importance=importance, priors=priors,
+                           label_sampling=sampling, sampling_p_value=sampling_p, shift=shift, calibrations=cals,
+                           fold_calibrations=fold_cals, rng_state=rng.bit_generator.state)
+
+
 def choose_thresholds(
     cv: CrossValScores,
     classes: np.ndarray,
@@ -1108,6 +1147,7 @@ def choose_thresholds(
     blocked: NDArray[np.int64] | None = None,
     label_sampling: str = "auto",
     trusted: bool = True,
+    calibrated: "SeedCalibration | None" = None,
 ) -> ThresholdResult:
     """Choose thresholds from out-of-fold scores and estimate what they give on the pool.
 
@@ -1142,23 +1182,30 @@ def choose_thresholds(
     trusted : bool, default=True
         False when the calibration rows were picked by the tool rather than drawn at
         random: the estimates are then reported but marked as not to be trusted.
+    calibrated : SeedCalibration, optional
+        :func:`calibrate_seed` of these scores with these `label_sampling`, `n_bootstrap`
+        and `random_state`: the part of the work that does not depend on `per_class`, done
+        once for both modes (the results are the same as without it).
 
     Intervals are the wider of two: the bootstrap of the calibration model, and the
     stratified interval on the seed's own out-of-fold evidence at the chosen thresholds
     (:func:`stratified_interval`). A class whose own evidence is thin thus gets a wide
     interval even when the shared calibration model is sure.
     """
-    if label_sampling not in ("auto", "per_class", "random"):
-        raise ValueError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {label_sampling!r}.")
     n_classes = len(classes)
-    rng = np.random.default_rng(random_state)
-    pool = cv.unlabeled
-    importance, priors, label_sampling, sampling_p, shift = class_prior_weights(cv, n_classes, label_sampling)
-    prior = _prior_confidences(cv)  # one pool-wide quantile pass for every calibration below
-    cals = _bootstrap_calibrations(cv, n_classes, n_bootstrap, rng, importance=importance, prior=prior,
-                                   resample_priors=label_sampling == "per_class", shift=shift)
-    lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     target_mode = metric is None
+    if calibrated is None:
+        calibrated = calibrate_seed(cv, n_classes, label_sampling=label_sampling, n_bootstrap=n_bootstrap,
+                                    random_state=random_state, target_mode=target_mode)
+    elif calibrated.cv is not cv or calibrated.target_mode != target_mode:
+        raise ValueError("`calibrated` was made for other scores or another kind of metric.")
+    rng = np.random.default_rng(random_state)
+    rng.bit_generator.state = calibrated.rng_state  # as if the calibrations had just been drawn here
+    pool = cv.unlabeled
+    priors = calibrated.priors
+    label_sampling, sampling_p = calibrated.label_sampling, calibrated.sampling_p_value
+    cals = calibrated.calibrations
+    lo_q, hi_q = (1 - interval) / 2, 1 - (1 - interval) / 2
     ev_w = _evidence_weights(cv, n_classes)
     fold_counts = np.zeros((cv.n_splits, n_classes))
     np.add.at(fold_counts, (cv.fold, cv.y_true), 1.0 if ev_w is None else ev_w)
@@ -1201,9 +1248,7 @@ def choose_thresholds(
     # threshold spread: choose again with each fold left out of the choice
     fold_th = np.full((cv.n_splits, n_classes), np.inf)
     for f in range(cv.n_splits):
-        fcals = (_bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f, importance, prior=prior, shift=shift)
-                 if target_mode else [])
-        fold_th[f] = thresholds_with(fcals, f)[0]
+        fold_th[f] = thresholds_with(calibrated.fold_calibrations[f], f)[0]
 
     # estimates on the pool for the chosen thresholds
     fp, fc = cv.final.predicted[pool], cv.final.confidence[pool]
