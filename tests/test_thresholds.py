@@ -180,7 +180,11 @@ def test_one_seed_calibration_serves_both_modes_with_the_same_results(sampling):
                                           [rb.expected_precision, rb.precision_low, rb.precision_high])
     other = cross_val_scores(_scorer(X, 3), codes, 3, 5, random_state=1)
     with pytest.raises(ValueError, match="calibrated"):
-        choose_thresholds(other, np.arange(3), calibrated=shared)
+        choose_thresholds(other, np.arange(3), calibrated=shared, label_sampling=sampling, n_bootstrap=40,
+                          random_state=2)
+    with pytest.raises(ValueError, match="random_state"):  # another seed would draw other resamples
+        choose_thresholds(cv, np.arange(3), calibrated=shared, label_sampling=sampling, n_bootstrap=40,
+                          random_state=3)
 
 
 @pytest.mark.parametrize("per_class", [True, False])

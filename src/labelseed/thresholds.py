@@ -1103,11 +1103,10 @@ class SeedCalibration:
 
     cv: CrossValScores
     target_mode: bool
-    importance: NDArray[np.float64]
+    made_with: tuple[str, int, int]  # the label_sampling asked for, n_bootstrap, random_state
     priors: NDArray[np.float64]
-    label_sampling: str
+    label_sampling: str  # as resolved ("auto" becomes one of the others)
     sampling_p_value: float
-    shift: NDArray[np.float64] | None
     calibrations: list[Calibration]
     fold_calibrations: list[list[Calibration]]
     rng_state: Mapping[str, Any]  # the random generator's state after drawing all of the above
@@ -1126,8 +1125,8 @@ def calibrate_seed(cv: CrossValScores, n_classes: int, *, label_sampling: str = 
     # threshold spread: each fold left out of the choice gets its own calibration
     fold_cals = [(_bootstrap_calibrations(cv, n_classes, 0, rng, cv.fold != f, importance, prior=prior, shift=shift)
                   if target_mode else []) for f in range(cv.n_splits)]
-    return SeedCalibration(cv=cv, target_mode=target_mode, importance=importance, priors=priors,
-                           label_sampling=sampling, sampling_p_value=sampling_p, shift=shift, calibrations=cals,
+    return SeedCalibration(cv=cv, target_mode=target_mode, made_with=(label_sampling, n_bootstrap, random_state),
+                           priors=priors, label_sampling=sampling, sampling_p_value=sampling_p, calibrations=cals,
                            fold_calibrations=fold_cals, rng_state=rng.bit_generator.state)
 
 
@@ -1197,9 +1196,11 @@ def choose_thresholds(
     if calibrated is None:
         calibrated = calibrate_seed(cv, n_classes, label_sampling=label_sampling, n_bootstrap=n_bootstrap,
                                     random_state=random_state, target_mode=target_mode)
-    elif calibrated.cv is not cv or calibrated.target_mode != target_mode:
-        raise ValueError("`calibrated` was made for other scores or another kind of metric.")
-    rng = np.random.default_rng(random_state)
+    elif (calibrated.cv is not cv or calibrated.target_mode != target_mode
+          or calibrated.made_with != (label_sampling, n_bootstrap, random_state)):
+        raise ValueError("`calibrated` was made for other scores, another kind of metric or other "
+                         "`label_sampling`, `n_bootstrap` or `random_state`.")
+    rng = np.random.default_rng()
     rng.bit_generator.state = calibrated.rng_state  # as if the calibrations had just been drawn here
     pool = cv.unlabeled
     priors = calibrated.priors
