@@ -338,3 +338,24 @@ def test_bad_design_weight_is_refused_before_the_graph_is_built(tmp_path, monkey
     with pytest.raises(InputError, match="design_weight"):
         ops.fit(X, codes, cache_dir=tmp_path, design_weight=np.ones(5))
     assert built == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n_distinct", [1, 7, 300, 5000])
+def test_predict_all_gives_each_row_its_calibrations_value_with_repeated_confidences(n_distinct):
+    # rows sharing a (confidence, class) pair are evaluated once: every row must still get what
+    # its own calibration gives it, in its own place
+    from labelseed.thresholds import Calibration, _logit, _predict_all
+
+    rng = np.random.default_rng(n_distinct)
+    n = 5000
+    pairs_conf = rng.uniform(0.3, 1.0, n_distinct)
+    pairs_conf[0] = 1.0  # saturated scores
+    pairs_pred = rng.integers(-1, 4, n_distinct)  # -1: no class reached
+    pick = rng.integers(0, n_distinct, n)
+    lconf, pred = _logit(pairs_conf[pick]), pairs_pred[pick]
+    cals = [Calibration(coef=float(rng.uniform(0.5, 3)), offsets=rng.normal(0, 1, 4)) for _ in range(20)]
+    cals.append(Calibration(coef=1.0, offsets=np.zeros(4), constant=0.93))
+    P = _predict_all(cals, lconf, pred)
+    assert P.shape == (len(cals), n)
+    for b, c in enumerate(cals):
+        np.testing.assert_allclose(P[b], c.predict_logit(lconf, pred), rtol=1e-12, atol=0)

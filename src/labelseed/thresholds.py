@@ -708,26 +708,34 @@ def _target_cut(
     if len(g.pool_conf) == 0:
         return math.inf, False
     conf, cuts = g.pool_conf, g.cuts
-    P = _predict_all(calib_samples, g.pool_logit, g.pool_pred)
-    ep = np.cumsum(P, axis=1)[:, cuts - 1] / cuts  # expected precision of each prefix
-    meets = _quantile_at_least(ep, quantile, target) if len(calib_samples) > 1 else ep[0] >= target
     seed_sorted = np.sort(g.evidence.conf)[::-1]
     cap = seed_sorted[min_support - 1] if len(seed_sorted) >= min_support else -math.inf
     # below the lowest out-of-fold confidence the calibration has seen no evidence at all:
     # the model would extrapolate there, so no threshold goes below it (the slope is shared
     # by all classes, so any class's evidence counts)
     at = conf[cuts - 1]
-    ok = meets & (at <= cap) & (at >= g.floor)
+    ok = (at <= cap) & (at >= g.floor)
+    # the cuts allowed are one run (confidences descend); only their prefixes need the calibrations
+    allowed = np.flatnonzero(ok)
+    if len(allowed) == 0:
+        return math.inf, False
+    first, last = int(allowed[0]), int(allowed[-1])
+    span = cuts[first : last + 1]
+    n_rows = int(span[-1])
+    P = _predict_all(calib_samples, g.pool_logit[:n_rows], g.pool_pred[:n_rows])
+    ep = np.cumsum(P, axis=1)[:, span - 1] / span  # expected precision of each prefix
+    meets = _quantile_at_least(ep, quantile, target) if len(calib_samples) > 1 else ep[0] >= target
+    ok[first : last + 1] &= meets
     # the class's own stratified evidence must agree with the shared model (its offsets are
     # shrunk towards the other classes, which can hide a class that swallows a common one)
     if ok.any():
         cand = np.flatnonzero(ok)
         ok[cand] = g.evidence.precision(at[cand]) >= target
-    ok = np.flatnonzero(ok)
+    passing = np.flatnonzero(ok)
     # without enough seed support at a threshold, the estimate above it is extrapolation
-    if len(ok) == 0:
+    if len(passing) == 0:
         return math.inf, False
-    return float(conf[cuts[ok[-1]] - 1]), True
+    return float(conf[cuts[passing[-1]] - 1]), True
 
 
 #: Beyond this many more labels a class is reported as not certifiable by labels alone.
@@ -801,8 +809,28 @@ def _quantile_at_least(values: NDArray[np.float64], q: float, target: float) -> 
     return meets
 
 
+#: Rows from which :func:`_predict_all` looks for repeated (confidence, class) pairs.
+DEDUP_MIN_ROWS = 512
+
+
 def _predict_all(cals: list[Calibration], logit_conf: NDArray[np.float64], pred: NDArray[np.int64]) -> NDArray[np.float64]:
-    """P(right) under every calibration at once: shape (len(cals), len(pred))."""
+    """P(right) under every calibration at once: shape (len(cals), len(pred)).
+
+    Where many rows share a (confidence, class) pair (spread scores saturate at 1 on easy
+    pools: 19,900 rows, 10 distinct pairs), each pair is evaluated once and copied to its
+    rows; the values are the same either way, the logistic is elementwise."""
+    n = len(pred)
+    if n >= DEDUP_MIN_ROWS:
+        order = np.lexsort((logit_conf, pred))
+        lo, pr = logit_conf[order], pred[order]
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        np.logical_or(lo[1:] != lo[:-1], pr[1:] != pr[:-1], out=new[1:])
+        n_unique = int(new.sum())
+        if n_unique <= n // 2:
+            inverse = np.empty(n, dtype=np.int64)
+            inverse[order] = np.cumsum(new) - 1
+            return _predict_all(cals, lo[new], pr[new])[:, inverse]
     coef = np.array([c.coef for c in cals])
     offsets = np.stack([c.offsets for c in cals])
     z = np.multiply.outer(coef, logit_conf)
