@@ -326,3 +326,74 @@ def test_top_k_rows_with_ties_and_a_whole_chunk_of_the_best():
     idx, val = _top_k_rows(S, 40)
     np.testing.assert_array_equal(val, _sorted_reference(S, 40))
     assert (np.sort(idx[:, :30], axis=1) == np.arange(100, 130)).all()
+
+
+def _full_space_block(n=3000, d=48, n_probe=6, seed=0):
+    """A trained full-space IVF pool index with fp16 codes and a block of its rows, preassigned."""
+    import faiss
+
+    from labelseed.graph import PoolIndex, _GraphBlock, faiss_ivf
+
+    rng = np.random.default_rng(seed)
+    X = normalize_rows(rng.standard_normal((n, d)).astype(np.float32))
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, 60, faiss.ScalarQuantizer.QT_fp16,
+                                        faiss.METRIC_INNER_PRODUCT, False)
+    ivf.train(X[:2000])
+    ivf.add(X[: n // 2])  # half the lists' rows, so that some queries are not in the index
+    pool = PoolIndex(ivf, "ivf", n_probe)
+    Q = X[n // 4 :]
+    sims, lists = ivf.quantizer.search(Q, n_probe)
+    lists[::7, -1] = -1  # a row probing fewer lists than asked
+    return pool, faiss_ivf(pool), _GraphBlock(np.arange(len(Q)), Q, lists, sims, 10)
+
+
+def test_list_scan_by_matrix_products_finds_what_faiss_finds():
+    import faiss
+
+    from labelseed import graph as graph_module
+    from labelseed.graph import _ShardIndex, _decode_lists, _scan_lists
+
+    pool, ivf, block = _full_space_block()
+    want_D, want_I = ivf.search_preassigned(block.Q, 11, block.lists, block.list_sims)
+    lists = _decode_lists(ivf)
+    assert lists is not None and _ShardIndex(pool).decoded_lists() is not None
+    omp = faiss.omp_get_max_threads()
+    got = []
+    for threads in (1, 2):
+        faiss.omp_set_num_threads(threads)
+        try:
+            got.append(_scan_lists(lists, block))
+        finally:
+            faiss.omp_set_num_threads(omp)
+        assert faiss.omp_get_max_threads() == omp  # the scan gives faiss its threads back
+    D, I = got[0]
+    np.testing.assert_array_equal(D, got[1][0])  # the same whatever the threads
+    np.testing.assert_array_equal(I, got[1][1])
+    found = want_I >= 0
+    np.testing.assert_array_equal(I >= 0, found)
+    np.testing.assert_allclose(D[found], want_D[found], atol=1e-5)
+    same = [set(a[a >= 0]) == set(b[b >= 0]) for a, b in zip(I, want_I)]
+    assert np.mean(same) > 0.99  # only near-ties in float rounding may swap
+    # a shard too large for a float32 copy is scanned by faiss
+    graph_module_limit = graph_module.BLAS_SCAN_MAX_BYTES
+    try:
+        graph_module.BLAS_SCAN_MAX_BYTES = 1000
+        assert _decode_lists(ivf) is None
+    finally:
+        graph_module.BLAS_SCAN_MAX_BYTES = graph_module_limit
+
+
+def test_graph_with_faiss_scan_and_matrix_product_scan_agree(monkeypatch):
+    from labelseed import graph as graph_module
+
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((12, 64))
+    y = rng.integers(0, 12, 6000)
+    X = (0.4 * centres[y] + 3 * rng.standard_normal((6000, 64)) / 8).astype(np.float32)
+    blas = build_knn_graph(X, 10, method="ivf")
+    monkeypatch.setattr(graph_module, "BLAS_SCAN_MAX_BYTES", 0)
+    scanned = build_knn_graph(X, 10, method="ivf")
+    assert blas.nprobe == scanned.nprobe
+    same = (np.sort(blas.indices, axis=1) == np.sort(scanned.indices, axis=1)).all(axis=1)
+    assert same.mean() > 0.99
+    np.testing.assert_allclose(blas.similarities[same], scanned.similarities[same], atol=1e-5)

@@ -492,6 +492,109 @@ class _ShardIndex:
 
     pool: "PoolIndex"
     ids: NDArray[np.int64] | None = None
+    # the lists' rows as float32 (ids, vectors), decoded on first use where that fits
+    # BLAS_SCAN_MAX_BYTES; None: the lists are scanned by faiss
+    _decoded: list[tuple[NDArray[np.int64], NDArray[np.float32]]] | None = None
+    _tried: bool = False
+
+    def decoded_lists(self) -> list[tuple[NDArray[np.int64], NDArray[np.float32]]] | None:
+        if not self._tried:
+            self._decoded, self._tried = _decode_lists(faiss_ivf(self.pool)), True
+        return self._decoded
+
+
+#: Largest float32 copy of a shard's IVF lists scanned by matrix products (:func:`_scan_lists`);
+#: larger shards are scanned by faiss from their fp16 codes.
+BLAS_SCAN_MAX_BYTES = 256 << 20
+
+
+def _decode_lists(ivf: Any) -> list[tuple[NDArray[np.int64], NDArray[np.float32]]] | None:
+    """Every list's ``(pool rows, float32 vectors)`` of a full-space index of fp16 codes; None
+    for any other kind of index or one whose copy would pass :data:`BLAS_SCAN_MAX_BYTES`."""
+    import faiss
+
+    index = faiss.downcast_index(ivf)
+    if (not isinstance(index, faiss.IndexIVFScalarQuantizer) or index.by_residual
+            or index.sq.qtype != faiss.ScalarQuantizer.QT_fp16 or index.ntotal * index.d * 4 > BLAS_SCAN_MAX_BYTES):
+        return None
+    out = []
+    for lst in range(index.nlist):
+        ids, codes = _list_entries(index, lst)
+        out.append((ids, codes.view(np.float16).reshape(len(ids), index.d).astype(np.float32)))
+    return out
+
+
+def _scan_part(lists: list[tuple[NDArray[np.int64], NDArray[np.float32]]], Q: NDArray[np.float32],
+               probe_rows: NDArray[np.int64], probed: NDArray[np.int64], starts: NDArray[np.int64],
+               ends: NDArray[np.int64], k1: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Each query's `k1` best among some lists: list ``probed[s]`` against the queries
+    ``probe_rows[s:e]`` that probe it, one matrix product each, into per-query heaps (faiss's)."""
+    import faiss
+
+    m = len(Q)
+    D = np.empty((m, k1), dtype=np.float32)
+    I = np.empty((m, k1), dtype=np.int64)
+    heaps = faiss.float_minheap_array_t()  # keeps the largest
+    heaps.k, heaps.nh = k1, m
+    heaps.val, heaps.ids = faiss.swig_ptr(D), faiss.swig_ptr(I)
+    heaps.heapify()
+    for s, e in zip(starts, ends):
+        ids, V = lists[probed[s]]
+        if len(ids) == 0:
+            continue
+        rows = probe_rows[s:e]
+        S = Q[rows] @ V.T
+        heaps.addn_query_subset_with_ids(len(rows), faiss.swig_ptr(rows), S.shape[1], faiss.swig_ptr(S),
+                                         faiss.swig_ptr(ids), 0)
+    heaps.reorder()
+    return D, I
+
+
+def _scan_lists(lists: list[tuple[NDArray[np.int64], NDArray[np.float32]]], block: _GraphBlock
+                ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """faiss's ``search_preassigned`` of the block's rows over their probed lists, by matrix
+    products: each list once against all the block's rows that probe it (BLAS at full speed)
+    instead of each row against its lists one by one. The lists are split between threads
+    (faiss's thread count), each with one BLAS thread and its own heaps, merged at the end;
+    the similarities are those of the same fp16-rounded vectors, to float rounding."""
+    import faiss
+
+    from .spreading import _one_blas_thread
+
+    assert block.lists is not None
+    k1 = block.k + 1
+    m, n_probe = block.lists.shape
+    flat = block.lists.ravel()
+    order = np.argsort(flat, kind="stable")
+    probed = flat[order]
+    order, probed = order[probed >= 0], probed[probed >= 0]  # -1: fewer lists than asked for
+    probe_rows = order // n_probe
+    starts = np.flatnonzero(np.r_[True, probed[1:] != probed[:-1]]) if len(probed) else np.empty(0, np.int64)
+    ends = np.r_[starts[1:], len(probed)].astype(np.int64)
+    threads = max(1, min(int(faiss.omp_get_max_threads()), 8))
+    # about equal work per thread: rows probing a list times its length
+    work = np.cumsum((ends - starts) * np.array([len(lists[lst][0]) for lst in probed[starts]], dtype=np.int64))
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, threads) / threads) if len(work) else []
+    parts = [(starts[p], ends[p]) for p in np.split(np.arange(len(starts)), cuts)]
+    Q = np.ascontiguousarray(block.Q, dtype=np.float32)
+    omp = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # the heaps' OpenMP threads would fight the scan's
+    try:
+        with _one_blas_thread():
+            if threads == 1:
+                results = [_scan_part(lists, Q, probe_rows, probed, a, b, k1) for a, b in parts]
+            else:  # threads made per block (a pool kept across calls would not survive a fork)
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(threads, thread_name_prefix="labelseed-scan") as pool:
+                    futures = [pool.submit(_scan_part, lists, Q, probe_rows, probed, a, b, k1) for a, b in parts]
+                    results = [f.result() for f in futures]
+    finally:
+        faiss.omp_set_num_threads(omp)
+    # sorted as shards' results are merged, so that equal similarities come in one order
+    # whatever the number of threads
+    return _merge_shards(np.concatenate([r[0] for r in results], axis=1),
+                         np.concatenate([r[1] for r in results], axis=1), k1)
 
 
 def _graph_block(shard: _ShardIndex, block: _GraphBlock
@@ -501,7 +604,11 @@ def _graph_block(shard: _ShardIndex, block: _GraphBlock
     results and drops each row itself)."""
     pool = shard.pool
     if block.lists is not None:
-        D, I = faiss_ivf(pool).search_preassigned(block.Q, block.k + 1, block.lists, block.list_sims)
+        lists = shard.decoded_lists()
+        if lists is not None:
+            D, I = _scan_lists(lists, block)
+        else:
+            D, I = faiss_ivf(pool).search_preassigned(block.Q, block.k + 1, block.lists, block.list_sims)
     else:
         D, I = pool.search(block.Q, block.k + 1)
     if shard.ids is not None:
