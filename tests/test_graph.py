@@ -91,8 +91,12 @@ def test_ivf_graph_is_the_same_in_blocks_and_from_raw_rows(monkeypatch, nprobe):
     monkeypatch.setattr(graph, "COARSE_PROBES", 1)  # the probed lists found again, not those found when adding
     h = build_knn_graph(normalize_rows(X), 8, method="ivf", nprobe=nprobe, normalized=True)
     assert g.nprobe == h.nprobe == nprobe
-    np.testing.assert_array_equal(g.indices, h.indices)
+    # the same neighbours; their order may differ only where two similarities tie to float32
+    # rounding (a matrix product's rounding depends on the block's shape)
+    np.testing.assert_array_equal(np.sort(g.indices, axis=1), np.sort(h.indices, axis=1))
     np.testing.assert_allclose(g.similarities, h.similarities, atol=1e-6)
+    swapped = g.indices != h.indices
+    assert swapped.mean() < 1e-3
 
 
 def test_affinity_drops_missing_neighbours_self_loops_and_negative_weights():
