@@ -538,12 +538,21 @@ def _scan_part(lists: list[tuple[NDArray[np.int64], NDArray[np.float32]]], Q: ND
     heaps.k, heaps.nh = k1, m
     heaps.val, heaps.ids = faiss.swig_ptr(D), faiss.swig_ptr(I)
     heaps.heapify()
-    for s, e in zip(starts, ends):
-        ids, V = lists[probed[s]]
-        if len(ids) == 0:
+    # the gathered rows and the products go into buffers reused from list to list: fresh arrays
+    # of this size are mapped anew by malloc each time, and their page faults cost more than the
+    # copy itself (one thread, 160k gathered rows of 384: gather 0.22 -> 0.05 s, products 0.20 -> 0.13 s;
+    # whole graph of the noisy clusters, medians of 7: 0.82 -> 0.76 s)
+    lengths = np.array([len(lists[probed[s]][0]) for s in starts], dtype=np.int64)
+    n_rows = np.asarray(ends, dtype=np.int64) - np.asarray(starts, dtype=np.int64)
+    q_buf = np.empty((int(n_rows.max(initial=0)), Q.shape[1]), dtype=np.float32)
+    s_buf = np.empty(int((n_rows * lengths).max(initial=0)), dtype=np.float32)
+    for s, e, length in zip(starts, ends, lengths):
+        if length == 0:
             continue
+        ids, V = lists[probed[s]]
         rows = probe_rows[s:e]
-        S = Q[rows] @ V.T
+        G = np.take(Q, rows, axis=0, out=q_buf[:len(rows)], mode="clip")  # rows are valid: unbuffered
+        S = np.matmul(G, V.T, out=s_buf[:len(rows) * length].reshape(len(rows), length))
         heaps.addn_query_subset_with_ids(len(rows), faiss.swig_ptr(rows), S.shape[1], faiss.swig_ptr(S),
                                          faiss.swig_ptr(ids), 0)
     heaps.reorder()
