@@ -133,6 +133,30 @@ def test_ensemble_fold_scores_never_see_the_fold_s_own_labels():
     assert not np.allclose(a.final.distribution, b.final.distribution, atol=1e-3)
 
 
+
+def test_ensemble_out_of_fold_scores_are_each_fold_s_mix_of_spreading_and_its_classifier():
+    """A fold's classifier is evaluated only at the rows the fold hides; there its scores must be
+    the fold's spreading mixed with that fold's classifier at the fold's weight, as over the pool."""
+    from labelseed.graph import build_knn_graph, normalize_rows
+    from labelseed.spreading import ensemble_scorer, mix_scores, normalized_affinity
+    from labelseed.thresholds import cross_val_scores
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 120)
+    X = (np.eye(3, 12)[y] * 1.2 + rng.normal(size=(360, 12))).astype(np.float32)
+    codes = np.full(360, -1)
+    lab = rng.choice(360, 60, replace=False)
+    codes[lab] = y[lab]
+    S = normalized_affinity(build_knn_graph(X, 8).affinity())
+    Xn = normalize_rows(X)
+    scorer = ensemble_scorer(S, Xn, 3, 0.9)
+    cv = cross_val_scores(scorer, codes, 3, 5, random_state=0)
+    assert scorer.set_linear is not None and any(w > 0 for w in scorer.set_weight[:-1])
+    for f in range(5):
+        whole = mix_scores(scorer.set_spread[f], scorer.set_linear[f].probabilities(Xn), scorer.set_weight[f])
+        rows = cv.fold == f
+        np.testing.assert_allclose(cv.oof.distribution[rows], whole.distribution[cv.labeled[rows]], atol=1e-6)
+
 def test_propagate_gives_the_same_scores_from_sparse_labels_and_in_narrow_column_blocks(monkeypatch):
     # several label sets side by side are densified a block of columns at a time (memory at 1M
     # rows); the solution must not depend on that, nor on the block width

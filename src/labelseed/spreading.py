@@ -577,7 +577,9 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
     The mixing weight is chosen among :data:`LINEAR_WEIGHTS` by the out-of-fold log-loss of the
     rows the sets hide (a proper scoring rule, one number per weight): on digits, where the
     graph alone is best, it keeps the graph; on text embeddings it leans on the classifier.
-    With no hidden rows (not cross-validation sets) the weight is 0.5.
+    With no hidden rows (not cross-validation sets) the weight is 0.5. A fold's scores mix in
+    its classifier only at the rows the fold hides (all that cross-validation reads of them);
+    at the other rows they are spreading alone.
 
     Parameters
     ----------
@@ -696,10 +698,22 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
 
         # the caller may still prefer spreading alone (AutoLabeler: what certifies more); even with a
         # final weight of 0 the folds' weights, chosen on other rows, may differ
-        self.spread_runs = [Scores.from_unnormalized(F) for F in spread_folds]
+        spread_runs = self.spread_runs = [Scores.from_unnormalized(F) for F in spread_folds]
         del spread_folds
         self.set_weight = [choose([(f, g) for g in range(n_folds) if g != f]) for f in range(n_folds)]
-        out = [mix_scores(self.spread_runs[f], proba(single[f]), self.set_weight[f]) for f in range(n_folds)]
+
+        def fold_scores(f: int) -> Scores:
+            # cross-validation reads fold f's scores only at the rows it hides: the classifier is
+            # evaluated there (elsewhere the scores are spreading alone, which no caller reads)
+            # instead of over the whole pool, five times (a fifth to a third of the stage at 20,000 x 384)
+            spread, rows = spread_runs[f], hidden[f]
+            mixed = mix_scores(Scores(spread.distribution[rows], spread.predicted[rows], spread.confidence[rows]),
+                               proba(single[f], rows), self.set_weight[f])
+            dist, pred, conf = spread.distribution.copy(), spread.predicted.copy(), spread.confidence.copy()
+            dist[rows], pred[rows], conf[rows] = mixed.distribution, mixed.predicted, mixed.confidence
+            return Scores(dist, pred, conf)
+
+        out = [fold_scores(f) for f in range(n_folds)]
         self.weight = choose([(g, g) for g in range(n_folds)])
         final_spread, final_linear = Scores.from_unnormalized(spread_without(groups, ())), linear(())
         self.spread_runs.append(final_spread)
