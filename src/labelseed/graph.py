@@ -526,9 +526,10 @@ def _decode_lists(ivf: Any) -> list[tuple[NDArray[np.int64], NDArray[np.float32]
 
 def _scan_part(lists: list[tuple[NDArray[np.int64], NDArray[np.float32]]], Q: NDArray[np.float32],
                probe_rows: NDArray[np.int64], probed: NDArray[np.int64], starts: NDArray[np.int64],
-               ends: NDArray[np.int64], k1: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Each query's `k1` best among some lists: list ``probed[s]`` against the queries
-    ``probe_rows[s:e]`` that probe it, one matrix product each, into per-query heaps (faiss's)."""
+               ends: NDArray[np.int64], lengths: NDArray[np.int64], k1: int
+               ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Each query's `k1` best among some lists: list ``probed[s]`` (``lengths`` rows) against the
+    queries ``probe_rows[s:e]`` that probe it, one matrix product each, into per-query heaps (faiss's)."""
     import faiss
 
     m = len(Q)
@@ -542,8 +543,7 @@ def _scan_part(lists: list[tuple[NDArray[np.int64], NDArray[np.float32]]], Q: ND
     # of this size are mapped anew by malloc each time, and their page faults cost more than the
     # copy itself (one thread, 160k gathered rows of 384: gather 0.22 -> 0.05 s, products 0.20 -> 0.13 s;
     # whole graph of the noisy clusters, medians of 7: 0.82 -> 0.76 s)
-    lengths = np.array([len(lists[probed[s]][0]) for s in starts], dtype=np.int64)
-    n_rows = np.asarray(ends, dtype=np.int64) - np.asarray(starts, dtype=np.int64)
+    n_rows = ends - starts
     q_buf = np.empty((int(n_rows.max(initial=0)), Q.shape[1]), dtype=np.float32)
     s_buf = np.empty(int((n_rows * lengths).max(initial=0)), dtype=np.float32)
     for s, e, length in zip(starts, ends, lengths):
@@ -581,22 +581,24 @@ def _scan_lists(lists: list[tuple[NDArray[np.int64], NDArray[np.float32]]], bloc
     starts = np.flatnonzero(np.r_[True, probed[1:] != probed[:-1]]) if len(probed) else np.empty(0, np.int64)
     ends = np.r_[starts[1:], len(probed)].astype(np.int64)
     threads = max(1, min(int(faiss.omp_get_max_threads()), 8))
+    lengths = np.array([len(lists[lst][0]) for lst in probed[starts]], dtype=np.int64)
     # about equal work per thread: rows probing a list times its length
-    work = np.cumsum((ends - starts) * np.array([len(lists[lst][0]) for lst in probed[starts]], dtype=np.int64))
+    work = np.cumsum((ends - starts) * lengths)
     cuts = np.searchsorted(work, work[-1] * np.arange(1, threads) / threads) if len(work) else []
-    parts = [(starts[p], ends[p]) for p in np.split(np.arange(len(starts)), cuts)]
+    parts = [(starts[p], ends[p], lengths[p]) for p in np.split(np.arange(len(starts)), cuts)]
     Q = np.ascontiguousarray(block.Q, dtype=np.float32)
     omp = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)  # the heaps' OpenMP threads would fight the scan's
     try:
         with _one_blas_thread():
             if threads == 1:
-                results = [_scan_part(lists, Q, probe_rows, probed, a, b, k1) for a, b in parts]
+                results = [_scan_part(lists, Q, probe_rows, probed, a, b, n, k1) for a, b, n in parts]
             else:  # threads made per block (a pool kept across calls would not survive a fork)
                 from concurrent.futures import ThreadPoolExecutor
 
                 with ThreadPoolExecutor(threads, thread_name_prefix="labelseed-scan") as pool:
-                    futures = [pool.submit(_scan_part, lists, Q, probe_rows, probed, a, b, k1) for a, b in parts]
+                    futures = [pool.submit(_scan_part, lists, Q, probe_rows, probed, a, b, n, k1)
+                               for a, b, n in parts]
                     results = [f.result() for f in futures]
     finally:
         faiss.omp_set_num_threads(omp)
