@@ -108,21 +108,28 @@ def test_fold_sets_solved_by_groups_equal_separate_solves(rest):
         np.testing.assert_array_equal(got.predicted, want.predicted)
 
 
+def _three_classes(seed: int, n_per: int, shift: float):
+    """Three Gaussian classes in 12 dimensions, 60 of them labeled: (unit rows, codes, affinity)."""
+    from labelseed.graph import build_knn_graph, normalize_rows
+    from labelseed.spreading import normalized_affinity
+
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n_per)
+    X = (np.eye(3, 12)[y] * shift + rng.normal(size=(len(y), 12))).astype(np.float32)
+    codes = np.full(len(y), -1)
+    lab = rng.choice(len(y), 60, replace=False)
+    codes[lab] = y[lab]
+    return normalize_rows(X), codes, normalized_affinity(build_knn_graph(X, 8).affinity())
+
+
 def test_ensemble_fold_scores_never_see_the_fold_s_own_labels():
     """Relabel every row of fold 0: the out-of-fold scores of fold 0 must not move (spreading and the
     linear classifier are both retrained per fold), while the final scores do."""
-    from labelseed.graph import build_knn_graph, normalize_rows
-    from labelseed.spreading import ensemble_scorer, normalized_affinity
+    from labelseed.spreading import ensemble_scorer
     from labelseed.thresholds import cross_val_scores
 
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 100)
-    X = (np.eye(3, 12)[y] * 2 + rng.normal(size=(300, 12))).astype(np.float32)
-    codes = np.full(300, -1)
-    lab = rng.choice(300, 60, replace=False)
-    codes[lab] = y[lab]
-    S = normalized_affinity(build_knn_graph(X, 8).affinity())
-    scorer = ensemble_scorer(S, normalize_rows(X), 3, 0.9)
+    Xn, codes, S = _three_classes(0, 100, 2.0)
+    scorer = ensemble_scorer(S, Xn, 3, 0.9)
     a = cross_val_scores(scorer, codes, 3, 5, random_state=0)
     other = codes.copy()
     f0 = a.labeled[a.fold == 0]
@@ -133,22 +140,13 @@ def test_ensemble_fold_scores_never_see_the_fold_s_own_labels():
     assert not np.allclose(a.final.distribution, b.final.distribution, atol=1e-3)
 
 
-
 def test_ensemble_out_of_fold_scores_are_each_fold_s_mix_of_spreading_and_its_classifier():
     """A fold's classifier is evaluated only at the rows the fold hides; there its scores must be
     the fold's spreading mixed with that fold's classifier at the fold's weight, as over the pool."""
-    from labelseed.graph import build_knn_graph, normalize_rows
-    from labelseed.spreading import ensemble_scorer, mix_scores, normalized_affinity
+    from labelseed.spreading import ensemble_scorer, mix_scores
     from labelseed.thresholds import cross_val_scores
 
-    rng = np.random.default_rng(1)
-    y = np.repeat(np.arange(3), 120)
-    X = (np.eye(3, 12)[y] * 1.2 + rng.normal(size=(360, 12))).astype(np.float32)
-    codes = np.full(360, -1)
-    lab = rng.choice(360, 60, replace=False)
-    codes[lab] = y[lab]
-    S = normalized_affinity(build_knn_graph(X, 8).affinity())
-    Xn = normalize_rows(X)
+    Xn, codes, S = _three_classes(1, 120, 1.2)
     scorer = ensemble_scorer(S, Xn, 3, 0.9)
     cv = cross_val_scores(scorer, codes, 3, 5, random_state=0)
     assert scorer.set_linear is not None and any(w > 0 for w in scorer.set_weight[:-1])
@@ -156,6 +154,7 @@ def test_ensemble_out_of_fold_scores_are_each_fold_s_mix_of_spreading_and_its_cl
         whole = mix_scores(scorer.set_spread[f], scorer.set_linear[f].probabilities(Xn), scorer.set_weight[f])
         rows = cv.fold == f
         np.testing.assert_allclose(cv.oof.distribution[rows], whole.distribution[cv.labeled[rows]], atol=1e-6)
+
 
 def test_propagate_gives_the_same_scores_from_sparse_labels_and_in_narrow_column_blocks(monkeypatch):
     # several label sets side by side are densified a block of columns at a time (memory at 1M
