@@ -1,0 +1,195 @@
+"""Does a space adapted to the task give the kNN graph better scores? (issue 11, Build 1)
+
+Each variant maps the embeddings before the graph is built. A map learned from labels is
+fitted inside cross-validation: every label vector (each fold's training labels, then all
+labels) gets its own map, fitted on its own labels only, and its own graph, so no fold's
+scores see the rows it hides. Maps that use no labels are fitted once on the pool. Scores go
+through labelseed's own per-class thresholds (target 0.95), as ``lr honest`` in
+bench/label_efficiency.py does; ``raw`` is the same pipeline on the unmapped graph.
+
+Variants:
+- ``within``: within-class whitening, ``X -> X Sw^(-strength/2)``, with Sw the Ledoit-Wolf
+  shrunk covariance of the labeled rows' residuals from their class means (labels, in fold);
+- ``lda``: shrinkage LDA's discriminant coordinates appended to the unit rows, weight
+  `strength` (labels, in fold);
+- ``total``: whitening by the pool's covariance (no labels);
+- ``cluster``: whitening by the covariance of rows around their k-means centre, 100 clusters
+  (no labels).
+Each variant is scored by spreading alone (``--mix 0``) and by spreading mixed half and half with
+a logistic regression on the unmapped rows (``--mix 0.5``, the default engine's most common
+weight). Columns: certified coverage of the unlabeled pool, its realized precision against
+the hidden truth (coverage-weighted over draws), and the hindsight ceiling (the best single
+confidence cut on the final scores at precision >= 0.95, found with the truth).
+
+    python bench/task_space.py                      # about 25 minutes here
+    python bench/task_space.py --datasets digits --variants within --mix 0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, load, thresholded  # noqa: E402
+
+from labelseed.graph import build_knn_graph, normalize_rows  # noqa: E402
+from labelseed.spreading import Scores, fit_linear, mix_scores, normalized_affinity, spread, spread_many  # noqa: E402
+
+TARGET = 0.95
+VARIANTS = {"within": 0.5, "lda": 1.0, "total": 0.5, "cluster": 0.5}  # variant -> strength
+LABEL_FREE = ("total", "cluster")
+BUDGETS = {"digits": [5, 10], "fashion20k": [10, 40], "wordnet": [10, 40]}
+SEEDS = {"digits": 6, "fashion20k": 5, "wordnet": 5}
+
+
+def data(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "digits":
+        return load("digits")
+    if name == "fashion20k":
+        return load("fashion", n=20_000)
+    return load("wordnet", per_class=600)  # 13,899 noun glosses, 26 classes, MiniLM
+
+
+def _inverse_sqrt(C: np.ndarray, strength: float) -> np.ndarray:
+    w, V = np.linalg.eigh(C)
+    return ((V * (np.maximum(w, 1e-12) ** (-0.5 * strength))) @ V.T).astype(np.float32)
+
+
+def label_map(Xn: np.ndarray, codes: np.ndarray, k: int, variant: str, strength: float) -> np.ndarray:
+    """The rows mapped by a map fitted on the labeled rows of `codes` only."""
+    from sklearn.covariance import ledoit_wolf
+
+    lab = np.flatnonzero(codes >= 0)
+    Xl, yl = Xn[lab], codes[lab]
+    if variant == "within":
+        mu = np.stack([Xl[yl == c].mean(axis=0) for c in range(k)])
+        Sw, _ = ledoit_wolf(Xl - mu[yl], assume_centered=True)
+        return normalize_rows(Xn @ _inverse_sqrt(Sw, strength))
+    if variant == "lda":
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        L = LinearDiscriminantAnalysis(solver="eigen", shrinkage="auto").fit(Xl, yl).transform(Xn)
+        return normalize_rows(np.hstack([Xn, strength * normalize_rows(L.astype(np.float32))]))
+    raise ValueError(variant)
+
+
+def pool_map(Xn: np.ndarray, variant: str, strength: float) -> np.ndarray:
+    """The rows mapped by a map fitted on a sample of the pool, no labels."""
+    import faiss
+    from sklearn.covariance import ledoit_wolf
+
+    sample = Xn[np.random.default_rng(0).choice(len(Xn), min(len(Xn), 20_000), replace=False)]
+    if variant == "total":
+        C, _ = ledoit_wolf(sample)
+        return normalize_rows((Xn - sample.mean(axis=0)) @ _inverse_sqrt(C, strength))
+    km = faiss.Kmeans(sample.shape[1], 100, niter=20, seed=1, spherical=True)
+    km.train(np.ascontiguousarray(sample))
+    _, a = km.index.search(np.ascontiguousarray(sample), 1)
+    C, _ = ledoit_wolf(sample - km.centroids[a[:, 0]], assume_centered=True)
+    return normalize_rows(Xn @ _inverse_sqrt(C, strength))
+
+
+def hindsight(scores: Scores, truth: np.ndarray, rows: np.ndarray) -> float:
+    c, p = scores.confidence[rows], scores.predicted[rows]
+    o = np.argsort(-c, kind="stable")
+    prec = np.cumsum(p[o] == truth[rows][o]) / np.arange(1, len(o) + 1)
+    ok = np.flatnonzero(prec >= TARGET)
+    return float((ok[-1] + 1) / len(rows)) if len(ok) else 0.0
+
+
+def affinity(Z: np.ndarray):
+    return normalized_affinity(build_knn_graph(Z, 10, random_state=0).affinity())
+
+
+def run(name: str, variants: list[str], mixes: list[float]) -> list[dict]:
+    X, y = data(name)
+    classes, truth = np.unique(y, return_inverse=True)
+    k = len(classes)
+    Xn = normalize_rows(X.astype(np.float32))
+    S_raw = affinity(Xn)
+    S_free = {v: affinity(pool_map(Xn, v, VARIANTS[v])) for v in variants if v in LABEL_FREE}
+    out = []
+    for m in BUDGETS[name]:
+        for seed in range(SEEDS[name]):
+            rng = np.random.default_rng([seed, m])
+            codes = np.full(len(truth), -1, dtype=np.int64)
+            for c in range(k):
+                idx = np.flatnonzero(truth == c)
+                codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
+            unl = np.flatnonzero(codes < 0)
+            for mix in mixes:
+                row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
+                for variant in ["raw", *variants]:
+                    final: dict = {}
+
+                    def scorer(code_sets: list[np.ndarray]) -> list[Scores]:
+                        if variant == "raw":
+                            out_ = spread_many(S_raw, code_sets, k)
+                        elif variant in LABEL_FREE:
+                            out_ = spread_many(S_free[variant], code_sets, k)
+                        else:  # one map and one graph per label vector, from its own labels
+                            out_ = [spread(affinity(label_map(Xn, cs, k, variant, VARIANTS[variant])), cs, k)
+                                    for cs in code_sets]
+                        if mix:
+                            out_ = [mix_scores(s, fit_linear(Xn, cs, k, random_state=seed).probabilities(Xn), mix)
+                                    for s, cs in zip(out_, code_sets)]
+                        final["scores"] = out_[-1]
+                        return out_
+
+                    t = time.perf_counter()
+                    o = thresholded(scorer, codes, np.arange(k), TARGET, seed)
+                    acc = o.accepted
+                    row[variant] = {
+                        "coverage": len(acc) / len(unl),
+                        "realized": float((o.labels.astype(int) == truth[acc]).mean()) if len(acc) else None,
+                        "ceiling": hindsight(final["scores"], truth, unl),
+                        "seconds": round(time.perf_counter() - t, 2),
+                    }
+                print(json.dumps(row), flush=True)
+                out.append(row)
+    return out
+
+
+def table(rows: list[dict], variants: list[str]) -> str:
+    keys = sorted({(r["data"], r["mix"], r["per_class"]) for r in rows}, key=lambda t: (t[0], t[1], t[2]))
+    head = "| data | mix | labels/class | " + " | ".join(["raw", *variants]) + " |"
+    lines = [head, "|---|---|---|" + "---|" * (len(variants) + 1)]
+    for d, mix, m in keys:
+        rs = [r for r in rows if (r["data"], r["mix"], r["per_class"]) == (d, mix, m)]
+        cells = []
+        for v in ["raw", *variants]:
+            cov = np.mean([r[v]["coverage"] for r in rs])
+            ceil = np.mean([r[v]["ceiling"] for r in rs])
+            w = sum(r[v]["coverage"] for r in rs if r[v]["realized"] is not None)
+            real = (sum(r[v]["coverage"] * r[v]["realized"] for r in rs if r[v]["realized"] is not None) / w
+                    if w else float("nan"))
+            cells.append(f"{cov:.3f} ({real:.3f}) / {ceil:.3f}")
+        lines.append(f"| {d} | {mix} | {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--mix", nargs="+", type=float, default=[0.0, 0.5])
+    p.add_argument("--out", default=str(RESULTS / "task_space.json"))
+    a = p.parse_args()
+    warnings.simplefilter("ignore")
+    rows: list[dict] = []
+    for name in a.datasets:
+        rows += run(name, a.variants, a.mix)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(rows, indent=1))
+    print(table(rows, a.variants))
+    print("cells: certified coverage (realized precision, coverage-weighted) / hindsight ceiling; means over draws")
+
+
+if __name__ == "__main__":
+    main()
