@@ -16,8 +16,8 @@ Variants:
 - ``cluster``: whitening by the covariance of rows around their k-means centre, 100 clusters
   (no labels).
 Each variant is scored by spreading alone (``--mix 0``) and by spreading mixed half and half with
-a logistic regression on the unmapped rows (``--mix 0.5``, the default engine's most common
-weight). Columns: certified coverage of the unlabeled pool, its realized precision against
+a logistic regression on the unmapped rows (``--mix 0.5``, the first of the default engine's
+candidate weights). Columns: certified coverage of the unlabeled pool, its realized precision against
 the hidden truth (coverage-weighted over draws), and the hindsight ceiling (the best single
 confidence cut on the final scores at precision >= 0.95, found with the truth).
 
