@@ -23,6 +23,7 @@ confidence cut on the final scores at precision >= 0.95, found with the truth).
 
     python bench/task_space.py                      # about 25 minutes here
     python bench/task_space.py --datasets digits --variants within --mix 0
+    python bench/task_space.py --choose total --mix 0.5 --out bench/results/task_space_choose.json
 """
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ from labelseed.spreading import Scores, fit_linear, mix_scores, normalized_affin
 TARGET = 0.95
 VARIANTS = {"within": 0.5, "lda": 1.0, "total": 0.5, "cluster": 0.5}  # variant -> strength
 LABEL_FREE = ("total", "cluster")
-BUDGETS = {"digits": [5, 10], "fashion20k": [10, 40], "wordnet": [10, 40]}
-SEEDS = {"digits": 6, "fashion20k": 5, "wordnet": 5}
+BUDGETS = {"digits": [5, 10], "fashion20k": [10, 40], "wordnet": [10, 40], "fashion70k": [10]}
+SEEDS = {"digits": 6, "fashion20k": 5, "wordnet": 5, "fashion70k": 3}
+DEFAULT_DATASETS = ["digits", "fashion20k", "wordnet"]
 
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +55,8 @@ def data(name: str) -> tuple[np.ndarray, np.ndarray]:
         return load("digits")
     if name == "fashion20k":
         return load("fashion", n=20_000)
+    if name == "fashion70k":
+        return load("fashion")
     return load("wordnet", per_class=600)  # 13,899 noun glosses, 26 classes, MiniLM
 
 
@@ -156,6 +160,48 @@ def run(name: str, variants: list[str], mixes: list[float]) -> list[dict]:
     return out
 
 
+def choose(name: str, variant: str, mix: float) -> list[dict]:
+    """Raw or a label-free map, chosen per draw by the out-of-fold log-loss of the true labels
+    (mixed scores as above): which one is picked, and what each certifies."""
+    from labelseed.autolabeler import _decide
+    from labelseed.thresholds import choose_thresholds, cross_val_scores
+
+    X, y = data(name)
+    classes, truth = np.unique(y, return_inverse=True)
+    k = len(classes)
+    Xn = normalize_rows(X.astype(np.float32))
+    graphs = {"raw": affinity(Xn), variant: affinity(pool_map(Xn, variant, VARIANTS[variant]))}
+    out = []
+    for m in BUDGETS[name]:
+        for seed in range(SEEDS[name]):
+            rng = np.random.default_rng([seed, m])
+            codes = np.full(len(truth), -1, dtype=np.int64)
+            for c in range(k):
+                idx = np.flatnonzero(truth == c)
+                codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
+            unl = np.flatnonzero(codes < 0)
+            row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
+            for v, S in graphs.items():
+                def scorer(code_sets: list[np.ndarray], S=S) -> list[Scores]:
+                    runs = spread_many(S, code_sets, k)
+                    if not mix:
+                        return runs
+                    return [mix_scores(s, fit_linear(Xn, cs, k, random_state=seed).probabilities(Xn), mix)
+                            for s, cs in zip(runs, code_sets)]
+
+                cv = cross_val_scores(scorer, codes, k, int(min(5, np.bincount(codes[codes >= 0]).min())), seed)
+                p_true = cv.oof.distribution[np.arange(len(cv.y_true)), cv.y_true]
+                th = choose_thresholds(cv, np.arange(k), target_precision=TARGET, random_state=seed)
+                acc = _decide(codes, np.arange(k), cv.final, th).accepted
+                row[v] = {"log_loss": float(-np.log(np.clip(p_true, 1e-6, 1.0)).mean()),
+                          "coverage": len(acc) / len(unl),
+                          "realized": float((cv.final.predicted[acc] == truth[acc]).mean()) if len(acc) else None}
+            row["pick"] = min(graphs, key=lambda v: row[v]["log_loss"])
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
 def table(rows: list[dict], variants: list[str]) -> str:
     keys = sorted({(r["data"], r["mix"], r["per_class"]) for r in rows}, key=lambda t: (t[0], t[1], t[2]))
     head = "| data | mix | labels/class | " + " | ".join(["raw", *variants]) + " |"
@@ -176,12 +222,26 @@ def table(rows: list[dict], variants: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--datasets", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
+    p.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS, choices=list(BUDGETS))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--mix", nargs="+", type=float, default=[0.0, 0.5])
+    p.add_argument("--choose", choices=LABEL_FREE, help="instead: raw or this label-free map, chosen per draw "
+                   "by out-of-fold log-loss (with the first --mix)")
     p.add_argument("--out", default=str(RESULTS / "task_space.json"))
     a = p.parse_args()
     warnings.simplefilter("ignore")
+    if a.choose:
+        rows = [r for name in a.datasets for r in choose(name, a.choose, a.mix[0])]
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(rows, indent=1))
+        for name in a.datasets:
+            for m in BUDGETS[name]:
+                rs = [r for r in rows if (r["data"], r["per_class"]) == (name, m)]
+                picked = [r[r["pick"]]["coverage"] for r in rs]
+                print(f"{name} {m}/class: {a.choose} picked in {sum(r['pick'] != 'raw' for r in rs)} of {len(rs)}; "
+                      f"coverage raw {np.mean([r['raw']['coverage'] for r in rs]):.3f}, "
+                      f"{a.choose} {np.mean([r[a.choose]['coverage'] for r in rs]):.3f}, picked {np.mean(picked):.3f}")
+        return
     rows: list[dict] = []
     for name in a.datasets:
         rows += run(name, a.variants, a.mix)
