@@ -24,6 +24,7 @@ confidence cut on the final scores at precision >= 0.95, found with the truth).
     python bench/task_space.py                      # about 25 minutes here
     python bench/task_space.py --datasets digits --variants within --mix 0
     python bench/task_space.py --choose total --mix 0.5 --out bench/results/task_space_choose.json
+    python bench/task_space.py --choose total --nested --mix 0.5 --out bench/results/task_space_nested.json
 """
 from __future__ import annotations
 
@@ -202,6 +203,92 @@ def choose(name: str, variant: str, mix: float) -> list[dict]:
     return out
 
 
+class NestedChoice:
+    """Scores for cross-validation sets whose graph (one of `graphs`, built without labels) is
+    chosen as the default engine chooses its linear weight: fold f's graph by the log-loss of
+    the other folds' rows, each scored with folds f and g hidden (spreading is linear in the
+    labels, so those are sums of each graph's per-fold solutions; one logistic regression per
+    pair of folds), so no fold's choice sees its own labels; the final set's graph by every
+    fold's out-of-fold rows. Mixed with the logistic regression at weight `mix`."""
+
+    def __init__(self, graphs: dict[str, object], Xn: np.ndarray, k: int, mix: float, seed: int) -> None:
+        self.graphs, self.Xn, self.k, self.mix, self.seed = graphs, Xn, k, mix, seed
+        self.picks: list[str] = []
+
+    def __call__(self, code_sets: list[np.ndarray]) -> list[Scores]:
+        from labelseed.spreading import spread_groups, spread_without
+
+        Xn, k, final = self.Xn, self.k, code_sets[-1]
+        n_folds = len(code_sets) - 1
+        hidden = [np.flatnonzero((final >= 0) & (c < 0)) for c in code_sets[:-1]]
+        groups = {v: spread_groups(S, code_sets, k) for v, S in self.graphs.items()}
+
+        def lr(drop: tuple[int, ...]):
+            codes = final.copy()
+            for f in drop:
+                codes[hidden[f]] = -1
+            return fit_linear(Xn, codes, k, random_state=self.seed)
+
+        single = {f: lr((f,)) for f in range(n_folds)}
+        pair = {(f, g): lr((f, g)) for f in range(n_folds) for g in range(f + 1, n_folds)}
+
+        def mixed(v: str, drop: tuple[int, ...], rows: np.ndarray | None, model) -> Scores:
+            F = spread_without(groups[v], drop, rows)
+            P = model.probabilities(Xn if rows is None else Xn[rows])
+            return mix_scores(Scores.from_unnormalized(F), P, self.mix) if self.mix else Scores.from_unnormalized(F)
+
+        def loss(v: str, keys: list[tuple[int, int]]) -> float:
+            ll = []
+            for f, g in keys:  # fold g's rows with folds f and g hidden (f == g: g alone)
+                rows = hidden[g]
+                model = single[g] if f == g else pair[(min(f, g), max(f, g))]
+                d = mixed(v, tuple(sorted({f, g})), rows, model).distribution
+                ll.append(-np.log(np.clip(d[np.arange(len(rows)), final[rows]], 1e-6, 1.0)))
+            return float(np.concatenate(ll).mean())
+
+        out = []
+        self.picks = []
+        for f in range(n_folds):
+            keys = [(f, g) for g in range(n_folds) if g != f and len(hidden[g])]
+            v = min(self.graphs, key=lambda v: loss(v, keys))
+            self.picks.append(v)
+            out.append(mixed(v, (f,), None, single[f]))
+        v = min(self.graphs, key=lambda v: loss(v, [(g, g) for g in range(n_folds) if len(hidden[g])]))
+        self.picks.append(v)
+        out.append(mixed(v, (), None, lr(())))
+        return out
+
+
+def choose_nested(name: str, variant: str, mix: float) -> list[dict]:
+    """:class:`NestedChoice` between the raw graph and a label-free map's, through labelseed's
+    thresholds, beside the raw graph alone."""
+    X, y = data(name)
+    classes, truth = np.unique(y, return_inverse=True)
+    k = len(classes)
+    Xn = normalize_rows(X.astype(np.float32))
+    graphs = {"raw": affinity(Xn), variant: affinity(pool_map(Xn, variant, VARIANTS[variant]))}
+    out = []
+    for m in BUDGETS[name]:
+        for seed in range(SEEDS[name]):
+            rng = np.random.default_rng([seed, m])
+            codes = np.full(len(truth), -1, dtype=np.int64)
+            for c in range(k):
+                idx = np.flatnonzero(truth == c)
+                codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
+            unl = np.flatnonzero(codes < 0)
+            row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
+            for key, scorer in (("raw", NestedChoice({"raw": graphs["raw"]}, Xn, k, mix, seed)),
+                                ("chosen", NestedChoice(graphs, Xn, k, mix, seed))):
+                o = thresholded(scorer, codes, np.arange(k), TARGET, seed)
+                acc = o.accepted
+                row[key] = {"coverage": len(acc) / len(unl),
+                            "realized": float((o.labels.astype(int) == truth[acc]).mean()) if len(acc) else None,
+                            "picks": scorer.picks}
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
 def table(rows: list[dict], variants: list[str]) -> str:
     keys = sorted({(r["data"], r["mix"], r["per_class"]) for r in rows}, key=lambda t: (t[0], t[1], t[2]))
     head = "| data | mix | labels/class | " + " | ".join(["raw", *variants]) + " |"
@@ -227,9 +314,31 @@ def main() -> None:
     p.add_argument("--mix", nargs="+", type=float, default=[0.0, 0.5])
     p.add_argument("--choose", choices=LABEL_FREE, help="instead: raw or this label-free map, chosen per draw "
                    "by out-of-fold log-loss (with the first --mix)")
+    p.add_argument("--nested", action="store_true", help="with --choose: the choice made per fold, nested "
+                   "as the engine's linear weight is (no fold's choice sees its own labels)")
     p.add_argument("--out", default=str(RESULTS / "task_space.json"))
     a = p.parse_args()
     warnings.simplefilter("ignore")
+    if a.choose and a.nested:
+        rows = [r for name in a.datasets for r in choose_nested(name, a.choose, a.mix[0])]
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(rows, indent=1))
+        for name in a.datasets:
+            for m in BUDGETS[name]:
+                rs = [r for r in rows if (r["data"], r["per_class"]) == (name, m)]
+                final_picks = sum(r["chosen"]["picks"][-1] != "raw" for r in rs)
+                fold_picks = sum(p != "raw" for r in rs for p in r["chosen"]["picks"][:-1])
+                n_folds = sum(len(r["chosen"]["picks"]) - 1 for r in rs)
+
+                def realized(key: str) -> float:
+                    w = sum(r[key]["coverage"] for r in rs if r[key]["realized"] is not None)
+                    return (sum(r[key]["coverage"] * r[key]["realized"] for r in rs if r[key]["realized"] is not None)
+                            / w if w else float("nan"))
+                print(f"{name} {m}/class: {a.choose} picked for the final set in {final_picks} of {len(rs)} draws, "
+                      f"for {fold_picks} of {n_folds} folds; coverage (realized) raw "
+                      f"{np.mean([r['raw']['coverage'] for r in rs]):.3f} ({realized('raw'):.3f}), chosen "
+                      f"{np.mean([r['chosen']['coverage'] for r in rs]):.3f} ({realized('chosen'):.3f})")
+        return
     if a.choose:
         rows = [r for name in a.datasets for r in choose(name, a.choose, a.mix[0])]
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
