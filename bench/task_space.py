@@ -46,8 +46,9 @@ from labelseed.spreading import Scores, fit_linear, mix_scores, normalized_affin
 TARGET = 0.95
 VARIANTS = {"within": 0.5, "lda": 1.0, "total": 0.5, "cluster": 0.5}  # variant -> strength
 LABEL_FREE = ("total", "cluster")
-BUDGETS = {"digits": [5, 10], "fashion20k": [10, 40], "wordnet": [10, 40], "fashion70k": [10], "imbalanced": [10]}
-SEEDS = {"digits": 6, "fashion20k": 5, "wordnet": 5, "fashion70k": 3, "imbalanced": 10}
+BUDGETS = {"digits": [5, 10], "fashion20k": [10, 40], "wordnet": [10, 40], "fashion70k": [10], "imbalanced": [10],
+           "effnet3k": [5, 10, 20]}
+SEEDS = {"digits": 6, "fashion20k": 5, "wordnet": 5, "fashion70k": 3, "imbalanced": 10, "effnet3k": 8}
 DEFAULT_DATASETS = ["digits", "fashion20k", "wordnet"]
 
 
@@ -58,11 +59,30 @@ def data(name: str) -> tuple[np.ndarray, np.ndarray]:
         return load("fashion", n=20_000)
     if name == "fashion70k":
         return load("fashion")
+    if name == "effnet3k":  # the 3,000 Fashion-MNIST images of `make demo`'s image loop, EfficientNet-Lite0 (96 px)
+        return demo_images()
     if name == "imbalanced":  # Fashion-MNIST resampled to 40/20/10/10/5/5/4/3/2/1 % (bench/honesty.py)
         from honesty import imbalanced
 
         return imbalanced()
     return load("wordnet", per_class=600)  # 13,899 noun glosses, 26 classes, MiniLM
+
+
+def demo_images(project: str = "out/demo/loop/fashion-images/project") -> tuple[np.ndarray, np.ndarray]:
+    """The image loop's vectors (`make demo` first) and each image's true class: the demo names
+    each file by its index into Fashion-MNIST."""
+    import sqlite3
+
+    from labelseed import datasets
+
+    folder = Path(project)
+    if not (folder / "embeddings.npy").exists():
+        raise FileNotFoundError(f"{folder}/embeddings.npy is missing: run `make demo` first")
+    X = np.load(folder / "embeddings.npy")
+    with sqlite3.connect(folder / "labelseed.db") as db:
+        ids = [i for (i,) in db.execute("SELECT id FROM items ORDER BY row")]
+    _, y = datasets.fashion_mnist_images()
+    return X, np.asarray([datasets.FASHION_CLASSES[y[int(i.split(".")[0])]] for i in ids])
 
 
 def _inverse_sqrt(C: np.ndarray, strength: float) -> np.ndarray:
