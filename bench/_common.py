@@ -51,6 +51,36 @@ def load(name: str, n: int | None = None, seed: int = 0, per_class: int = 600) -
     return X, y
 
 
+def load_named(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The label-efficiency benchmarks' image data sets by name: digits, fashion20k (Fashion-MNIST,
+    20,000 rows), fashion70k (all 70,000)."""
+    if name == "digits":
+        return load("digits")
+    if name == "fashion20k":
+        return load("fashion", n=20_000)
+    if name == "fashion70k":
+        return load("fashion")
+    raise ValueError(name)
+
+
+def per_class_labels(truth: np.ndarray, k: int, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Class codes of `m` rows drawn at random within each of the `k` classes of `truth`; -1 elsewhere."""
+    codes = np.full(len(truth), -1, dtype=np.int64)
+    for c in range(k):
+        idx = np.flatnonzero(truth == c)
+        codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
+    return codes
+
+
+def hindsight_cut(scores, truth: np.ndarray, rows: np.ndarray, target: float = 0.95) -> float:
+    """Largest share of `rows` one confidence cut could label at precision >= `target`, knowing the truth."""
+    c, p = scores.confidence[rows], scores.predicted[rows]
+    o = np.argsort(-c, kind="stable")
+    prec = np.cumsum(p[o] == truth[rows][o]) / np.arange(1, len(o) + 1)
+    ok = np.flatnonzero(prec >= target)
+    return float((ok[-1] + 1) / len(rows)) if len(ok) else 0.0
+
+
 def reset_peak_rss() -> int:
     """Reset the kernel's peak-RSS mark for this process (Linux: clear_refs 5); return current RSS in KiB."""
     try:

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, load, talk_method, thresholded  # noqa: E402
+from _common import (RESULTS, hindsight_cut, load, load_named, per_class_labels, talk_method,  # noqa: E402
+                     thresholded)
 
 from labelseed import AutoLabeler  # noqa: E402
 from labelseed.graph import build_knn_graph, normalize_rows  # noqa: E402
@@ -48,30 +49,9 @@ DATASETS = ["digits", "fashion20k", "fashion70k", "wordnet"]
 
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray]:
-    if name == "digits":
-        return load("digits")
-    if name == "fashion20k":
-        return load("fashion", n=20_000)
-    if name == "fashion70k":
-        return load("fashion")
-    return load("wordnet", per_class=100_000)  # all 82,115 nouns
-
-
-def per_class_labels(truth: np.ndarray, k: int, m: int, rng: np.random.Generator) -> np.ndarray:
-    codes = np.full(len(truth), -1, dtype=np.int64)
-    for c in range(k):
-        idx = np.flatnonzero(truth == c)
-        codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
-    return codes
-
-
-def hindsight_cut(scores: Scores, truth: np.ndarray, rows: np.ndarray) -> float:
-    """Largest share of `rows` one confidence cut could label at precision >= TARGET, knowing the truth."""
-    c, p = scores.confidence[rows], scores.predicted[rows]
-    o = np.argsort(-c, kind="stable")
-    prec = np.cumsum(p[o] == truth[rows][o]) / np.arange(1, len(o) + 1)
-    ok = np.flatnonzero(prec >= TARGET)
-    return float((ok[-1] + 1) / len(rows)) if len(ok) else 0.0
+    if name == "wordnet":
+        return load("wordnet", per_class=100_000)  # all 82,115 nouns
+    return load_named(name)
 
 
 def outcome(accepted: np.ndarray, labels: np.ndarray, truth: np.ndarray, n_pool: int, expected: float,
@@ -118,7 +98,7 @@ def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: in
         o = outcome(r.accepted, r.labels[r.accepted].astype(int), truth, len(unl), r.expected_precision,
                     time.perf_counter() - t)
         final = model.cv_scores_.final
-        o["ceiling"] = hindsight_cut(final, truth, unl)
+        o["ceiling"] = hindsight_cut(final, truth, unl, TARGET)
         o["efficiency"] = o["coverage"] / o["ceiling"] if o["ceiling"] > 0 else None
         o["mode"] = r.thresholds.mode
         o["linear_weight"] = float(getattr(model, "linear_weight_", 0.0))

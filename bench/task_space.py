@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, load, thresholded  # noqa: E402
+from _common import RESULTS, hindsight_cut, load, load_named, per_class_labels, thresholded  # noqa: E402
 
 from labelseed.graph import build_knn_graph, normalize_rows  # noqa: E402
 from labelseed.spreading import Scores, fit_linear, mix_scores, normalized_affinity, spread, spread_many  # noqa: E402
@@ -53,19 +53,30 @@ DEFAULT_DATASETS = ["digits", "fashion20k", "wordnet"]
 
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray]:
-    if name == "digits":
-        return load("digits")
-    if name == "fashion20k":
-        return load("fashion", n=20_000)
-    if name == "fashion70k":
-        return load("fashion")
+    if name == "wordnet":
+        return load("wordnet", per_class=600)  # 13,899 noun glosses, 26 classes, MiniLM
     if name == "effnet3k":  # the 3,000 Fashion-MNIST images of `make demo`'s image loop, EfficientNet-Lite0 (96 px)
         return demo_images()
     if name == "imbalanced":  # Fashion-MNIST resampled to 40/20/10/10/5/5/4/3/2/1 % (bench/honesty.py)
         from honesty import imbalanced
 
         return imbalanced()
-    return load("wordnet", per_class=600)  # 13,899 noun glosses, 26 classes, MiniLM
+    return load_named(name)
+
+
+def prepared(name: str) -> tuple[np.ndarray, int, np.ndarray]:
+    """A data set's true class codes, its number of classes and its unit rows."""
+    X, y = data(name)
+    classes, truth = np.unique(y, return_inverse=True)
+    return truth, len(classes), normalize_rows(X.astype(np.float32))
+
+
+def draws(name: str, truth: np.ndarray, k: int):
+    """Every (labels per class, draw) of a data set: its label codes and unlabeled rows."""
+    for m in BUDGETS[name]:
+        for seed in range(SEEDS[name]):
+            codes = per_class_labels(truth, k, m, np.random.default_rng([seed, m]))
+            yield m, seed, codes, np.flatnonzero(codes < 0)
 
 
 def demo_images(project: str = "out/demo/loop/fashion-images/project") -> tuple[np.ndarray, np.ndarray]:
@@ -124,64 +135,46 @@ def pool_map(Xn: np.ndarray, variant: str, strength: float) -> np.ndarray:
     return normalize_rows(Xn @ _inverse_sqrt(C, strength))
 
 
-def hindsight(scores: Scores, truth: np.ndarray, rows: np.ndarray) -> float:
-    c, p = scores.confidence[rows], scores.predicted[rows]
-    o = np.argsort(-c, kind="stable")
-    prec = np.cumsum(p[o] == truth[rows][o]) / np.arange(1, len(o) + 1)
-    ok = np.flatnonzero(prec >= TARGET)
-    return float((ok[-1] + 1) / len(rows)) if len(ok) else 0.0
-
-
 def affinity(Z: np.ndarray):
     return normalized_affinity(build_knn_graph(Z, 10, random_state=0).affinity())
 
 
 def run(name: str, variants: list[str], mixes: list[float]) -> list[dict]:
-    X, y = data(name)
-    classes, truth = np.unique(y, return_inverse=True)
-    k = len(classes)
-    Xn = normalize_rows(X.astype(np.float32))
+    truth, k, Xn = prepared(name)
     S_raw = affinity(Xn)
     S_free = {v: affinity(pool_map(Xn, v, VARIANTS[v])) for v in variants if v in LABEL_FREE}
     out = []
-    for m in BUDGETS[name]:
-        for seed in range(SEEDS[name]):
-            rng = np.random.default_rng([seed, m])
-            codes = np.full(len(truth), -1, dtype=np.int64)
-            for c in range(k):
-                idx = np.flatnonzero(truth == c)
-                codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
-            unl = np.flatnonzero(codes < 0)
-            for mix in mixes:
-                row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
-                for variant in ["raw", *variants]:
-                    final: dict = {}
+    for m, seed, codes, unl in draws(name, truth, k):
+        for mix in mixes:
+            row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
+            for variant in ["raw", *variants]:
+                final: dict = {}
 
-                    def scorer(code_sets: list[np.ndarray]) -> list[Scores]:
-                        if variant == "raw":
-                            out_ = spread_many(S_raw, code_sets, k)
-                        elif variant in LABEL_FREE:
-                            out_ = spread_many(S_free[variant], code_sets, k)
-                        else:  # one map and one graph per label vector, from its own labels
-                            out_ = [spread(affinity(label_map(Xn, cs, k, variant, VARIANTS[variant])), cs, k)
-                                    for cs in code_sets]
-                        if mix:
-                            out_ = [mix_scores(s, fit_linear(Xn, cs, k, random_state=seed).probabilities(Xn), mix)
-                                    for s, cs in zip(out_, code_sets)]
-                        final["scores"] = out_[-1]
-                        return out_
+                def scorer(code_sets: list[np.ndarray]) -> list[Scores]:
+                    if variant == "raw":
+                        out_ = spread_many(S_raw, code_sets, k)
+                    elif variant in LABEL_FREE:
+                        out_ = spread_many(S_free[variant], code_sets, k)
+                    else:  # one map and one graph per label vector, from its own labels
+                        out_ = [spread(affinity(label_map(Xn, cs, k, variant, VARIANTS[variant])), cs, k)
+                                for cs in code_sets]
+                    if mix:
+                        out_ = [mix_scores(s, fit_linear(Xn, cs, k, random_state=seed).probabilities(Xn), mix)
+                                for s, cs in zip(out_, code_sets)]
+                    final["scores"] = out_[-1]
+                    return out_
 
-                    t = time.perf_counter()
-                    o = thresholded(scorer, codes, np.arange(k), TARGET, seed)
-                    acc = o.accepted
-                    row[variant] = {
-                        "coverage": len(acc) / len(unl),
-                        "realized": float((o.labels.astype(int) == truth[acc]).mean()) if len(acc) else None,
-                        "ceiling": hindsight(final["scores"], truth, unl),
-                        "seconds": round(time.perf_counter() - t, 2),
-                    }
-                print(json.dumps(row), flush=True)
-                out.append(row)
+                t = time.perf_counter()
+                o = thresholded(scorer, codes, np.arange(k), TARGET, seed)
+                acc = o.accepted
+                row[variant] = {
+                    "coverage": len(acc) / len(unl),
+                    "realized": float((o.labels.astype(int) == truth[acc]).mean()) if len(acc) else None,
+                    "ceiling": hindsight_cut(final["scores"], truth, unl, TARGET),
+                    "seconds": round(time.perf_counter() - t, 2),
+                }
+            print(json.dumps(row), flush=True)
+            out.append(row)
     return out
 
 
@@ -191,39 +184,29 @@ def choose(name: str, variant: str, mix: float) -> list[dict]:
     from labelseed.autolabeler import _decide
     from labelseed.thresholds import choose_thresholds, cross_val_scores
 
-    X, y = data(name)
-    classes, truth = np.unique(y, return_inverse=True)
-    k = len(classes)
-    Xn = normalize_rows(X.astype(np.float32))
+    truth, k, Xn = prepared(name)
     graphs = {"raw": affinity(Xn), variant: affinity(pool_map(Xn, variant, VARIANTS[variant]))}
     out = []
-    for m in BUDGETS[name]:
-        for seed in range(SEEDS[name]):
-            rng = np.random.default_rng([seed, m])
-            codes = np.full(len(truth), -1, dtype=np.int64)
-            for c in range(k):
-                idx = np.flatnonzero(truth == c)
-                codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
-            unl = np.flatnonzero(codes < 0)
-            row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
-            for v, S in graphs.items():
-                def scorer(code_sets: list[np.ndarray], S=S) -> list[Scores]:
-                    runs = spread_many(S, code_sets, k)
-                    if not mix:
-                        return runs
-                    return [mix_scores(s, fit_linear(Xn, cs, k, random_state=seed).probabilities(Xn), mix)
-                            for s, cs in zip(runs, code_sets)]
+    for m, seed, codes, unl in draws(name, truth, k):
+        row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
+        for v, S in graphs.items():
+            def scorer(code_sets: list[np.ndarray], S=S) -> list[Scores]:
+                runs = spread_many(S, code_sets, k)
+                if not mix:
+                    return runs
+                return [mix_scores(s, fit_linear(Xn, cs, k, random_state=seed).probabilities(Xn), mix)
+                        for s, cs in zip(runs, code_sets)]
 
-                cv = cross_val_scores(scorer, codes, k, int(min(5, np.bincount(codes[codes >= 0]).min())), seed)
-                p_true = cv.oof.distribution[np.arange(len(cv.y_true)), cv.y_true]
-                th = choose_thresholds(cv, np.arange(k), target_precision=TARGET, random_state=seed)
-                acc = _decide(codes, np.arange(k), cv.final, th).accepted
-                row[v] = {"log_loss": float(-np.log(np.clip(p_true, 1e-6, 1.0)).mean()),
-                          "coverage": len(acc) / len(unl),
-                          "realized": float((cv.final.predicted[acc] == truth[acc]).mean()) if len(acc) else None}
-            row["pick"] = min(graphs, key=lambda v: row[v]["log_loss"])
-            print(json.dumps(row), flush=True)
-            out.append(row)
+            cv = cross_val_scores(scorer, codes, k, int(min(5, np.bincount(codes[codes >= 0]).min())), seed)
+            p_true = cv.oof.distribution[np.arange(len(cv.y_true)), cv.y_true]
+            th = choose_thresholds(cv, np.arange(k), target_precision=TARGET, random_state=seed)
+            acc = _decide(codes, np.arange(k), cv.final, th).accepted
+            row[v] = {"log_loss": float(-np.log(np.clip(p_true, 1e-6, 1.0)).mean()),
+                      "coverage": len(acc) / len(unl),
+                      "realized": float((cv.final.predicted[acc] == truth[acc]).mean()) if len(acc) else None}
+        row["pick"] = min(graphs, key=lambda v: row[v]["log_loss"])
+        print(json.dumps(row), flush=True)
+        out.append(row)
     return out
 
 
@@ -286,32 +269,29 @@ class NestedChoice:
 def choose_nested(name: str, variant: str, mix: float) -> list[dict]:
     """:class:`NestedChoice` between the raw graph and a label-free map's, through labelseed's
     thresholds, beside the raw graph alone."""
-    X, y = data(name)
-    classes, truth = np.unique(y, return_inverse=True)
-    k = len(classes)
-    Xn = normalize_rows(X.astype(np.float32))
+    truth, k, Xn = prepared(name)
     graphs = {"raw": affinity(Xn), variant: affinity(pool_map(Xn, variant, VARIANTS[variant]))}
     out = []
-    for m in BUDGETS[name]:
-        for seed in range(SEEDS[name]):
-            rng = np.random.default_rng([seed, m])
-            codes = np.full(len(truth), -1, dtype=np.int64)
-            for c in range(k):
-                idx = np.flatnonzero(truth == c)
-                codes[rng.choice(idx, min(m, len(idx)), replace=False)] = c
-            unl = np.flatnonzero(codes < 0)
-            row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
-            for key, scorer in (("raw", NestedChoice({"raw": graphs["raw"]}, Xn, k, mix, seed)),
-                                ("chosen", NestedChoice(graphs, Xn, k, mix, seed))):
-                o = thresholded(scorer, codes, np.arange(k), TARGET, seed)
-                acc = o.accepted
-                row[key] = {"coverage": len(acc) / len(unl),
-                            "realized": float((o.labels.astype(int) == truth[acc]).mean()) if len(acc) else None,
-                            "expected": float(o.expected_precision) if len(acc) else None,
-                            "picks": scorer.picks}
-            print(json.dumps(row), flush=True)
-            out.append(row)
+    for m, seed, codes, unl in draws(name, truth, k):
+        row: dict = {"data": name, "per_class": m, "seed": seed, "mix": mix}
+        for key, scorer in (("raw", NestedChoice({"raw": graphs["raw"]}, Xn, k, mix, seed)),
+                            ("chosen", NestedChoice(graphs, Xn, k, mix, seed))):
+            o = thresholded(scorer, codes, np.arange(k), TARGET, seed)
+            acc = o.accepted
+            row[key] = {"coverage": len(acc) / len(unl),
+                        "realized": float((o.labels.astype(int) == truth[acc]).mean()) if len(acc) else None,
+                        "expected": float(o.expected_precision) if len(acc) else None,
+                        "picks": scorer.picks}
+        print(json.dumps(row), flush=True)
+        out.append(row)
     return out
+
+
+def weighted_realized(cells: list[dict]) -> float:
+    """Realized precision of several draws' cells, each weighted by its coverage (NaN: none certified)."""
+    kept = [c for c in cells if c["realized"] is not None]
+    w = sum(c["coverage"] for c in kept)
+    return sum(c["coverage"] * c["realized"] for c in kept) / w if w else float("nan")
 
 
 def table(rows: list[dict], variants: list[str]) -> str:
@@ -324,11 +304,41 @@ def table(rows: list[dict], variants: list[str]) -> str:
         for v in ["raw", *variants]:
             cov = np.mean([r[v]["coverage"] for r in rs])
             ceil = np.mean([r[v]["ceiling"] for r in rs])
-            w = sum(r[v]["coverage"] for r in rs if r[v]["realized"] is not None)
-            real = (sum(r[v]["coverage"] * r[v]["realized"] for r in rs if r[v]["realized"] is not None) / w
-                    if w else float("nan"))
-            cells.append(f"{cov:.3f} ({real:.3f}) / {ceil:.3f}")
+            cells.append(f"{cov:.3f} ({weighted_realized([r[v] for r in rs]):.3f}) / {ceil:.3f}")
         lines.append(f"| {d} | {mix} | {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def choice_summary(rows: list[dict], variant: str) -> str:
+    """One line per data set and budget of :func:`choose`'s rows."""
+    lines = []
+    for name, m in dict.fromkeys((r["data"], r["per_class"]) for r in rows):
+        rs = [r for r in rows if (r["data"], r["per_class"]) == (name, m)]
+        picked = [r[r["pick"]]["coverage"] for r in rs]
+        lines.append(f"{name} {m}/class: {variant} picked in {sum(r['pick'] != 'raw' for r in rs)} of {len(rs)}; "
+                     f"coverage raw {np.mean([r['raw']['coverage'] for r in rs]):.3f}, "
+                     f"{variant} {np.mean([r[variant]['coverage'] for r in rs]):.3f}, picked {np.mean(picked):.3f}")
+    return "\n".join(lines)
+
+
+def nested_summary(rows: list[dict], variant: str) -> str:
+    """One line per data set and budget of :func:`choose_nested`'s rows."""
+    lines = []
+    for name, m in dict.fromkeys((r["data"], r["per_class"]) for r in rows):
+        rs = [r for r in rows if (r["data"], r["per_class"]) == (name, m)]
+        final_picks = sum(r["chosen"]["picks"][-1] != "raw" for r in rs)
+        fold_picks = sum(p != "raw" for r in rs for p in r["chosen"]["picks"][:-1])
+        n_folds = sum(len(r["chosen"]["picks"]) - 1 for r in rs)
+
+        def cell(key: str) -> str:
+            # bias: mean(expected - realized) over the draws that certify anything
+            d = [r[key]["expected"] - r[key]["realized"] for r in rs if r[key]["realized"] is not None]
+            bias = float(np.mean(d)) if d else float("nan")
+            return (f"{np.mean([r[key]['coverage'] for r in rs]):.3f} "
+                    f"({weighted_realized([r[key] for r in rs]):.3f}; {bias:+.3f})")
+        lines.append(f"{name} {m}/class: {variant} picked for the final set in {final_picks} of {len(rs)} draws, "
+                     f"for {fold_picks} of {n_folds} folds; coverage (realized; bias) raw {cell('raw')}, "
+                     f"chosen {cell('chosen')}")
     return "\n".join(lines)
 
 
@@ -344,49 +354,18 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "task_space.json"))
     a = p.parse_args()
     warnings.simplefilter("ignore")
-    if a.choose and a.nested:
-        rows = [r for name in a.datasets for r in choose_nested(name, a.choose, a.mix[0])]
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(rows, indent=1))
-        for name in a.datasets:
-            for m in BUDGETS[name]:
-                rs = [r for r in rows if (r["data"], r["per_class"]) == (name, m)]
-                final_picks = sum(r["chosen"]["picks"][-1] != "raw" for r in rs)
-                fold_picks = sum(p != "raw" for r in rs for p in r["chosen"]["picks"][:-1])
-                n_folds = sum(len(r["chosen"]["picks"]) - 1 for r in rs)
-
-                def realized(key: str) -> float:
-                    w = sum(r[key]["coverage"] for r in rs if r[key]["realized"] is not None)
-                    return (sum(r[key]["coverage"] * r[key]["realized"] for r in rs if r[key]["realized"] is not None)
-                            / w if w else float("nan"))
-                def bias(key: str) -> float:  # mean(expected - realized) over the draws that certify anything
-                    d = [r[key]["expected"] - r[key]["realized"] for r in rs if r[key]["realized"] is not None]
-                    return float(np.mean(d)) if d else float("nan")
-                print(f"{name} {m}/class: {a.choose} picked for the final set in {final_picks} of {len(rs)} draws, "
-                      f"for {fold_picks} of {n_folds} folds; coverage (realized; bias) raw "
-                      f"{np.mean([r['raw']['coverage'] for r in rs]):.3f} ({realized('raw'):.3f}; {bias('raw'):+.3f}), "
-                      f"chosen {np.mean([r['chosen']['coverage'] for r in rs]):.3f} ({realized('chosen'):.3f}; "
-                      f"{bias('chosen'):+.3f})")
-        return
     if a.choose:
-        rows = [r for name in a.datasets for r in choose(name, a.choose, a.mix[0])]
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(rows, indent=1))
-        for name in a.datasets:
-            for m in BUDGETS[name]:
-                rs = [r for r in rows if (r["data"], r["per_class"]) == (name, m)]
-                picked = [r[r["pick"]]["coverage"] for r in rs]
-                print(f"{name} {m}/class: {a.choose} picked in {sum(r['pick'] != 'raw' for r in rs)} of {len(rs)}; "
-                      f"coverage raw {np.mean([r['raw']['coverage'] for r in rs]):.3f}, "
-                      f"{a.choose} {np.mean([r[a.choose]['coverage'] for r in rs]):.3f}, picked {np.mean(picked):.3f}")
-        return
-    rows: list[dict] = []
-    for name in a.datasets:
-        rows += run(name, a.variants, a.mix)
+        pick = choose_nested if a.nested else choose
+        rows = [r for name in a.datasets for r in pick(name, a.choose, a.mix[0])]
+    else:
+        rows = [r for name in a.datasets for r in run(name, a.variants, a.mix)]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=1))
-    print(table(rows, a.variants))
-    print("cells: certified coverage (realized precision, coverage-weighted) / hindsight ceiling; means over draws")
+    if a.choose:
+        print((nested_summary if a.nested else choice_summary)(rows, a.choose))
+    else:
+        print(table(rows, a.variants))
+        print("cells: certified coverage (realized precision, coverage-weighted) / hindsight ceiling; means over draws")
 
 
 if __name__ == "__main__":
