@@ -37,12 +37,14 @@ from _common import RESULTS, load  # noqa: E402
 
 from labelseed import AutoLabeler  # noqa: E402
 from labelseed.graph import build_knn_graph  # noqa: E402
+from labelseed.space import fit_space_map  # noqa: E402
 
 SCHEMES = ["random", "per_class", "loop", "drawn", "random+audit", "per_class+audit", "loop+audit", "drawn+audit"]
 DATASETS = ["digits", "gaussians", "fashion", "imbalanced", "wordnet"]
 PER_CLASS = 10
 AUDIT_PER_CLASS = 50
 METHOD = "ensemble"  # --method
+SPACE = None  # --graph-space whitened: the map (labelseed.space.SpaceMap) of the data set being run
 IMBALANCED_SHARES = [0.40, 0.20, 0.10, 0.10, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01]
 
 
@@ -130,8 +132,8 @@ def fit(X, y, graph, calibrate, rep, weight=None) -> AutoLabeler | None:
         try:
             # spreading = the previous default: spreading alone with per-class thresholds
             params = {"method": "spreading", "per_class": True} if METHOD == "spreading" else {}
-            return AutoLabeler(random_state=rep, **params).fit(X, y, graph=graph, calibrate=calibrate,
-                                                                design_weight=weight)
+            return AutoLabeler(random_state=rep, graph_space="raw" if SPACE is None else "whitened", **params).fit(
+                X, y, graph=graph, calibrate=calibrate, design_weight=weight, space_map=SPACE)
         except ValueError as e:  # e.g. too few labels of a class for any fold
             print(f"    fit refused: {e}", file=sys.stderr)
             return None
@@ -206,9 +208,11 @@ def main() -> None:
     p.add_argument("--method", default="ensemble", choices=["ensemble", "spreading"],
                    help="ensemble: the default engine; spreading: the previous default (spreading alone, "
                         "per-class thresholds)")
+    p.add_argument("--graph-space", default="raw", choices=["raw", "whitened"],
+                   help="the space of the graph every fit (and every pick) uses (labelseed.space)")
     p.add_argument("--out", default=str(RESULTS / "honesty.json"))
     a = p.parse_args()
-    global METHOD
+    global METHOD, SPACE
     METHOD = a.method
     out_path = Path(a.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -217,7 +221,9 @@ def main() -> None:
         truth = truth.astype(str)
         classes = np.unique(truth)
         t = time.perf_counter()
-        graph = build_knn_graph(X, 10, random_state=0)
+        SPACE = fit_space_map(X, a.graph_space)  # no labels: one map (and graph) per data set
+        graph = build_knn_graph(X if SPACE is None else SPACE.transform(X), 10, random_state=0,
+                                normalized=SPACE is not None)
         print(f"{name}: {X.shape}, {len(classes)} classes, graph {time.perf_counter() - t:.1f} s", flush=True)
         base_schemes = sorted({s.split("+")[0] for s in a.schemes}, key=SCHEMES.index)
         recs: dict[str, list[dict]] = {s: [] for s in a.schemes}

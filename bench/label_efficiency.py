@@ -3,6 +3,8 @@
 For each data set x budget (labels per class, drawn at random within each class) x seed:
 - ``default``: labelseed's default engine (label spreading mixed with a linear classifier);
 - ``previous``: the previous default (label spreading alone, per-class thresholds);
+- ``whitened``: the default engine on a graph built in the pool-whitened space
+  (``graph_space="whitened"``, :mod:`labelseed.space`; no labels used by the map);
 - ``lr honest``: a logistic regression's scores through labelseed's own (honest) thresholds;
 - ``lr naive``: logistic regression + one cross-validated cut (the lowest cut whose out-of-fold
   precision meets the target), the usual baseline; its estimate is its out-of-fold precision;
@@ -20,6 +22,7 @@ the coverage of the best single cut on the same scores, found with the hidden tr
 
     python bench/label_efficiency.py                          # everything (about 30 min here)
     python bench/label_efficiency.py --datasets digits --seeds 1
+    python bench/label_efficiency.py --methods default whitened lr --out bench/results/label_efficiency_space.json
 
 Writes ``bench/results/label_efficiency.json`` and ``bench/label_efficiency.png``.
 """
@@ -41,6 +44,7 @@ from _common import (RESULTS, hindsight_cut, load, load_named, per_class_labels,
 from labelseed import AutoLabeler  # noqa: E402
 from labelseed.graph import build_knn_graph, normalize_rows  # noqa: E402
 from labelseed.simulate import simulate  # noqa: E402
+from labelseed.space import fit_space_map  # noqa: E402
 from labelseed.spreading import Scores, fit_linear  # noqa: E402
 
 TARGET = 0.95
@@ -85,15 +89,22 @@ def lr_naive(Xn: np.ndarray, codes: np.ndarray, k: int, seed: int) -> tuple[np.n
     return acc, P[acc].argmax(1), best_prec
 
 
-def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: int) -> dict:
+def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: int, white=None,
+            methods: tuple[str, ...] = ("default", "previous", "whitened", "lr", "talk", "loop")) -> dict:
+    """One draw of `m` labels per class, every method of `methods` (lr: both logistic
+    regressions, loop: the three simulated loops); `white` is the whitened graph and its map."""
     k = int(truth.max()) + 1
     rng = np.random.default_rng([seed, m])
     codes = per_class_labels(truth, k, m, rng)
     unl = np.flatnonzero(codes < 0)
     row: dict = {"data": name, "per_class": m, "seed": seed, "n_labels": int((codes >= 0).sum())}
-    for key, params in (("default", {}), ("previous", {"method": "spreading", "per_class": True})):
+    engines = (("default", {}, graph, None), ("previous", {"method": "spreading", "per_class": True}, graph, None),
+               ("whitened", {"graph_space": "whitened"}, *(white or (None, None))))
+    for key, params, g, space in engines:
+        if key not in methods:
+            continue
         t = time.perf_counter()
-        model = AutoLabeler(random_state=seed, **params).fit(X, codes, graph=graph)
+        model = AutoLabeler(random_state=seed, **params).fit(X, codes, graph=g, space_map=space)
         r = model.result_
         o = outcome(r.accepted, r.labels[r.accepted].astype(int), truth, len(unl), r.expected_precision,
                     time.perf_counter() - t)
@@ -103,6 +114,8 @@ def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: in
         o["mode"] = r.thresholds.mode
         o["linear_weight"] = float(getattr(model, "linear_weight_", 0.0))
         row[key] = o
+    if "lr" not in methods:
+        return _loops(row, name, X, truth, graph, codes, m, seed, methods)
     Xn = normalize_rows(X)
 
     def lr_scorer(code_sets):
@@ -115,11 +128,21 @@ def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: in
     t = time.perf_counter()
     acc, lab, est = lr_naive(Xn, codes, k, seed)
     row["lr naive"] = outcome(acc, lab, truth, len(unl), est, time.perf_counter() - t)
-    if name == "digits":
+    return _loops(row, name, X, truth, graph, codes, m, seed, methods)
+
+
+def _loops(row: dict, name: str, X: np.ndarray, truth: np.ndarray, graph, codes: np.ndarray, m: int, seed: int,
+           methods) -> dict:
+    """The talk's method (digits) and the simulated loops of `run_one`'s draw."""
+    k = int(truth.max()) + 1
+    unl = np.flatnonzero(codes < 0)
+    if name == "digits" and "talk" in methods:
         t = time.perf_counter()
         o = talk_method(X, codes, np.arange(k), TARGET)
         row["talk"] = outcome(o.accepted, o.labels.astype(int), truth, len(unl), o.expected_precision,
                               time.perf_counter() - t)
+    if "loop" not in methods:
+        return row
     t = time.perf_counter()
     sim = simulate(X, truth, m * k, 3, random_state=seed, graph=graph)
     last = {r.scheme: r for r in sim.records if r.round == 3}
@@ -137,17 +160,19 @@ def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: in
     return row
 
 
-METHODS = ["default", "previous", "lr honest", "lr naive", "talk", "loop", "loop picked", "random"]
+METHODS = ["default", "previous", "whitened", "lr honest", "lr naive", "talk", "loop", "loop picked", "random"]
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| data | labels/class | " + " | ".join(METHODS) + " | efficiency default / previous (ceiling) |",
-           "|---|---|" + "---|" * len(METHODS) + "---|"]
+    methods = [m for m in METHODS if any(m in r for r in rows)]
+    engines = [m for m in ("default", "previous", "whitened") if m in methods]
+    out = ["| data | labels/class | " + " | ".join(methods) + f" | efficiency {' / '.join(engines)} (ceiling) |",
+           "|---|---|" + "---|" * len(methods) + "---|"]
     keys = sorted({(r["data"], r["per_class"]) for r in rows}, key=lambda x: (DATASETS.index(x[0]), x[1]))
     for name, m in keys:
         rs = [r for r in rows if r["data"] == name and r["per_class"] == m]
         cells = []
-        for meth in METHODS:
+        for meth in methods:
             got = [r[meth] for r in rs if meth in r]
             if not got:
                 cells.append("")
@@ -158,7 +183,7 @@ def table(rows: list[dict]) -> str:
             cells.append(f"{cov:.3f} ({np.mean(real):.3f} / {np.mean(exp):.3f}) {np.mean([g['seconds'] for g in got]):.1f}s"
                          if real else f"{cov:.3f} (- / -)")
         eff = []
-        for meth in ("default", "previous"):
+        for meth in engines:
             ce = np.mean([r[meth]["ceiling"] for r in rs])
             ef = [r[meth]["efficiency"] for r in rs if r[meth]["efficiency"] is not None]
             eff.append(f"{np.mean(ef):.2f} ({ce:.3f})" if ef else f"- ({ce:.3f})")
@@ -175,7 +200,9 @@ def plot(rows: list[dict], path: Path) -> None:
     names = [d for d in DATASETS if any(r["data"] == d for r in rows)]
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], names):
-        for meth in ("default", "previous", "lr honest", "loop", "loop picked", "random"):
+        for meth in ("default", "previous", "whitened", "lr honest", "loop", "loop picked", "random"):
+            if not any(meth in r for r in rows if r["data"] == name):
+                continue
             xs = sorted({r["per_class"] for r in rows if r["data"] == name})
             ys = [np.mean([r[meth]["coverage"] for r in rows if r["data"] == name and r["per_class"] == m]) for m in xs]
             ax.plot(xs, ys, marker="o", label=meth)
@@ -194,6 +221,8 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     p.add_argument("--budgets", nargs="+", type=int, default=BUDGETS)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--methods", nargs="+", default=["default", "previous", "whitened", "lr", "talk", "loop"],
+                   choices=["default", "previous", "whitened", "lr", "talk", "loop"])
     p.add_argument("--out", default=str(RESULTS / "label_efficiency.json"))
     a = p.parse_args()
     out = Path(a.out)
@@ -204,11 +233,17 @@ def main() -> None:
         t = time.perf_counter()
         graph = build_knn_graph(X, 10, random_state=0)
         print(f"{name}: {X.shape}, {len(classes)} classes, graph {time.perf_counter() - t:.1f} s", flush=True)
+        white = None
+        if "whitened" in a.methods:  # the map and its graph use no labels: one per data set, as `graph`
+            t = time.perf_counter()
+            space = fit_space_map(X, "whitened")
+            white = (build_knn_graph(space.transform(X), 10, random_state=0, normalized=True), space)
+            print(f"  whitened graph {time.perf_counter() - t:.1f} s", flush=True)
         for m in a.budgets:
             for seed in range(a.seeds):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    rows.append(run_one(name, X, truth, graph, m, seed))
+                    rows.append(run_one(name, X, truth, graph, m, seed, white, tuple(a.methods)))
                 r = rows[-1]
                 print(f"  {m}/class seed {seed}: " + ", ".join(
                     f"{k} {r[k]['coverage']:.3f}/{r[k]['realized'] or float('nan'):.3f}" for k in METHODS if k in r),
@@ -216,7 +251,9 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(rows, indent=1))
     print(table(rows))
-    plot(rows, Path(__file__).parent / "label_efficiency.png")
+    default_out = out.resolve() == (RESULTS / "label_efficiency.json").resolve()
+    # the README's figure comes from the full run; another --out gets its figure beside it
+    plot(rows, Path(__file__).parent / "label_efficiency.png" if default_out else out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -274,8 +274,8 @@ def _settings(args: argparse.Namespace) -> Any:
     return FitSettings(method=args.method, target_precision=args.target_precision, metric=args.metric,
                        per_class=args.per_class, n_neighbors=args.n_neighbors, n_splits=args.folds,
                        min_support=args.min_support, confidence_level=args.confidence_level,
-                       label_sampling=args.label_sampling, random_state=args.random_state,
-                       **({} if args.alpha is None else {"alpha": args.alpha}))
+                       label_sampling=args.label_sampling, graph_space=args.graph_space,
+                       random_state=args.random_state, **({} if args.alpha is None else {"alpha": args.alpha}))
 
 
 def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ensemble", "spreading")) -> None:
@@ -293,6 +293,10 @@ def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ens
                         "alone (faster, less coverage)" + ("; self_training" if "self_training" in methods else ""))
     p.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
     p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
+    p.add_argument("--graph-space", choices=["raw", "whitened"], default="raw",
+                   help="build the kNN graph on the vectors as given (default) or whitened by the pool's covariance "
+                        "(no labels used; more coverage on pixel and image-model vectors, less on text: "
+                        "bench/README.md)")
     p.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--min-support", type=int, default=3)

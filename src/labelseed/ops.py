@@ -45,6 +45,7 @@ class FitSettings:
     confidence_level: float = 0.8
     label_sampling: Literal["auto", "per_class", "random"] = "auto"
     graph_method: Literal["auto", "exact", "ivf"] = "auto"
+    graph_space: Literal["raw", "whitened"] = "raw"
     exact_max_rows: int = EXACT_MAX_ROWS
     random_state: int = 0
 
@@ -125,6 +126,7 @@ def fit(
     from ._validation import check_embeddings
     from .engines import get_engine
     from .graph import build_knn_graph
+    from .space import fit_space_map
 
     settings = settings or FitSettings()
     runner = get_engine(engine, workers=workers)  # an unknown engine is bad input before any work
@@ -141,17 +143,26 @@ def fit(
     graph_params = dict(method=settings.graph_method, exact_max_rows=settings.exact_max_rows,
                         random_state=settings.random_state)
     t_graph = time.perf_counter()
-    if cache_dir is not None and settings.method != "self_training":
-        graph, reused = cached_knn_graph(Xa, settings.n_neighbors, cache_dir, progress=progress, engine=runner,
-                                         **graph_params)
-    elif runner.name != "local" and settings.method != "self_training":
-        graph = build_knn_graph(Xa, settings.n_neighbors, progress=progress, engine=runner,
-                                **graph_params)  # type: ignore[arg-type]
+    space_map = None
+    if settings.method != "self_training" and (cache_dir is not None or runner.name != "local"):
+        space_map = fit_space_map(Xa, settings.graph_space, random_state=settings.random_state)
+        # the cache key is computed on the mapped rows: a whitened graph never reuses a raw one
+        G = Xa if space_map is None else space_map.transform(Xa)
+        if space_map is not None:
+            graph_params["normalized"] = True
+        if cache_dir is not None:
+            graph, reused = cached_knn_graph(G, settings.n_neighbors, cache_dir, progress=progress, engine=runner,
+                                             **graph_params)
+        else:
+            graph = build_knn_graph(G, settings.n_neighbors, progress=progress, engine=runner,
+                                    **graph_params)  # type: ignore[arg-type]
+        del G
     graph_seconds = time.perf_counter() - t_graph
     with warnings.catch_warnings():
         if audit is not None:  # the audit, not the calibration, decides what this run reports
             warnings.simplefilter("ignore", UntrustedEstimateWarning)
-        model.fit(Xa, y_fit, graph=graph, progress=progress, calibrate=calibrate, design_weight=design_weight)
+        model.fit(Xa, y_fit, graph=graph, progress=progress, calibrate=calibrate, design_weight=design_weight,
+                  space_map=space_map)
     if audit is not None:
         model.certify_with_audit(audit.rows, audit.labels, inclusion=audit.inclusion)
     summary = run_summary(model, Xa.shape, inputs or {}, time.perf_counter() - t0)
@@ -506,7 +517,8 @@ def label_vectors(labeler: Any, X: ArrayLike, name: str = "X") -> NewItemLabels:
         raise InputError(f"{name} has {Xa.shape[1]} dimensions but the run was fitted on {labeler.n_dims}; embed the "
                          "new items with the run's model.")
     Q = normalize_rows(Xa, name)
-    idx, sim = labeler.index.neighbors(Q, labeler.n_neighbors)
+    space = getattr(labeler, "space", None)
+    idx, sim = labeler.index.neighbors(Q if space is None else space.transform(Xa, name), labeler.n_neighbors)
     scores = labeler.scorer.scores(idx, sim, Q)
     return NewItemLabels(scores.predicted, scores.confidence, accept_new(scores, labeler.thresholds))
 

@@ -81,8 +81,10 @@ def write_labeler(folder: Path, model: Any) -> None:
 
     scorer, th, graph = model.new_item_scorer_, model.new_item_thresholds_, model.graph_
     index = graph.index
+    space = getattr(model, "space_map_", None)
     if index is None:  # an exact graph, or a cached graph saved without its index
-        unit = _UnitRows(model._X_fit, normalized=False)
+        unit = (_UnitRows(model._X_fit, normalized=False) if space is None
+                else _UnitRows(space.transform(model._X_fit), normalized=True))
         if graph.method == "exact":
             index = PoolIndex.exact(unit)
         else:
@@ -106,7 +108,9 @@ def write_labeler(folder: Path, model: Any) -> None:
              intercept=np.empty(0, np.float32) if lin is None else lin.intercept,
              thresholds=np.asarray(th.thresholds, dtype=np.float64), n_neighbors=np.array(graph.n_neighbors),
              n_dims=np.array(model._X_fit.shape[1]), index_kind=np.array(index.kind),
-             nprobe=np.array(-1 if index.nprobe is None else index.nprobe), k_factor=np.array(index.k_factor))
+             nprobe=np.array(-1 if index.nprobe is None else index.nprobe), k_factor=np.array(index.k_factor),
+             space_mean=np.empty(0, np.float32) if space is None else space.mean,
+             space_matrix=np.empty((0, 0), np.float32) if space is None else space.matrix)
 
 
 @dataclass
@@ -119,12 +123,14 @@ class Labeler:
     index: Any  # graph.PoolIndex
     n_neighbors: int
     n_dims: int
+    space: Any = None  # space.SpaceMap: new items are mapped before their neighbours are searched
 
 
 def read_labeler(folder: Path) -> Labeler:
     """The labeler a run saved, or one line saying why it cannot be used."""
     from .autolabeler import NewItemScorer
     from .graph import PoolIndex
+    from .space import SpaceMap
     from .spreading import LinearModel
 
     folder = Path(folder)
@@ -158,11 +164,17 @@ def read_labeler(folder: Path) -> Labeler:
     if index.n_rows != d["spread"].shape[0] or index.n_dims != int(d["n_dims"]):
         raise _damaged(folder / INDEX, ValueError(f"it holds {index.n_rows} x {index.n_dims} vectors, the labeler "
                                                   f"{d['spread'].shape[0]} x {int(d['n_dims'])}"))
+    space = None
+    if d.get("space_mean") is not None and d["space_mean"].size:  # runs of older versions: the raw space
+        mean, matrix = d["space_mean"], d.get("space_matrix")
+        if matrix is None or mean.shape != (int(d["n_dims"]),) or matrix.shape != (len(mean), len(mean)):
+            raise _damaged(path, ValueError("its graph-space map does not match its dimensions"))
+        space = SpaceMap(mean.astype(np.float32), matrix.astype(np.float32))
     linear = None if d["coef"].size == 0 else LinearModel(d["coef"].astype(np.float32),
                                                           d["intercept"].astype(np.float32))
     scorer = NewItemScorer(spread=d["spread"], linear=linear, weight=float(d["weight"]))
     return Labeler(classes=d["classes"], scorer=scorer, thresholds=d["thresholds"], index=index,
-                   n_neighbors=int(d["n_neighbors"]), n_dims=int(d["n_dims"]))
+                   n_neighbors=int(d["n_neighbors"]), n_dims=int(d["n_dims"]), space=space)
 
 
 def save_report_data(path: Path, model: Any, ids: list[Any] | NDArray[Any]) -> None:
