@@ -44,7 +44,9 @@ DATASETS = ["digits", "gaussians", "fashion", "imbalanced", "wordnet"]
 PER_CLASS = 10
 AUDIT_PER_CLASS = 50
 METHOD = "ensemble"  # --method
-SPACE = None  # --graph-space whitened: the map (labelseed.space.SpaceMap) of the data set being run
+SPACE = "raw"  # --graph-space
+FIT_GRAPH = None  # what every fit gets: the graph of SPACE, or both graphs by space (auto)
+SPACE_MAP = None  # the whitened map (labelseed.space.SpaceMap) of the data set being run
 IMBALANCED_SHARES = [0.40, 0.20, 0.10, 0.10, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01]
 
 
@@ -104,7 +106,7 @@ def draw_labels(scheme: str, truth: np.ndarray, X: np.ndarray, graph, rng: np.ra
         y[sel.rows] = truth[sel.rows]
         weight[sel.rows] = design_weights(sel.extra["inclusion"])
         for _ in range(3):
-            model = fit(X, y, graph, y != None, rep, weight)  # noqa: E711
+            model = fit(X, y, y != None, rep, weight)  # noqa: E711
             if model is None:
                 break
             q = query_next(model, X, y, 2 * k, "sampled", random_state=rep)
@@ -118,7 +120,7 @@ def draw_labels(scheme: str, truth: np.ndarray, X: np.ndarray, graph, rng: np.ra
     sel = select(X, 4 * k, "kmeans", random_state=rep)
     y[sel.rows] = truth[sel.rows]
     for _ in range(3):
-        model = fit(X, y, graph, None, rep)
+        model = fit(X, y, None, rep)
         if model is None:
             break
         q = query_next(model, X, y, 2 * k, "abstained", random_state=rep)
@@ -126,14 +128,14 @@ def draw_labels(scheme: str, truth: np.ndarray, X: np.ndarray, graph, rng: np.ra
     return y, np.zeros(n, dtype=bool), None
 
 
-def fit(X, y, graph, calibrate, rep, weight=None) -> AutoLabeler | None:
+def fit(X, y, calibrate, rep, weight=None) -> AutoLabeler | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             # spreading = the previous default: spreading alone with per-class thresholds
             params = {"method": "spreading", "per_class": True} if METHOD == "spreading" else {}
-            return AutoLabeler(random_state=rep, graph_space="raw" if SPACE is None else "whitened", **params).fit(
-                X, y, graph=graph, calibrate=calibrate, design_weight=weight, space_map=SPACE)
+            return AutoLabeler(random_state=rep, graph_space=SPACE, **params).fit(
+                X, y, graph=FIT_GRAPH, calibrate=calibrate, design_weight=weight, space_map=SPACE_MAP)
         except ValueError as e:  # e.g. too few labels of a class for any fold
             print(f"    fit refused: {e}", file=sys.stderr)
             return None
@@ -208,11 +210,11 @@ def main() -> None:
     p.add_argument("--method", default="ensemble", choices=["ensemble", "spreading"],
                    help="ensemble: the default engine; spreading: the previous default (spreading alone, "
                         "per-class thresholds)")
-    p.add_argument("--graph-space", default="raw", choices=["raw", "whitened"],
-                   help="the space of the graph every fit (and every pick) uses (labelseed.space)")
+    p.add_argument("--graph-space", default="raw", choices=["raw", "whitened", "auto"],
+                   help="the space of the graph every fit uses (labelseed.space); picks use the raw graph")
     p.add_argument("--out", default=str(RESULTS / "honesty.json"))
     a = p.parse_args()
-    global METHOD, SPACE
+    global METHOD, SPACE, FIT_GRAPH, SPACE_MAP
     METHOD = a.method
     out_path = Path(a.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -221,9 +223,13 @@ def main() -> None:
         truth = truth.astype(str)
         classes = np.unique(truth)
         t = time.perf_counter()
-        SPACE = fit_space_map(X, a.graph_space)  # no labels: one map (and graph) per data set
-        graph = build_knn_graph(X if SPACE is None else SPACE.transform(X), 10, random_state=0,
-                                normalized=SPACE is not None)
+        SPACE = a.graph_space
+        graph = build_knn_graph(X, 10, random_state=0)  # picks (select, query) use the raw graph, as the CLI's
+        FIT_GRAPH = graph
+        if SPACE != "raw":  # no labels: one map and one whitened graph per data set
+            SPACE_MAP = fit_space_map(X, "whitened")
+            white = build_knn_graph(SPACE_MAP.transform(X), 10, random_state=0, normalized=True)
+            FIT_GRAPH = white if SPACE == "whitened" else {"raw": graph, "whitened": white}
         print(f"{name}: {X.shape}, {len(classes)} classes, graph {time.perf_counter() - t:.1f} s", flush=True)
         base_schemes = sorted({s.split("+")[0] for s in a.schemes}, key=SCHEMES.index)
         recs: dict[str, list[dict]] = {s: [] for s in a.schemes}
@@ -232,7 +238,7 @@ def main() -> None:
                 rng = np.random.default_rng([rep, SCHEMES.index(base)])
                 t = time.perf_counter()
                 y, calibrate, weight = draw_labels(base, truth, X, graph, rng, rep)
-                model = fit(X, y, graph, calibrate, rep, weight)
+                model = fit(X, y, calibrate, rep, weight)
                 if model is None:
                     continue
                 secs = time.perf_counter() - t

@@ -5,6 +5,8 @@ For each data set x budget (labels per class, drawn at random within each class)
 - ``previous``: the previous default (label spreading alone, per-class thresholds);
 - ``whitened``: the default engine on a graph built in the pool-whitened space
   (``graph_space="whitened"``, :mod:`labelseed.space`; no labels used by the map);
+- ``auto``: both graphs, each fold's and the final one chosen by nested out-of-fold log-loss
+  (``graph_space="auto"``);
 - ``lr honest``: a logistic regression's scores through labelseed's own (honest) thresholds;
 - ``lr naive``: logistic regression + one cross-validated cut (the lowest cut whose out-of-fold
   precision meets the target), the usual baseline; its estimate is its out-of-fold precision;
@@ -22,7 +24,7 @@ the coverage of the best single cut on the same scores, found with the hidden tr
 
     python bench/label_efficiency.py                          # everything (about 30 min here)
     python bench/label_efficiency.py --datasets digits --seeds 1
-    python bench/label_efficiency.py --methods default whitened lr --out bench/results/label_efficiency_space.json
+    python bench/label_efficiency.py --methods default whitened auto lr --out bench/results/label_efficiency_space.json
 
 Writes ``bench/results/label_efficiency.json`` and ``bench/label_efficiency.png``.
 """
@@ -90,7 +92,7 @@ def lr_naive(Xn: np.ndarray, codes: np.ndarray, k: int, seed: int) -> tuple[np.n
 
 
 def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: int, white=None,
-            methods: tuple[str, ...] = ("default", "previous", "whitened", "lr", "talk", "loop")) -> dict:
+            methods: tuple[str, ...] = ("default", "previous", "whitened", "auto", "lr", "talk", "loop")) -> dict:
     """One draw of `m` labels per class, every method of `methods` (lr: both logistic
     regressions, loop: the three simulated loops); `white` is the whitened graph and its map."""
     k = int(truth.max()) + 1
@@ -99,7 +101,9 @@ def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: in
     unl = np.flatnonzero(codes < 0)
     row: dict = {"data": name, "per_class": m, "seed": seed, "n_labels": int((codes >= 0).sum())}
     engines = (("default", {}, graph, None), ("previous", {"method": "spreading", "per_class": True}, graph, None),
-               ("whitened", {"graph_space": "whitened"}, *(white or (None, None))))
+               ("whitened", {"graph_space": "whitened"}, *(white or (None, None))),
+               ("auto", {"graph_space": "auto"}, {"raw": graph, **({"whitened": white[0]} if white else {})},
+                white[1] if white else None))
     for key, params, g, space in engines:
         if key not in methods:
             continue
@@ -113,6 +117,7 @@ def run_one(name: str, X: np.ndarray, truth: np.ndarray, graph, m: int, seed: in
         o["efficiency"] = o["coverage"] / o["ceiling"] if o["ceiling"] > 0 else None
         o["mode"] = r.thresholds.mode
         o["linear_weight"] = float(getattr(model, "linear_weight_", 0.0))
+        o["graph_space"] = model.graph_space_
         row[key] = o
     if "lr" not in methods:
         return _loops(row, name, X, truth, graph, codes, m, seed, methods)
@@ -160,12 +165,12 @@ def _loops(row: dict, name: str, X: np.ndarray, truth: np.ndarray, graph, codes:
     return row
 
 
-METHODS = ["default", "previous", "whitened", "lr honest", "lr naive", "talk", "loop", "loop picked", "random"]
+METHODS = ["default", "previous", "whitened", "auto", "lr honest", "lr naive", "talk", "loop", "loop picked", "random"]
 
 
 def table(rows: list[dict]) -> str:
     methods = [m for m in METHODS if any(m in r for r in rows)]
-    engines = [m for m in ("default", "previous", "whitened") if m in methods]
+    engines = [m for m in ("default", "previous", "whitened", "auto") if m in methods]
     out = ["| data | labels/class | " + " | ".join(methods) + f" | efficiency {' / '.join(engines)} (ceiling) |",
            "|---|---|" + "---|" * len(methods) + "---|"]
     keys = sorted({(r["data"], r["per_class"]) for r in rows}, key=lambda x: (DATASETS.index(x[0]), x[1]))
@@ -200,7 +205,7 @@ def plot(rows: list[dict], path: Path) -> None:
     names = [d for d in DATASETS if any(r["data"] == d for r in rows)]
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
     for ax, name in zip(axes[0], names):
-        for meth in ("default", "previous", "whitened", "lr honest", "loop", "loop picked", "random"):
+        for meth in ("default", "previous", "whitened", "auto", "lr honest", "loop", "loop picked", "random"):
             if not any(meth in r for r in rows if r["data"] == name):
                 continue
             xs = sorted({r["per_class"] for r in rows if r["data"] == name})
@@ -221,8 +226,8 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     p.add_argument("--budgets", nargs="+", type=int, default=BUDGETS)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--methods", nargs="+", default=["default", "previous", "whitened", "lr", "talk", "loop"],
-                   choices=["default", "previous", "whitened", "lr", "talk", "loop"])
+    p.add_argument("--methods", nargs="+", default=["default", "previous", "whitened", "auto", "lr", "talk", "loop"],
+                   choices=["default", "previous", "whitened", "auto", "lr", "talk", "loop"])
     p.add_argument("--out", default=str(RESULTS / "label_efficiency.json"))
     a = p.parse_args()
     out = Path(a.out)
@@ -234,7 +239,7 @@ def main() -> None:
         graph = build_knn_graph(X, 10, random_state=0)
         print(f"{name}: {X.shape}, {len(classes)} classes, graph {time.perf_counter() - t:.1f} s", flush=True)
         white = None
-        if "whitened" in a.methods:  # the map and its graph use no labels: one per data set, as `graph`
+        if {"whitened", "auto"} & set(a.methods):  # the map and its graph use no labels: one per data set, as `graph`
             t = time.perf_counter()
             space = fit_space_map(X, "whitened")
             white = (build_knn_graph(space.transform(X), 10, random_state=0, normalized=True), space)

@@ -4,7 +4,8 @@ A: n = 20,000 x 384 real vectors (Fashion-MNIST, PCA-384), 10 labels per class:
    labelseed (default, and --fast: spreading alone with per-class thresholds, the
    previous default) vs a single scikit-learn LabelSpreading(kernel='knn',
    n_neighbors=10) fit + predict_proba on the same data (issue 14's baseline; labelseed's
-   graph has 10 neighbours too; `--sklearn-7` adds scikit-learn's default of 7 beside it);
+   graph has 10 neighbours too; `--sklearn-7` adds scikit-learn's default of 7 beside it;
+   `--auto` adds --graph-space auto, writing speed_<datasets>_auto.json);
    median of --repeats runs each, every run in a fresh process, in one benchmark run.
 B: n = 1,000,000 x 384 float32 (synthetic clustered data: no real labeled set
    that size installs offline), in a child process whose peak RSS is read from
@@ -42,7 +43,9 @@ if {which!r}.startswith("labelseed"):
     import faiss, sklearn.model_selection  # imported before timing, as LabelSpreading is below
     from labelseed import AutoLabeler
     # labelseed_fast: --fast, spreading alone with per-class thresholds (the previous default)
-    params = dict(method="spreading", per_class=True) if {which!r} == "labelseed_fast" else {{}}
+    # labelseed_auto: --graph-space auto, the raw and the whitened graph, chosen out of fold
+    params = {{"labelseed_fast": dict(method="spreading", per_class=True),
+               "labelseed_auto": dict(graph_space="auto")}}.get({which!r}, {{}})
     t = time.perf_counter()
     m = AutoLabeler(random_state=0, **params).fit(X, seed)
     dt = time.perf_counter() - t
@@ -95,7 +98,7 @@ def wordnet_13899() -> tuple[np.ndarray, np.ndarray]:
         return X[keep], y[keep]
 
 
-def part_a(repeats: int, dataset: str = "fashion", sklearn_7: bool = False) -> dict:
+def part_a(repeats: int, dataset: str = "fashion", sklearn_7: bool = False, auto: bool = False) -> dict:
     """Each run in a fresh process, alternating: the two libraries' OpenMP thread pools
     slow each other down when they share a process, which would flatter labelseed."""
     if dataset == "fashion":
@@ -107,7 +110,8 @@ def part_a(repeats: int, dataset: str = "fashion", sklearn_7: bool = False) -> d
     data = CACHE / f"speed_{dataset}_{len(y)}.npz"
     CACHE.mkdir(exist_ok=True)
     np.savez(data, X=X, y=y.astype(str))
-    whiches = ["labelseed", "labelseed_fast", "sklearn_knn"] + (["sklearn_knn7"] if sklearn_7 else [])
+    whiches = (["labelseed", "labelseed_fast"] + (["labelseed_auto"] if auto else []) + ["sklearn_knn"]
+               + (["sklearn_knn7"] if sklearn_7 else []))
     res: dict[str, list] = {w: [] for w in whiches}
     details = []
     for _ in range(repeats):
@@ -125,6 +129,8 @@ def part_a(repeats: int, dataset: str = "fashion", sklearn_7: bool = False) -> d
     med.update({f"{k}_peak_mib": float(np.median([r["peak_mib"] for r in v])) for k, v in res.items()})
     med["speedup"] = med["sklearn_knn"] / med["labelseed"]
     med["speedup_fast"] = med["sklearn_knn"] / med["labelseed_fast"]
+    if auto:
+        med["speedup_auto"] = med["sklearn_knn"] / med["labelseed_auto"]
     if sklearn_7:
         med["speedup_vs_k7"] = med["sklearn_knn7"] / med["labelseed"]
         med["speedup_fast_vs_k7"] = med["sklearn_knn7"] / med["labelseed_fast"]
@@ -194,12 +200,13 @@ def main() -> None:
                    help="part A data, comma-separated: fashion (20k), noisy (issue 14's 20k noisy clusters), wordnet")
     p.add_argument("--sklearn-7", action="store_true",
                    help="also time scikit-learn at its default n_neighbors=7 (runs before 2026-12-03 used it)")
+    p.add_argument("--auto", action="store_true", help="also time --graph-space auto (two graphs)")
     a = p.parse_args()
     results = {}
     if not a.skip_a:
         for name in a.datasets.split(","):
             key = "n20k" if name == "fashion" else f"a_{name}"
-            results[key] = part_a(a.repeats, name, a.sklearn_7)
+            results[key] = part_a(a.repeats, name, a.sklearn_7, a.auto)
             summary = {k: v for k, v in results[key].items() if k != "runs"}
             print(name, json.dumps(summary), flush=True)
     if a.big:
@@ -207,6 +214,7 @@ def main() -> None:
         print(json.dumps(results["big"], indent=1), flush=True)
     RESULTS.mkdir(exist_ok=True)
     name = "speed.json" if a.datasets == "fashion" else f"speed_{a.datasets.replace(',', '_')}.json"
+    name = name.replace(".json", "_auto.json") if a.auto else name
     (RESULTS / name).write_text(json.dumps(results, indent=1))
 
 

@@ -82,7 +82,7 @@ def test_the_estimator_builds_its_graph_in_the_whitened_space_and_its_neighbours
 def test_an_unknown_graph_space_is_one_clear_error(value):
     X, _ = _nuisance(300)
     codes = np.r_[np.arange(5).repeat(4), -np.ones(280, int)]
-    with pytest.raises(InputError, match="`graph_space` must be 'raw' or 'whitened'"):
+    with pytest.raises(InputError, match="`graph_space` must be 'raw', 'whitened' or 'auto'"):
         AutoLabeler(graph_space=value).fit(X, codes)
 
 
@@ -147,7 +147,132 @@ def test_a_cached_graph_is_reused_only_within_its_space(tmp_path):
         second = ops.fit(X, labels, white, cache_dir=tmp_path)
         third = ops.fit(X, labels, white, cache_dir=tmp_path)
         direct = AutoLabeler(graph_space="whitened").fit(X, labels)
+        auto = ops.fit(X, labels, ops.FitSettings(graph_space="auto"), cache_dir=tmp_path)  # both graphs cached
     assert (first.graph_reused, second.graph_reused, third.graph_reused) == (False, False, True)
+    assert auto.graph_reused and len(list(tmp_path.glob("graph-*.npz"))) == 2
     assert _purity(second.model.graph_, y) > _purity(first.model.graph_, y) + 0.02  # 0.884 vs 0.842
     np.testing.assert_array_equal(third.model.graph_.indices, direct.graph_.indices)
     assert list(third.model.result_.labels) == list(direct.result_.labels)
+
+
+def _loud_signal(n: int = 3000, k: int = 5, seed: int = 0):
+    """The opposite case: the class lives in 4 loud dimensions and quiet ones are noise that
+    whitening would amplify, so the raw graph is the better one (60 of them)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    centres = rng.standard_normal((k, 4)).astype(np.float32)
+    X = np.hstack([3 * centres[y] + rng.standard_normal((n, 4)), 0.5 * rng.standard_normal((n, 60))])
+    return X.astype(np.float32), y
+
+
+def _codes(y, per_class: int, seed: int = 0):
+    codes = np.full(len(y), -1)
+    rng = np.random.default_rng(seed)
+    for c in np.unique(y):
+        codes[rng.choice(np.flatnonzero(y == c), per_class, replace=False)] = c
+    return codes
+
+
+@pytest.mark.parametrize("make, want", [(_nuisance, "whitened"), (_loud_signal, "raw")])
+def test_auto_keeps_the_graph_whose_out_of_fold_scores_are_better(make, want):
+    X, y = make()
+    codes = _codes(y, 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graphs = {s: AutoLabeler(graph_method="exact", graph_space=s).fit(X, codes).graph_ for s in ("raw", "whitened")}
+        auto = AutoLabeler(graph_method="exact", graph_space="auto").fit(X, codes)
+    other = "raw" if want == "whitened" else "whitened"
+    assert _purity(graphs[want], y) > _purity(graphs[other], y) + 0.03  # the data make one graph better
+    assert auto.graph_space_ == want
+    np.testing.assert_array_equal(auto.graph_.indices, graphs[want].indices)
+    assert (auto.space_map_ is None) == (want == "raw")
+    assert auto.timings_ and "graph" in auto.timings_
+
+
+def test_auto_choice_for_a_fold_never_sees_the_fold_s_own_labels(monkeypatch):
+    """Relabel every row of fold 0: its graph and weight, chosen on the other folds' rows, and so
+    its out-of-fold scores must not move; and what its choice was computed from (the rows scored,
+    their labels, both graphs' spreads, the classifier) must be the same bytes."""
+    import hashlib
+
+    import labelseed.spreading as sp
+    from labelseed.spreading import ensemble_scorer, normalized_affinity
+    from labelseed.thresholds import cross_val_scores
+
+    seen: list[str] = []
+    best_mix = sp._best_mix
+
+    def recording(spreads, linear, y, k):
+        h = hashlib.sha1(y.tobytes() + linear.tobytes())
+        for A in spreads:
+            h.update(A.tobytes())
+        seen.append(h.hexdigest())
+        return best_mix(spreads, linear, y, k)
+    monkeypatch.setattr(sp, "_best_mix", recording)
+
+    X, y = _nuisance(1500)
+    codes = _codes(y, 12)
+    Xn = normalize_rows(X)
+    S = [normalized_affinity(build_knn_graph(Z, 10, method="exact").affinity())
+         for Z in (Xn, fit_space_map(X, "whitened").transform(X))]
+    scorer = ensemble_scorer(S, Xn, 5, 0.9)
+    a = cross_val_scores(scorer, codes, 5, 5, random_state=0)
+    graphs_a, weights_a = list(scorer.set_graph), list(scorer.set_weight)
+    assert 1 in graphs_a  # the whitened graph was chosen somewhere: the choice is live
+    other = codes.copy()
+    f0 = a.labeled[a.fold == 0]
+    other[f0] = (codes[f0] + 1) % 5
+    first, seen[:] = list(seen), []
+    b = cross_val_scores(scorer, other, 5, 5, random_state=0, fold=a.fold)
+    assert len(seen) == len(first) == 6  # five folds' choices, then the final one
+    assert seen[0] == first[0]  # fold 0's choice: computed from the same inputs
+    assert seen[1] != first[1]  # fold 1's choice reads fold 0's rows (the check is live)
+    assert (scorer.set_graph[0], scorer.set_weight[0]) == (graphs_a[0], weights_a[0])
+    np.testing.assert_allclose(a.oof.distribution[a.fold == 0], b.oof.distribution[b.fold == 0], atol=1e-6)
+    assert not np.allclose(a.final.distribution, b.final.distribution, atol=1e-3)
+
+
+def test_best_mix_takes_the_graph_and_weight_of_lowest_log_loss_and_the_first_of_equals():
+    from labelseed.spreading import LINEAR_WEIGHTS, _best_mix
+
+    y = np.array([0, 1, 0, 1])
+    linear = np.full((4, 2), 0.5)
+    poor = np.array([[0.4, 0.6], [0.6, 0.4], [0.4, 0.6], [0.6, 0.4]])
+    good = np.eye(2)[y] * 0.9 + 0.05
+    assert _best_mix([poor, good], linear, y, 2) == (1, 0.0)
+    assert _best_mix([good, good], linear, y, 2) == (0, 0.0)
+    assert _best_mix([poor, poor], np.eye(2)[y], y, 2) == (0, max(LINEAR_WEIGHTS))
+
+
+def test_auto_needs_the_ensemble():
+    X, y = _nuisance(300)
+    with pytest.raises(InputError, match="graph_space='auto'"):
+        AutoLabeler(method="spreading", graph_space="auto").fit(X, _codes(y, 6))
+
+
+def test_an_auto_run_through_the_cli_reports_its_graph_and_labels_new_items_as_the_estimator_does(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    X, y = _nuisance(3450, seed=3)
+    Xp, Xn = X[:3000], X[3000:]
+    codes = _codes(y[:3000], 12)
+    np.save(tmp_path / "pool.npy", Xp)
+    np.save(tmp_path / "new.npy", Xn)
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{i},c{c}\n" for i, c in enumerate(codes) if c >= 0))
+    r = run_cli("autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels", str(tmp_path / "labels.csv"),
+                "--out", str(tmp_path / "run"), "--quiet", "--graph-space", "auto")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["settings"]["graph_space"] == "auto" and summary["graph_space"] == "whitened"
+    r = run_cli("label", "--run", str(tmp_path / "run"), "--embeddings", str(tmp_path / "new.npy"),
+                "--out", str(tmp_path / "new.parquet"))
+    assert r.returncode == 0, r.stderr
+    got = pq.read_table(tmp_path / "new.parquet").to_pydict()["label"]
+    labels = np.where(codes >= 0, np.char.add("c", codes.astype(str)), None).astype(object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoLabeler(graph_space="auto").fit(Xp, labels)
+    assert [str(v) for v in got] == [str(v) for v in model.predict(Xn)]
+    assert sum(v is not None for v in got) > 50

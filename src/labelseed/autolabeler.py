@@ -12,6 +12,7 @@ import numbers
 import time
 import warnings
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
@@ -144,11 +145,14 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         How conservative the precision estimate behind a threshold is.
     graph_method : {"auto", "exact", "ivf"}, default="auto"
         Exact kNN up to `exact_max_rows` rows, faiss IVF above (``"auto"``).
-    graph_space : {"raw", "whitened"}, default="raw"
+    graph_space : {"raw", "whitened", "auto"}, default="raw"
         The space the kNN graph is built in (:mod:`labelseed.space`): the rows as given, or
         whitened by the pool's covariance (no labels used). Whitening gave more certified
         coverage on pixel and image-model vectors and less on MiniLM text and digits
         (bench/README.md); new items are mapped the same way before their neighbours are found.
+        ``"auto"`` (method ``"ensemble"`` only) builds both graphs and chooses, with the linear
+        classifier's weight and by the same nested out-of-fold log-loss, the graph of each
+        fold and of the final scores (``graph_space_`` says which the final one used).
     exact_max_rows : int, default=5000
     self_training_threshold : float, default=0.9
     n_bootstrap : int, default=100
@@ -176,6 +180,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
     graph_ : KnnGraph or None
     space_map_ : SpaceMap or None
         The graph space's map (None for ``"raw"`` and for self-training).
+    graph_space_ : str or None
+        The space of ``graph_`` (``"raw"`` or ``"whitened"``; with ``"auto"``, the one chosen).
     linear_ : LinearModel or None
         The ensemble's logistic regression trained on every label.
     linear_weight_ : float
@@ -198,7 +204,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         min_support: int = 3,
         confidence_level: float = 0.8,
         graph_method: Literal["auto", "exact", "ivf"] = "auto",
-        graph_space: Literal["raw", "whitened"] = "raw",
+        graph_space: Literal["raw", "whitened", "auto"] = "raw",
         exact_max_rows: int = EXACT_MAX_ROWS,
         self_training_threshold: float = 0.9,
         n_bootstrap: int = 100,
@@ -239,8 +245,11 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             raise InputError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {self.label_sampling!r}.")
         if self.per_class not in (True, False, "auto"):
             raise InputError(f"`per_class` must be True, False or 'auto'; got {self.per_class!r}.")
-        if self.graph_space not in GRAPH_SPACES:
-            raise InputError(f"`graph_space` must be 'raw' or 'whitened'; got {self.graph_space!r}.")
+        if self.graph_space not in (*GRAPH_SPACES, "auto"):
+            raise InputError(f"`graph_space` must be 'raw', 'whitened' or 'auto'; got {self.graph_space!r}.")
+        if self.graph_space == "auto" and self.method != "ensemble":
+            raise InputError(f"`graph_space='auto'` chooses the graph with the ensemble's out-of-fold log-loss; "
+                             f"use method='ensemble', or graph_space 'raw' or 'whitened' with method={self.method!r}.")
         if self.method not in ("ensemble", "spreading", "self_training"):
             raise InputError(f"`method` must be 'ensemble', 'spreading' or 'self_training'; got {self.method!r}.")
         if (isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real)
@@ -310,7 +319,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                          in_cv, single, n_splits, dw)
 
     def fit(
-        self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | None = None, progress: Progress | None = None,
+        self, X: ArrayLike, y: ArrayLike, *, graph: KnnGraph | Mapping[str, KnnGraph] | None = None,
+        progress: Progress | None = None,
         calibrate: ArrayLike | None = None, design_weight: ArrayLike | None = None,
         space_map: SpaceMap | None = None,
     ) -> "AutoLabeler":
@@ -320,11 +330,12 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         ----------
         X : array-like of shape (n_rows, n_dims)
         y : array-like of shape (n_rows,)
-        graph : KnnGraph, optional
-            A graph already built for `X` in the run's graph space (reused as is).
+        graph : KnnGraph or dict of str to KnnGraph, optional
+            A graph already built for `X` in the run's graph space (reused as is), or graphs by
+            space (``{"raw": ..., "whitened": ...}``; those ``"auto"`` needs and not given are built).
         space_map : SpaceMap, optional
-            The map of `graph_space` already fitted on `X` (:func:`labelseed.space.fit_space_map`,
-            as a caller that built `graph` did); fitted here when not given.
+            The whitened space's map already fitted on `X` (:func:`labelseed.space.fit_space_map`,
+            as a caller that built the whitened graph did); fitted here when needed and not given.
         progress : callable(stage, done, total), optional
         calibrate : array-like of bool, shape (n_rows,), optional
             Labeled rows that were drawn at random (see `label_sampling`), the only ones
@@ -355,30 +366,45 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
 
         self.graph_ = None
         self.space_map_: SpaceMap | None = None
+        self.graph_space_: str | None = None
+        spaces = list(GRAPH_SPACES) if self.graph_space == "auto" else [self.graph_space]
+        graphs: list[KnnGraph] = []
+        maps: list[SpaceMap | None] = []
         if self.method in ("spreading", "ensemble"):
-            if graph is not None and graph.n_rows != Xa.shape[0]:
-                raise InputError(f"`graph` has {graph.n_rows} rows but `X` has {Xa.shape[0]}; build it for this X.")
-            # only the graph sees the mapped rows: the linear classifier keeps X as given
-            self.space_map_ = space_map if space_map is not None or self.graph_space == "raw" else \
-                fit_space_map(Xa, self.graph_space, random_state=self.random_state)
-            if graph is None:
-                G = Xa if self.space_map_ is None else self.space_map_.transform(Xa)
-                graph = build_knn_graph(
-                    G, self.n_neighbors, method=self.graph_method, exact_max_rows=self.exact_max_rows,
-                    random_state=self.random_state, progress=progress, normalized=self.space_map_ is not None,
-                )
-                del G
-            self.graph_ = graph
+            given = dict(graph) if isinstance(graph, Mapping) else ({} if graph is None else {spaces[0]: graph})
+            for name, known in given.items():
+                if name not in spaces:
+                    raise InputError(f"`graph` has a graph for space {name!r}, but graph_space={self.graph_space!r} "
+                                     f"uses {' and '.join(map(repr, spaces))}.")
+                if known.n_rows != Xa.shape[0]:
+                    raise InputError(f"`graph` has {known.n_rows} rows but `X` has {Xa.shape[0]}; build it for "
+                                     "this X.")
+            for name in spaces:
+                # only the graph sees the mapped rows: the linear classifier keeps X as given
+                m = None if name == "raw" else (space_map if space_map is not None else
+                                                fit_space_map(Xa, name, random_state=self.random_state))
+                g = given.get(name)
+                if g is None:
+                    G = Xa if m is None else m.transform(Xa)
+                    g = build_knn_graph(
+                        G, self.n_neighbors, method=self.graph_method, exact_max_rows=self.exact_max_rows,
+                        random_state=self.random_state, progress=progress, normalized=m is not None,
+                    )
+                    del G
+                graphs.append(g)
+                maps.append(m)
+            self.graph_, self.space_map_, self.graph_space_ = graphs[0], maps[0], spaces[0]
             lap("graph")
             # the index is needed again only to save the run: a big one leaves memory meanwhile
             # (written to a file and read back); a small one would cost that write for nothing
-            if self.graph_.index is not None and Xa.nbytes > RELEASE_INDEX_ABOVE_BYTES:
-                self.graph_.index.release()
-            S = normalized_affinity(self.graph_.affinity())
+            for g in graphs:
+                if g.index is not None and Xa.nbytes > RELEASE_INDEX_ABOVE_BYTES:
+                    g.index.release()
+            S = [normalized_affinity(g.affinity()) for g in graphs]
             lap("affinity")
 
             # the classifier scales its products by the rows' inverse norms: no normalised copy of X
-            graph_scorer = ensemble_scorer(S, Xa if self.method == "ensemble" else None, n_classes, float(self.alpha),
+            graph_scorer = ensemble_scorer(S if len(S) > 1 else S[0], Xa if self.method == "ensemble" else None, n_classes, float(self.alpha),
                                            random_state=self.random_state, progress=progress,
                                            scale=_inverse_norms(Xa) if self.method == "ensemble" else None)
             scorer: Callable[[list[NDArray[np.int64]]], list[Scores]] = graph_scorer
@@ -424,12 +450,15 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             options += [(cv_spread, th, 0.0, False) for th in thresholds_for(cv_spread)]
         cv, th, weight, mixed = max(options, key=lambda o: o[1].coverage)  # the first of equals
         th = th.with_labels_needed()
+        if graph_scorer is not None:  # the final scores' graph (auto: the one chosen); the other is let go
+            chosen = graph_scorer.graph
+            self.graph_, self.space_map_, self.graph_space_ = graphs[chosen], maps[chosen], spaces[chosen]
         lap("thresholds")
         self.new_item_scorer_: NewItemScorer | None = None
         self.new_item_thresholds_: ThresholdResult | None = None
         if graph_scorer is not None and self.graph_ is not None:
             self.new_item_scorer_, self.new_item_thresholds_ = _fit_new_items(
-                graph_scorer, mixed, self.graph_, Xa, cv, n_classes,
+                graph_scorer, mixed, graphs, Xa, cv, n_classes,
                 lambda scores: choose_thresholds(
                     scores, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
                     per_class=th.mode == "per_class", min_support=min_support,
@@ -618,18 +647,20 @@ def accept_new(scores: Scores, thresholds: NDArray[np.float64]) -> NDArray[np.bo
     return (scores.predicted >= 0) & (scores.confidence >= np.asarray(thresholds)[np.maximum(scores.predicted, 0)])
 
 
-def _fit_new_items(scorer: ensemble_scorer, mixed: bool, graph: KnnGraph, X: NDArray[np.float32],
+def _fit_new_items(scorer: ensemble_scorer, mixed: bool, graphs: list[KnnGraph], X: NDArray[np.float32],
                    cv: CrossValScores, n_classes: int,
                    thresholds: Callable[[CrossValScores], ThresholdResult]) -> tuple[NewItemScorer, ThresholdResult]:
     """The new-item scorer and its own thresholds. Each held-out labeled row is scored as if it
     were new (its graph neighbours' spread scores from the run that hid its fold, that fold's
     classifier and weight); the pool rows are scored the same way with every label, standing in
-    for the new items to come (their class mix and confidences set coverage and priors)."""
+    for the new items to come (their class mix and confidences set coverage and priors). Each
+    set's neighbours come from the graph its scores spread on (``scorer.set_graph``)."""
     sets = len(scorer.set_spread)
     use_linear = mixed and scorer.set_linear is not None
     scale = _inverse_norms(X) if use_linear else None
 
     def score(rows: NDArray[np.int64], s: int) -> Scores:
+        graph = graphs[scorer.set_graph[s]]
         nb = neighbour_scores(graph.indices[rows], graph.similarities[rows], scorer.set_spread[s].distribution)
         if not use_linear or scorer.set_weight[s] == 0:
             return nb
@@ -641,7 +672,7 @@ def _fit_new_items(scorer: ensemble_scorer, mixed: bool, graph: KnnGraph, X: NDA
         part = np.flatnonzero(cv.fold == f)
         if len(part):
             dist[part] = score(cv.labeled[part], f).distribution
-    final_dist = np.zeros((graph.n_rows, n_classes), dtype=np.float32)
+    final_dist = np.zeros((graphs[0].n_rows, n_classes), dtype=np.float32)
     final_dist[cv.unlabeled] = score(cv.unlabeled, sets - 1).distribution
     new_cv = CrossValScores(labeled=cv.labeled, y_true=cv.y_true, fold=cv.fold, oof=Scores.from_unnormalized(dist),
                             final=Scores.from_unnormalized(final_dist), n_splits=cv.n_splits, unlabeled=cv.unlabeled,
@@ -722,6 +753,7 @@ def run_summary(model: AutoLabeler, shape: tuple[int, ...], inputs: dict[str, st
         "cv_score": _json_num(th.cv_score),
         "n_splits": int(model.n_splits_),
         "graph": model.graph_.method if model.graph_ is not None else None,
+        "graph_space": getattr(model, "graph_space_", None),
         # what the kNN graph reached: recall@k of sampled rows against exact search (1.0 when exact)
         "graph_recall": (None if model.graph_ is None else _json_num(float(model.graph_.recall_estimate))),
         "graph_nprobe": (None if model.graph_ is None or model.graph_.nprobe is None else int(model.graph_.nprobe)),

@@ -293,10 +293,10 @@ def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ens
                         "alone (faster, less coverage)" + ("; self_training" if "self_training" in methods else ""))
     p.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
     p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
-    p.add_argument("--graph-space", choices=["raw", "whitened"], default="raw",
+    p.add_argument("--graph-space", choices=["raw", "whitened", "auto"], default="raw",
                    help="build the kNN graph on the vectors as given (default) or whitened by the pool's covariance "
                         "(no labels used; more coverage on pixel and image-model vectors, less on text: "
-                        "bench/README.md)")
+                        "bench/README.md), or both, the graph chosen out of fold with the classifier's weight (auto)")
     p.add_argument("--alpha", type=float, default=None, help="label spreading alpha (default: the library's)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--min-support", type=int, default=3)
@@ -433,6 +433,10 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
     c.print(t)
     c.print(f"expected precision {_fmt(th.expected_precision)} [{_fmt(th.precision_low)}, {_fmt(th.precision_high)}], "
             f"coverage {_fmt(th.coverage)} of the unlabeled pool; written to {out}/")
+    space, asked = summary.get("graph_space"), (summary.get("settings") or {}).get("graph_space")
+    if asked == "auto" or (space or "raw") != "raw":
+        c.print(f"kNN graph in the {space} space" + (", chosen out of fold over the other (--graph-space auto)"
+                                                     if asked == "auto" else ""))
 
 
 def _check_selection_out(out: Path, force: bool, budget: int, inputs: tuple[str | Path | None, ...] = ()) -> None:

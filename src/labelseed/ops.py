@@ -45,7 +45,7 @@ class FitSettings:
     confidence_level: float = 0.8
     label_sampling: Literal["auto", "per_class", "random"] = "auto"
     graph_method: Literal["auto", "exact", "ivf"] = "auto"
-    graph_space: Literal["raw", "whitened"] = "raw"
+    graph_space: Literal["raw", "whitened", "auto"] = "raw"
     exact_max_rows: int = EXACT_MAX_ROWS
     random_state: int = 0
 
@@ -136,7 +136,7 @@ def fit(
     if audit is not None:
         y_fit[audit.rows] = None
     model = settings.estimator()
-    graph, reused = None, False
+    reused = False
     with warnings.catch_warnings():  # every input check before the graph is built (and cached); fit warns
         warnings.simplefilter("ignore")
         model._prepare(Xa, y_fit, calibrate, design_weight)
@@ -144,29 +144,33 @@ def fit(
                         random_state=settings.random_state)
     t_graph = time.perf_counter()
     space_map = None
+    graphs: dict[str, Any] = {}
     if settings.method != "self_training" and (cache_dir is not None or runner.name != "local"):
-        space_map = fit_space_map(Xa, settings.graph_space, random_state=settings.random_state)
-        # the cache key is computed on the mapped rows: a whitened graph never reuses a raw one
-        G = Xa if space_map is None else space_map.transform(Xa)
-        if space_map is not None:
-            graph_params["normalized"] = True
-        if cache_dir is not None:
-            graph, reused = cached_knn_graph(G, settings.n_neighbors, cache_dir, progress=progress, engine=runner,
-                                             **graph_params)
-        else:
-            graph = build_knn_graph(G, settings.n_neighbors, progress=progress, engine=runner,
-                                    **graph_params)  # type: ignore[arg-type]
-        del G
+        reused = True
+        for space in (("raw", "whitened") if settings.graph_space == "auto" else (settings.graph_space,)):
+            m = fit_space_map(Xa, space, random_state=settings.random_state)
+            space_map = m or space_map
+            # the cache key is computed on the mapped rows: a whitened graph never reuses a raw one
+            G = Xa if m is None else m.transform(Xa)
+            params = {**graph_params, "normalized": True} if m is not None else graph_params
+            if cache_dir is not None:
+                graphs[space], hit = cached_knn_graph(G, settings.n_neighbors, cache_dir, progress=progress,
+                                                      engine=runner, **params)
+                reused = reused and hit
+            else:
+                graphs[space], reused = build_knn_graph(G, settings.n_neighbors, progress=progress, engine=runner,
+                                                        **params), False  # type: ignore[arg-type]
+            del G
     graph_seconds = time.perf_counter() - t_graph
     with warnings.catch_warnings():
         if audit is not None:  # the audit, not the calibration, decides what this run reports
             warnings.simplefilter("ignore", UntrustedEstimateWarning)
-        model.fit(Xa, y_fit, graph=graph, progress=progress, calibrate=calibrate, design_weight=design_weight,
+        model.fit(Xa, y_fit, graph=graphs or None, progress=progress, calibrate=calibrate, design_weight=design_weight,
                   space_map=space_map)
     if audit is not None:
         model.certify_with_audit(audit.rows, audit.labels, inclusion=audit.inclusion)
     summary = run_summary(model, Xa.shape, inputs or {}, time.perf_counter() - t0)
-    if graph is not None:  # built (or read from the cache) here, not inside the estimator's fit
+    if graphs:  # built (or read from the cache) here, not inside the estimator's fit
         summary["timings"]["graph"] = round(graph_seconds, 3)
         summary["graph_reused"] = reused
     summary["settings"] = settings.config()

@@ -13,8 +13,6 @@ The map is fitted on the pool alone, so it needs no cross-validation; only the g
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -67,7 +65,7 @@ class SpaceMap:
         return out
 
 
-def fit_space_map(X: NDArray[np.floating], graph_space: Literal["raw", "whitened"], *,
+def fit_space_map(X: NDArray[np.floating], graph_space: str, *,
                   random_state: int = 0) -> SpaceMap | None:
     """The map of `graph_space` fitted on the pool `X` (n_rows, n_dims); None for ``"raw"``.
 

@@ -577,14 +577,17 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
     The mixing weight is chosen among :data:`LINEAR_WEIGHTS` by the out-of-fold log-loss of the
     rows the sets hide (a proper scoring rule, one number per weight): on digits, where the
     graph alone is best, it keeps the graph; on text embeddings it leans on the classifier.
-    With no hidden rows (not cross-validation sets) the weight is 0.5. A fold's scores mix in
+    With several candidate graphs (`S` a list: the same rows' graphs in different spaces), the
+    graph is chosen with the weight, by the same log-loss. With no hidden rows (not
+    cross-validation sets) the weight is 0.5 and the graph the first. A fold's scores mix in
     its classifier only at the rows the fold hides (all that cross-validation reads of them);
     at the other rows they are spreading alone.
 
     Parameters
     ----------
-    S : sparse matrix of shape (n_rows, n_rows)
-        Normalised affinity (:func:`normalized_affinity`).
+    S : sparse matrix of shape (n_rows, n_rows), or a list of them
+        Normalised affinity (:func:`normalized_affinity`); a list offers several graphs to
+        choose from (the first wins ties; only with `Xn`).
     Xn : ndarray of shape (n_rows, n_dims), float32, or None
         L2-normalised rows for the linear classifier (or any rows, with `scale` their inverse
         norms); None for spreading alone.
@@ -595,6 +598,8 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
     ----------
     weight : float
         The linear classifier's weight in the last call (0 without `Xn`).
+    graph : int
+        The graph (position in `S`) of the last call's final set.
     spread_runs : list of Scores or None
         The scores of spreading alone for every label vector (when a weight was learned).
     last_linear : LinearModel or None
@@ -605,18 +610,25 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
         The linear classifier of every label vector (None for spreading alone).
     set_weight : list of float
         The weight each label vector's scores gave its classifier.
+    set_graph : list of int
+        The graph each label vector's scores spread on.
     """
 
-    def __init__(self, S: sparse.csr_matrix, Xn: NDArray[np.float32] | None, n_classes: int, alpha: float, *,
-                 random_state: int = 0, progress: Progress | None = None,
+    def __init__(self, S: sparse.csr_matrix | list[sparse.csr_matrix], Xn: NDArray[np.float32] | None,
+                 n_classes: int, alpha: float, *, random_state: int = 0, progress: Progress | None = None,
                  scale: NDArray[np.float32] | None = None) -> None:
-        self.S, self.Xn, self.n_classes, self.alpha, self.scale = S, Xn, n_classes, alpha, scale
+        self.graphs = list(S) if isinstance(S, (list, tuple)) else [S]
+        if len(self.graphs) > 1 and Xn is None:
+            raise ValueError("choosing among several graphs needs the linear classifier's rows (`Xn`)")
+        self.S, self.Xn, self.n_classes, self.alpha, self.scale = self.graphs[0], Xn, n_classes, alpha, scale
         self.random_state, self.progress = random_state, progress
         self.weight = 0.0
+        self.graph = 0
         self.spread_runs: list[Scores] | None = None
         self.set_spread: list[Scores] = []
         self.set_linear: list[LinearModel] | None = None
         self.set_weight: list[float] = []
+        self.set_graph: list[int] = []
 
     @property
     def last_linear(self) -> LinearModel | None:
@@ -625,6 +637,8 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
     def __call__(self, code_sets: list[NDArray[np.int64]]) -> list[Scores]:
         self.spread_runs = None
         self.set_linear = None
+        self.graph = 0
+        self.set_graph = [0] * len(code_sets)
         groups = None if self.Xn is None else spread_groups(self.S, code_sets, self.n_classes, self.alpha,
                                                             progress=self.progress)
         if groups is None:  # spreading alone, or sets that are not folds: no weight can be learned out of fold
@@ -640,13 +654,15 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
                                           scale=self.scale) for codes in code_sets]
             return [mix_scores(r, model.probabilities(self.Xn, self.scale), self.weight)
                     for r, model in zip(runs, self.set_linear)]
-        return self._nested(code_sets, groups)
+        per_graph = [groups] + [spread_groups(S, code_sets, self.n_classes, self.alpha, progress=self.progress)
+                                for S in self.graphs[1:]]
+        return self._nested(code_sets, per_graph)  # type: ignore[arg-type]
 
-    def _nested(self, code_sets: list[NDArray[np.int64]], groups: list[NDArray[np.float32]]) -> list[Scores]:
-        """Fold f's weight is chosen on the other folds' rows, scored by models that saw neither
-        fold f nor the scored fold (spreading: a sum of group solutions; the linear classifier:
-        one fit per pair of folds), so no fold's scores depend on its own labels in any way.
-        The final set's weight is chosen on every fold's out-of-fold rows."""
+    def _nested(self, code_sets: list[NDArray[np.int64]], per_graph: list[list[NDArray[np.float32]]]) -> list[Scores]:
+        """Fold f's weight (and graph) is chosen on the other folds' rows, scored by models that saw
+        neither fold f nor the scored fold (spreading: a sum of group solutions; the linear
+        classifier: one fit per pair of folds), so no fold's scores depend on its own labels in
+        any way. The final set's choice is made on every fold's out-of-fold rows."""
         assert self.Xn is not None
         Xn, k, final, scale = self.Xn, self.n_classes, code_sets[-1], self.scale
 
@@ -670,37 +686,40 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
                 self.progress("linear classifier", fits, total)
             return model
 
+        def spreads(drop: tuple[int, ...], rows: NDArray[np.int64]) -> list[NDArray[np.float64]]:
+            return [spread_without(groups, drop, rows).astype(np.float64) for groups in per_graph]
+
         single = [linear((f,)) for f in range(n_folds)]
-        # each fold's spread over the whole pool, summed once: its scores, its own rows' piece and
-        # the caller's spreading-alone option all read it
-        spread_folds = [spread_without(groups, (f,)) for f in range(n_folds)]
-        # scores of fold g's rows with folds f and g hidden (f == g: fold g hidden alone)
-        pieces: dict[tuple[int, int], tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+        # scores of fold g's rows with folds f and g hidden (f == g: fold g hidden alone), on every graph
+        pieces: dict[tuple[int, int], tuple[list[NDArray[np.float64]], NDArray[np.float64]]] = {}
         for g in range(n_folds):
             rows = hidden[g]
-            pieces[g, g] = (spread_folds[g][rows].astype(np.float64), proba(single[g], rows).astype(np.float64))
+            pieces[g, g] = (spreads((g,), rows), proba(single[g], rows).astype(np.float64))
         for f in range(n_folds):
             for g in range(f + 1, n_folds):
                 model = linear((f, g))
-                for a, b in ((f, g), (g, f)):  # fold b's rows, for fold a's weight: only those rows are summed
+                for a, b in ((f, g), (g, f)):  # fold b's rows, for fold a's choice: only those rows are summed
                     rows = hidden[b]
-                    pieces[a, b] = (spread_without(groups, (f, g), rows).astype(np.float64),
-                                    proba(model, rows).astype(np.float64))
+                    pieces[a, b] = (spreads((f, g), rows), proba(model, rows).astype(np.float64))
 
-        def choose(keys: list[tuple[int, int]]) -> float:
+        def choose(keys: list[tuple[int, int]]) -> tuple[int, float]:
             keys = [key for key in keys if len(hidden[key[1]])]
             if not keys:
-                return LINEAR_WEIGHTS[0]
+                return 0, LINEAR_WEIGHTS[0]
             y = np.concatenate([final[hidden[b]] for _, b in keys])
-            A = np.concatenate([pieces[key][0] for key in keys])
+            A = [np.concatenate([pieces[key][0][s] for key in keys]) for s in range(len(per_graph))]
             B = np.concatenate([pieces[key][1] for key in keys])
-            return _best_weight(A, B, y, k)
+            return _best_mix(A, B, y, k)
 
         # the caller may still prefer spreading alone (AutoLabeler: what certifies more); even with a
         # final weight of 0 the folds' weights, chosen on other rows, may differ
-        spread_runs = self.spread_runs = [Scores.from_unnormalized(F) for F in spread_folds]
-        del spread_folds
-        self.set_weight = [choose([(f, g) for g in range(n_folds) if g != f]) for f in range(n_folds)]
+        choices = [choose([(f, g) for g in range(n_folds) if g != f]) for f in range(n_folds)]
+        self.set_graph = [c[0] for c in choices]
+        self.set_weight = [c[1] for c in choices]
+        # each fold's spread over the whole pool, on its graph, summed once: its scores, its own
+        # rows' piece and the caller's spreading-alone option all read it
+        spread_runs = self.spread_runs = [Scores.from_unnormalized(spread_without(per_graph[s], (f,)))
+                                          for f, s in enumerate(self.set_graph)]
 
         def fold_scores(f: int) -> Scores:
             # cross-validation reads fold f's scores only at the rows it hides: the classifier is
@@ -714,30 +733,37 @@ class ensemble_scorer:  # noqa: N801  (used like a function: scorer = ensemble_s
             return Scores(dist, pred, conf)
 
         out = [fold_scores(f) for f in range(n_folds)]
-        self.weight = choose([(g, g) for g in range(n_folds)])
-        final_spread, final_linear = Scores.from_unnormalized(spread_without(groups, ())), linear(())
+        self.graph, self.weight = choose([(g, g) for g in range(n_folds)])
+        final_spread, final_linear = Scores.from_unnormalized(spread_without(per_graph[self.graph], ())), linear(())
         self.spread_runs.append(final_spread)
         self.set_spread = self.spread_runs
         self.set_linear = [*single, final_linear]
         self.set_weight.append(self.weight)
+        self.set_graph.append(self.graph)
         out.append(mix_scores(final_spread, proba(final_linear), self.weight))
         return out
 
 
-def _best_weight(spread: NDArray[np.float64], linear: NDArray[np.float64], y: NDArray[np.int64],
-                 n_classes: int) -> float:
-    """The weight of :data:`LINEAR_WEIGHTS` whose mix has the lowest log-loss on rows with true codes `y`
-    (spread scores unnormalised; a row no label reached takes the classifier's probabilities, as in
-    :func:`mix_scores`)."""
-    mass = spread.sum(axis=1, keepdims=True)
-    A = np.where(mass > 0, spread / np.where(mass > 0, mass, 1.0), linear)  # as mix_scores: the classifier alone
+def _best_mix(spreads: list[NDArray[np.float64]], linear: NDArray[np.float64], y: NDArray[np.int64],
+              n_classes: int) -> tuple[int, float]:
+    """The (graph, weight of :data:`LINEAR_WEIGHTS`) whose mix has the lowest log-loss on rows with
+    true codes `y` (`spreads`: each graph's spread scores, unnormalised; a row no label reached
+    takes the classifier's probabilities, as in :func:`mix_scores`). Ties go to the first graph,
+    then to the first weight."""
     idx = np.arange(len(y))
-    losses = []
-    for w in LINEAR_WEIGHTS:
-        p_true = (1 - w) * A[idx, y] + w * linear[idx, y]
-        losses.append(float(-np.log(np.clip(p_true, 1e-6, 1.0)).mean()))
-    log.debug("linear weight log-losses %s", dict(zip(LINEAR_WEIGHTS, losses)))
-    return LINEAR_WEIGHTS[int(np.argmin(losses))]
+    best, best_loss = (0, LINEAR_WEIGHTS[0]), np.inf
+    for s, spread in enumerate(spreads):
+        mass = spread.sum(axis=1, keepdims=True)
+        A = np.where(mass > 0, spread / np.where(mass > 0, mass, 1.0), linear)  # as mix_scores: the classifier alone
+        losses = []
+        for w in LINEAR_WEIGHTS:
+            p_true = (1 - w) * A[idx, y] + w * linear[idx, y]
+            losses.append(float(-np.log(np.clip(p_true, 1e-6, 1.0)).mean()))
+        log.debug("graph %d: linear weight log-losses %s", s, dict(zip(LINEAR_WEIGHTS, losses)))
+        i = int(np.argmin(losses))
+        if losses[i] < best_loss:
+            best, best_loss = (s, LINEAR_WEIGHTS[i]), losses[i]
+    return best
 
 
 #: Rows whose neighbours' scores are gathered at a time (bounds the rows x k x classes temporary).
