@@ -276,3 +276,45 @@ def test_an_auto_run_through_the_cli_reports_its_graph_and_labels_new_items_as_t
         model = AutoLabeler(graph_space="auto").fit(Xp, labels)
     assert [str(v) for v in got] == [str(v) for v in model.predict(Xn)]
     assert sum(v is not None for v in got) > 50
+
+
+def test_a_project_fitted_on_the_whitened_graph_labels_added_items_through_its_map(tmp_path):
+    import csv
+
+    from labelseed.project import Project
+
+    X, y = _nuisance(3300, seed=5)
+    codes = _codes(y[:3000], 12)
+    np.save(tmp_path / "pool.npy", X[:3000])
+    np.save(tmp_path / "new.npy", X[3000:])
+    (tmp_path / "ids.csv").write_text("id\n" + "".join(f"v{i}\n" for i in range(3000)))
+    (tmp_path / "new.csv").write_text("id\n" + "".join(f"v{i}\n" for i in range(3000, 3300)))
+    (tmp_path / "seed.csv").write_text("id,label\n" + "".join(f"v{i},c{c}\n" for i, c in enumerate(codes) if c >= 0))
+    with Project.init(tmp_path / "proj", data=tmp_path / "ids.csv", vectors=tmp_path / "pool.npy") as proj:
+        proj.import_labels(tmp_path / "seed.csv")
+        run = proj.fit(graph_space="whitened")
+        assert run["summary"]["graph_space"] == "whitened"
+        assert proj.add(tmp_path / "new.csv", vectors=tmp_path / "new.npy") == 300
+        out = proj.apply(new=True, out=tmp_path / "labels.csv")
+        rows = {r["id"]: r for r in csv.DictReader(open(out))}
+    labels = np.where(codes >= 0, np.char.add("c", codes.astype(str)), None).astype(object)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = AutoLabeler(graph_space="whitened").fit(X[:3000], labels).predict(X[3000:])
+    got = [rows[f"v{i}"]["label"] if f"v{i}" in rows else None for i in range(3000, 3300)]
+    assert sum(v is not None for v in want) > 50
+    assert [str(v) for v in got] == [str(v) for v in want]
+
+
+@pytest.mark.parametrize("n, d", [(40, 60), (500, 12), (3000, 64)])
+def test_the_shrunk_covariance_is_scikit_learn_s_ledoit_wolf(n, d):
+    from sklearn.covariance import ledoit_wolf
+
+    from labelseed.space import ledoit_wolf_covariance
+
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, d)) * np.linspace(0.05, 4, d)
+    X -= X.mean(axis=0)
+    want, shrinkage = ledoit_wolf(X, assume_centered=True)
+    assert 0 < shrinkage < 1  # the check covers the shrinkage, not only the sample covariance
+    np.testing.assert_allclose(ledoit_wolf_covariance(X), want, rtol=1e-10, atol=1e-12)

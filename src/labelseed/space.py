@@ -65,6 +65,25 @@ class SpaceMap:
         return out
 
 
+def ledoit_wolf_covariance(Xc: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The Ledoit-Wolf shrunk covariance of centred rows `Xc` (n_rows, n_dims), as
+    :func:`sklearn.covariance.ledoit_wolf` with ``assume_centered=True`` gives it, from one
+    matrix product: the shrinkage's sum over rows of ``||x x^T - S||^2`` is
+    ``sum ||x||^4 - n ||S||^2``, so no second d x d product over the rows is needed.
+    """
+    n, d = Xc.shape
+    S = Xc.T @ Xc / n
+    mu = float(np.trace(S)) / d
+    sq = np.einsum("ij,ij->i", Xc, Xc)
+    delta_ = float(np.sum(S * S))  # ||S||_F^2
+    beta = (float(sq @ sq) / n - delta_) / (d * n)
+    delta = (delta_ - 2.0 * mu * float(np.trace(S)) + d * mu ** 2) / d
+    shrinkage = 0.0 if beta == 0 or delta == 0 else min(beta, delta) / delta
+    out = (1.0 - shrinkage) * S
+    out.flat[:: d + 1] += shrinkage * mu
+    return out
+
+
 def fit_space_map(X: NDArray[np.floating], graph_space: str, *,
                   random_state: int = 0) -> SpaceMap | None:
     """The map of `graph_space` fitted on the pool `X` (n_rows, n_dims); None for ``"raw"``.
@@ -76,15 +95,13 @@ def fit_space_map(X: NDArray[np.floating], graph_space: str, *,
         raise InputError(f"`graph_space` must be 'raw' or 'whitened'; got {graph_space!r}.")
     if graph_space == "raw":
         return None
-    from sklearn.covariance import ledoit_wolf
-
     n = X.shape[0]
     take = (np.sort(np.random.default_rng(random_state).choice(n, SAMPLE_ROWS, replace=False))
             if n > SAMPLE_ROWS else np.arange(n))
     sample = normalize_rows(np.asarray(X[take], dtype=np.float32)).astype(np.float64)
     mean = sample.mean(axis=0)
-    C, _ = ledoit_wolf(sample - mean, assume_centered=True)
-    w, V = np.linalg.eigh(C)
+    sample -= mean
+    w, V = np.linalg.eigh(ledoit_wolf_covariance(sample))
     # the spectrum's floor keeps a rank-deficient pool (fewer rows than dims, constant columns) finite
     w = np.maximum(w, max(float(w.max()), 1e-12) * 1e-6)
     matrix = (V * w ** (-0.5 * WHITEN_STRENGTH)) @ V.T
