@@ -16,6 +16,7 @@ Data kinds (bench/_common.py):
 labels: the same fit on the tuned graph and on a graph searched at 4x its nprobe.
 
     python bench/scale.py --kinds real,iso --sizes 20000,200000,1000000 --new 200000
+    python bench/scale.py --kinds real --sizes 200000 --new 50000 --graph-space auto --out bench/results/scale_auto.json
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _timed(args: list[str]) -> dict:
     return {"seconds": seconds, "peak_gib": peak_kib / 2**20, "stdout": r.stdout, "stderr": r.stderr}
 
 
-def one(kind: str, n: int, n_new: int, per_class: int, work: Path, seed: int = 0) -> dict:
+def one(kind: str, n: int, n_new: int, per_class: int, work: Path, seed: int = 0, graph_space: str = "raw") -> dict:
     gen = real_like if kind == "real" else isotropic_hard
     t = time.perf_counter()
     X, y = gen(n + n_new, seed=seed)
@@ -62,7 +63,7 @@ def one(kind: str, n: int, n_new: int, per_class: int, work: Path, seed: int = 0
     (work / "labels.csv").write_text("id,label\n" + "".join(f"{r},c{yp[r]}\n" for r in rows))
     run = work / "run"
     fit = _timed(["autolabel", "--embeddings", str(work / "pool.npy"), "--labels", str(work / "labels.csv"),
-                  "--out", str(run), "--no-cache", "--quiet", "--force"])
+                  "--out", str(run), "--no-cache", "--quiet", "--force", "--graph-space", graph_space])
     summary = json.loads((run / "summary.json").read_text())
     import pyarrow.parquet as pq
 
@@ -79,7 +80,7 @@ def one(kind: str, n: int, n_new: int, per_class: int, work: Path, seed: int = 0
     realized_new = float(np.mean(got_new == yn[np.asarray(t_new["id"])[ok]])) if ok.any() else float("nan")
     ni = summary.get("new_items") or {}
     out = {
-        "kind": kind, "n": n, "n_new": n_new, "labels": int(len(rows)), "generate_s": round(gen_s, 1),
+        "kind": kind, "n": n, "n_new": n_new, "graph_space": graph_space, "graph_space_used": summary.get("graph_space"), "labels": int(len(rows)), "generate_s": round(gen_s, 1),
         "run_s": round(fit["seconds"], 1), "run_peak_gib": round(fit["peak_gib"], 2),
         "timings": summary.get("timings"), "graph_recall": summary.get("graph_recall"),
         "graph_nprobe": summary.get("graph_nprobe"), "graph_index": summary.get("graph_index"),
@@ -149,13 +150,14 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=25, help="random labels per class")
     ap.add_argument("--probe-effect", default="", help="sizes at which to compare the tuned graph with 4x probes "
                     "(kinds: real, iso, noisy, fashion, wordnet; WordNet is its 13,899 glosses)")
+    ap.add_argument("--graph-space", default="raw", choices=["raw", "whitened", "auto"])
     ap.add_argument("--out", default=str(RESULTS / "scale.json"))
     args = ap.parse_args()
     rows = []
     for kind in args.kinds.split(","):
         for n in [int(v) for v in args.sizes.split(",") if v and kind in ("real", "iso")]:
             with tempfile.TemporaryDirectory(dir=RESULTS) as d:
-                rows.append(one(kind, n, args.new, args.per_class, Path(d)))
+                rows.append(one(kind, n, args.new, args.per_class, Path(d), graph_space=args.graph_space))
         for n in [int(v) for v in args.probe_effect.split(",") if v]:
             rows.append(probe_effect(kind, n, args.per_class))
     RESULTS.mkdir(exist_ok=True)
