@@ -318,3 +318,37 @@ def test_the_shrunk_covariance_is_scikit_learn_s_ledoit_wolf(n, d):
     want, shrinkage = ledoit_wolf(X, assume_centered=True)
     assert 0 < shrinkage < 1  # the check covers the shrinkage, not only the sample covariance
     np.testing.assert_allclose(ledoit_wolf_covariance(X), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("graph_space", ["whitened", "auto"])
+def test_simulate_fits_each_round_in_the_graph_space_it_was_given(graph_space):
+    from labelseed.simulate import simulate
+
+    X, y = _nuisance(2000, seed=7)
+    truth = np.array([f"c{v}" for v in y])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = simulate(X, truth, 100, 1, random_state=0)
+        got = simulate(X, truth, 100, 1, graph_space=graph_space, random_state=0)
+        # the random scheme's labels: the first 100 rows of the simulation's permutation
+        order = np.random.default_rng(0).permutation(len(y))
+        labels = np.full(len(y), None, dtype=object)
+        labels[order[:100]] = truth[order[:100]]
+        direct = AutoLabeler(graph_space=graph_space).fit(X, labels).result_
+    rec = {r.scheme: r for r in got.records}["random"]
+    assert got.params["graph_space"] == graph_space
+    assert rec.coverage == pytest.approx(direct.coverage)
+    assert rec.expected_precision == pytest.approx(direct.expected_precision)
+    raw_rec = {r.scheme: r for r in raw.records}["random"]
+    assert (raw_rec.coverage, raw_rec.expected_precision) != (rec.coverage, rec.expected_precision)
+
+
+def test_simulate_rejects_a_bad_graph_space_through_the_cli_with_one_line(tmp_path):
+    X, y = _nuisance(300)
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "truth.csv").write_text("id,label\n" + "".join(f"{i},c{v}\n" for i, v in enumerate(y)))
+    r = run_cli("simulate", "--embeddings", str(tmp_path / "x.npy"), "--truth", str(tmp_path / "truth.csv"),
+                "--budget", "20", "--out", str(tmp_path / "sim"), "--graph-space", "auto", "--fast")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "graph_space='auto'" in r.stderr
+    assert not (tmp_path / "sim").exists()

@@ -239,6 +239,8 @@ def _project_parsers(sub: Any) -> None:
     sm.add_argument("--strategy", default="stratified", help="cold-start strategy (as for select)")
     sm.add_argument("--query-strategy", default="sampled", help="query strategy (as for query)")
     sm.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
+    sm.add_argument("--graph-space", choices=["raw", "whitened", "auto"], default="raw",
+                    help="the fits' kNN graph space, as for autolabel (default raw)")
     sm.add_argument("--id-column", default="id")
     sm.add_argument("--vector-column", default=None)
     _random_seed(sm)
@@ -944,7 +946,8 @@ def simulate_cmd(args: argparse.Namespace) -> int:
         result = simulate(X, truth, args.budget, args.rounds, random_share=args.random_share, audit=args.audit,
                           compare_random=args.compare_random, target_precision=args.target_precision,
                           method=args.method, select_strategy=args.strategy, query_strategy=args.query_strategy,
-                          n_neighbors=args.n_neighbors, random_state=args.random_state, progress=progress)
+                          n_neighbors=args.n_neighbors, graph_space=args.graph_space,
+                          random_state=args.random_state, progress=progress)
     table = result.table()
     columns = list(table[0])
     with atomic_dir(out, args.force, inputs=inputs) as tmp:

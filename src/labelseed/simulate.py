@@ -32,6 +32,7 @@ from ._validation import check_embeddings, check_fraction, check_int
 from .autolabeler import AutoLabeler, AutoLabelResult, query_next
 from .exceptions import InputError
 from .graph import N_NEIGHBORS, KnnGraph, Progress, build_knn_graph
+from .space import fit_space_map
 from .select import QUERY_STRATEGIES, STRATEGIES, audit_sample, select
 from .thresholds import design_weights
 
@@ -128,6 +129,7 @@ def simulate(
     query_strategy: str = "sampled",
     n_neighbors: int = N_NEIGHBORS,
     graph: KnnGraph | None = None,
+    graph_space: str = "raw",
     random_state: int = 0,
     progress: Progress | None = None,
 ) -> SimulationResult:
@@ -153,12 +155,13 @@ def simulate(
         the thresholds exactly (they count against `budget`).
     compare_random : bool, default=True
         Also fit on the same number of uniformly random labels after every round.
-    target_precision, method, n_neighbors, random_state
-        As for :class:`~labelseed.autolabeler.AutoLabeler`.
+    target_precision, method, n_neighbors, graph_space, random_state
+        As for :class:`~labelseed.autolabeler.AutoLabeler` (``graph_space`` shapes the fits'
+        graph; select and query pick as they do from the command line).
     select_strategy, query_strategy : str
         The cold-start and query strategies (:func:`labelseed.select.select`, :func:`~labelseed.select.query`).
     graph : KnnGraph, optional
-        A graph already built for `X`.
+        A graph already built for `X` as given (the raw space).
 
     Returns
     -------
@@ -196,8 +199,20 @@ def simulate(
         raise InputError(f"`query_strategy` must be one of {', '.join(QUERY_STRATEGIES)}; got {query_strategy!r}.")
     if method not in ("ensemble", "spreading"):
         raise InputError(f"`method` must be 'ensemble' or 'spreading'; got {method!r}.")
-    if graph is None:
-        graph = build_knn_graph(Xa, n_neighbors, random_state=random_state, progress=progress)
+    if graph_space not in ("raw", "whitened", "auto"):
+        raise InputError(f"`graph_space` must be 'raw', 'whitened' or 'auto'; got {graph_space!r}.")
+    if graph_space == "auto" and method != "ensemble":
+        raise InputError("`graph_space='auto'` needs method='ensemble'; got method='spreading'.")
+    graphs: dict[str, KnnGraph] = {}
+    space_map = None
+    if graph_space != "whitened":
+        graphs["raw"] = graph if graph is not None else build_knn_graph(Xa, n_neighbors, random_state=random_state,
+                                                                       progress=progress)
+    if graph_space != "raw":  # no labels in the map: one whitened graph serves every round
+        space_map = fit_space_map(Xa, "whitened", random_state=random_state)
+        assert space_map is not None  # the whitened space always has a map
+        graphs["whitened"] = build_knn_graph(space_map.transform(Xa), n_neighbors, random_state=random_state,
+                                             progress=progress, normalized=True)
     rng = np.random.default_rng(random_state)
     order = rng.permutation(n)  # the random scheme's labels: a prefix of one permutation, so rounds nest
 
@@ -205,11 +220,12 @@ def simulate(
             weight: NDArray[np.float64] | None = None) -> tuple[AutoLabeler | None, str, float]:
         t = time.perf_counter()
         model = AutoLabeler(method=method, target_precision=target_precision,  # type: ignore[arg-type]
-                            n_neighbors=n_neighbors, random_state=random_state)
+                            n_neighbors=n_neighbors, graph_space=graph_space,  # type: ignore[arg-type]
+                            random_state=random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the record says what happened; warnings would repeat per round
             try:
-                model.fit(Xa, y, graph=graph, calibrate=calibrate, design_weight=weight)
+                model.fit(Xa, y, graph=graphs, calibrate=calibrate, design_weight=weight, space_map=space_map)
             except InputError as exc:  # e.g. a class with a single label: nothing can be certified yet
                 return None, str(exc), time.perf_counter() - t
         return model, "", time.perf_counter() - t
@@ -297,7 +313,7 @@ def simulate(
                             params={"budget": budget, "rounds": rounds, "random_share": float(random_share),
                                     "audit": audit, "method": method, "select_strategy": select_strategy,
                                     "query_strategy": query_strategy, "n_neighbors": n_neighbors,
-                                    "random_state": random_state})
+                                    "graph_space": graph_space, "random_state": random_state})
 
 
 def plot_label_efficiency(result: SimulationResult, path: str) -> None:
