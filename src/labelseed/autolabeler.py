@@ -28,7 +28,7 @@ from ._validation import (
     encode_labels,
 )
 from .exceptions import FoldFallbackWarning, InputError, NotFittedError, UntrustedEstimateWarning
-from .space import GRAPH_SPACES, SpaceMap, fit_space_map
+from .space import SpaceMap, check_graph_space, fit_space_map
 from .graph import EXACT_MAX_ROWS, N_NEIGHBORS, KnnGraph, Progress, _inverse_norms, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
 from .spreading import (
@@ -245,11 +245,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             raise InputError(f"`label_sampling` must be 'auto', 'per_class' or 'random'; got {self.label_sampling!r}.")
         if self.per_class not in (True, False, "auto"):
             raise InputError(f"`per_class` must be True, False or 'auto'; got {self.per_class!r}.")
-        if self.graph_space not in (*GRAPH_SPACES, "auto"):
-            raise InputError(f"`graph_space` must be 'raw', 'whitened' or 'auto'; got {self.graph_space!r}.")
-        if self.graph_space == "auto" and self.method != "ensemble":
-            raise InputError(f"`graph_space='auto'` chooses the graph with the ensemble's out-of-fold log-loss; "
-                             f"use method='ensemble', or graph_space 'raw' or 'whitened' with method={self.method!r}.")
+        check_graph_space(self.graph_space, self.method)
         if self.method not in ("ensemble", "spreading", "self_training"):
             raise InputError(f"`method` must be 'ensemble', 'spreading' or 'self_training'; got {self.method!r}.")
         if (isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real)
@@ -367,7 +363,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self.graph_ = None
         self.space_map_: SpaceMap | None = None
         self.graph_space_: str | None = None
-        spaces = list(GRAPH_SPACES) if self.graph_space == "auto" else [self.graph_space]
+        spaces = check_graph_space(self.graph_space, self.method)
         graphs: list[KnnGraph] = []
         maps: list[SpaceMap | None] = []
         if self.method in ("spreading", "ensemble"):
@@ -404,7 +400,7 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
             lap("affinity")
 
             # the classifier scales its products by the rows' inverse norms: no normalised copy of X
-            graph_scorer = ensemble_scorer(S if len(S) > 1 else S[0], Xa if self.method == "ensemble" else None, n_classes, float(self.alpha),
+            graph_scorer = ensemble_scorer(S, Xa if self.method == "ensemble" else None, n_classes, float(self.alpha),
                                            random_state=self.random_state, progress=progress,
                                            scale=_inverse_norms(Xa) if self.method == "ensemble" else None)
             scorer: Callable[[list[NDArray[np.int64]]], list[Scores]] = graph_scorer

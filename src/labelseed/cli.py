@@ -30,6 +30,7 @@ from ._io import (
 )
 from .autolabeler import SEED, AutoLabeler
 from .graph import N_NEIGHBORS
+from .space import GRAPH_SPACE_SETTINGS
 from .exceptions import InputError, LabelseedError
 
 EXIT_INPUT = 2
@@ -239,7 +240,7 @@ def _project_parsers(sub: Any) -> None:
     sm.add_argument("--strategy", default="stratified", help="cold-start strategy (as for select)")
     sm.add_argument("--query-strategy", default="sampled", help="query strategy (as for query)")
     sm.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
-    sm.add_argument("--graph-space", choices=["raw", "whitened", "auto"], default="raw",
+    sm.add_argument("--graph-space", choices=GRAPH_SPACE_SETTINGS, default="raw",
                     help="the fits' kNN graph space, as for autolabel (default raw)")
     sm.add_argument("--id-column", default="id")
     sm.add_argument("--vector-column", default=None)
@@ -295,7 +296,7 @@ def _engine_options(p: argparse.ArgumentParser, methods: tuple[str, ...] = ("ens
                         "alone (faster, less coverage)" + ("; self_training" if "self_training" in methods else ""))
     p.add_argument("--fast", dest="method", action="store_const", const="spreading", help="same as --method spreading")
     p.add_argument("--n-neighbors", type=int, default=N_NEIGHBORS)
-    p.add_argument("--graph-space", choices=["raw", "whitened", "auto"], default="raw",
+    p.add_argument("--graph-space", choices=GRAPH_SPACE_SETTINGS, default="raw",
                    help="build the kNN graph on the vectors as given (default) or whitened by the pool's covariance "
                         "(no labels used; more coverage on pixel and image-model vectors, less on text: "
                         "bench/README.md), or both, the graph chosen out of fold with the classifier's weight (auto)")

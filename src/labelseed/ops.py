@@ -126,7 +126,7 @@ def fit(
     from ._validation import check_embeddings
     from .engines import get_engine
     from .graph import build_knn_graph
-    from .space import fit_space_map
+    from .space import check_graph_space, fit_space_map
 
     settings = settings or FitSettings()
     runner = get_engine(engine, workers=workers)  # an unknown engine is bad input before any work
@@ -147,7 +147,7 @@ def fit(
     graphs: dict[str, Any] = {}
     if settings.method != "self_training" and (cache_dir is not None or runner.name != "local"):
         reused = True
-        for space in (("raw", "whitened") if settings.graph_space == "auto" else (settings.graph_space,)):
+        for space in check_graph_space(settings.graph_space, settings.method):
             m = fit_space_map(Xa, space, random_state=settings.random_state)
             space_map = m or space_map
             # the cache key is computed on the mapped rows: a whitened graph never reuses a raw one

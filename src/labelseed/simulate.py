@@ -32,7 +32,7 @@ from ._validation import check_embeddings, check_fraction, check_int
 from .autolabeler import AutoLabeler, AutoLabelResult, query_next
 from .exceptions import InputError
 from .graph import N_NEIGHBORS, KnnGraph, Progress, build_knn_graph
-from .space import fit_space_map
+from .space import check_graph_space, fit_space_map
 from .select import QUERY_STRATEGIES, STRATEGIES, audit_sample, select
 from .thresholds import design_weights
 
@@ -199,16 +199,13 @@ def simulate(
         raise InputError(f"`query_strategy` must be one of {', '.join(QUERY_STRATEGIES)}; got {query_strategy!r}.")
     if method not in ("ensemble", "spreading"):
         raise InputError(f"`method` must be 'ensemble' or 'spreading'; got {method!r}.")
-    if graph_space not in ("raw", "whitened", "auto"):
-        raise InputError(f"`graph_space` must be 'raw', 'whitened' or 'auto'; got {graph_space!r}.")
-    if graph_space == "auto" and method != "ensemble":
-        raise InputError("`graph_space='auto'` needs method='ensemble'; got method='spreading'.")
+    spaces = check_graph_space(graph_space, method)
     graphs: dict[str, KnnGraph] = {}
     space_map = None
-    if graph_space != "whitened":
+    if "raw" in spaces:
         graphs["raw"] = graph if graph is not None else build_knn_graph(Xa, n_neighbors, random_state=random_state,
                                                                        progress=progress)
-    if graph_space != "raw":  # no labels in the map: one whitened graph serves every round
+    if "whitened" in spaces:  # no labels in the map: one whitened graph serves every round
         space_map = fit_space_map(Xa, "whitened", random_state=random_state)
         assert space_map is not None  # the whitened space always has a map
         graphs["whitened"] = build_knn_graph(space_map.transform(Xa), n_neighbors, random_state=random_state,

@@ -19,8 +19,11 @@ from numpy.typing import NDArray
 from .exceptions import InputError
 from .graph import _inverse_norms, normalize_rows
 
-#: Graph spaces a run may use (``AutoLabeler(graph_space=...)``, ``--graph-space``).
+#: Spaces a graph can be built in.
 GRAPH_SPACES = ("raw", "whitened")
+#: What a run's ``graph_space`` may be (``AutoLabeler(graph_space=...)``, ``--graph-space``):
+#: a space, or ``"auto"`` for both, chosen out of fold.
+GRAPH_SPACE_SETTINGS = (*GRAPH_SPACES, "auto")
 #: How far the whitening goes: 1 whitens fully, 0 not at all (0.5 measured best of 0.25/0.5/1).
 WHITEN_STRENGTH = 0.5
 #: Rows the covariance is estimated from (a sample: the map costs the same at 1M rows as at 20k).
@@ -63,6 +66,17 @@ class SpaceMap:
             out[zero] = np.asarray(X[zero], dtype=np.float32)
         out *= _inverse_norms(out, name)[:, None]  # in place: one n x d array at a time
         return out
+
+
+def check_graph_space(graph_space: object, method: str) -> tuple[str, ...]:
+    """The spaces whose graphs a run with these settings builds (both for ``"auto"``), or one
+    line saying what is wrong with them."""
+    if graph_space not in GRAPH_SPACE_SETTINGS:
+        raise InputError(f"`graph_space` must be 'raw', 'whitened' or 'auto'; got {graph_space!r}.")
+    if graph_space == "auto" and method != "ensemble":
+        raise InputError(f"`graph_space='auto'` chooses the graph with the ensemble's out-of-fold log-loss; "
+                         f"use method='ensemble', or graph_space 'raw' or 'whitened' with method={method!r}.")
+    return GRAPH_SPACES if graph_space == "auto" else (str(graph_space),)
 
 
 def ledoit_wolf_covariance(Xc: NDArray[np.float64]) -> NDArray[np.float64]:
