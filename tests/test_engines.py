@@ -245,6 +245,43 @@ def test_fit_and_select_through_ray_give_the_local_results(cluster, tmp_path):
     assert (tmp_path / "ray-picks.csv").read_text() == (tmp_path / "local-picks.csv").read_text()
 
 
+@pytest.mark.parametrize("graph_space", ["whitened", "auto"])
+def test_a_run_in_the_whitened_space_through_ray_gives_the_local_results(cluster, tmp_path, graph_space):
+    """The Ray graph gets the mapped rows (both spaces' graphs for auto), and Ray's `label` maps new items
+    with the run's saved map: files, estimates and new items' labels equal the local engine's."""
+    import json
+
+    X, y = _spectrum_pool(9_000, 48, 6)
+    pool, new = X[:8_000], X[8_000:]
+    np.save(tmp_path / "pool.npy", pool)
+    np.save(tmp_path / "new.npy", new)
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(
+        f"{r},c{y[r]}\n" for c in range(4) for r in np.flatnonzero(y[:8_000] == c)[:25]))
+    for engine in ("local", "ray"):
+        r = _cli(cluster, "autolabel", "--embeddings", str(tmp_path / "pool.npy"), "--labels",
+                 str(tmp_path / "labels.csv"), "--out", str(tmp_path / engine), "--quiet", "--no-cache",
+                 "--engine", engine, "--workers", "2", "--graph-space", graph_space)
+        assert r.returncode == 0, r.stderr
+        r = _cli(cluster, "label", "--run", str(tmp_path / engine), "--embeddings", str(tmp_path / "new.npy"),
+                 "--out", str(tmp_path / f"{engine}-new.parquet"), "--chunk-rows", "400", "--engine", engine,
+                 "--workers", "2", "--quiet")
+        assert r.returncode == 0, r.stderr
+    for name in ("auto_labels.csv", "abstained.csv"):
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    s = {e: json.loads((tmp_path / e / "summary.json").read_text()) for e in ("local", "ray")}
+    assert s["ray"]["n_auto"] > 1000
+    for key in ("graph_space", "expected_precision", "expected_precision_interval", "coverage", "n_auto"):
+        assert s["ray"][key] == s["local"][key], key
+    if graph_space == "whitened":
+        assert s["ray"]["graph_space"] == "whitened"
+    labeled = {e: pq.read_table(tmp_path / f"{e}-new.parquet") for e in ("local", "ray")}
+    assert labeled["ray"].num_rows == 1_000 and labeled["ray"].equals(labeled["local"])
+    # the new items were labeled for real: most get their true class
+    got = np.array(labeled["ray"].column("label").to_pylist(), dtype=object)
+    auto = np.array(labeled["ray"].column("source").to_pylist()) == "auto"
+    assert auto.mean() > 0.5 and (got[auto] == np.array([f"c{v}" for v in y[8_000:]], dtype=object)[auto]).mean() > 0.9
+
+
 @pytest.mark.parametrize("damage, says", [("delete", "is missing although 16 items are marked embedded in it"),
                                           ("truncate", "is damaged"),
                                           ("zero", "all-zero vector(s)")])

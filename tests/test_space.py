@@ -49,6 +49,26 @@ def test_whitening_flattens_the_pool_spectrum_and_is_reproducible():
     assert np.array_equal(again.matrix, m.matrix) and np.array_equal(again.mean, m.mean)
 
 
+def test_an_item_maps_to_the_same_row_in_any_batch():
+    """`label` maps new items a chunk at a time (Ray workers on their own BLAS threads): the mapped
+    row, and so its neighbours and confidence, must not depend on the batch, bit for bit."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 100)).astype(np.float32)  # float32 products differed here by batch
+    m = fit_space_map(X, "whitened", random_state=0)
+    whole = m.transform(X)
+    for size in (1, 7, 400):
+        np.testing.assert_array_equal(np.concatenate([m.transform(X[s:s + size]) for s in range(0, 3000, size)]),
+                                      whole)
+    with threadpool_limits(1):
+        np.testing.assert_array_equal(m.transform(X), whole)
+    # the map itself: unit rows, centred, times the matrix, back to unit length
+    U = X.astype(np.float64) / np.linalg.norm(X.astype(np.float64), axis=1, keepdims=True)
+    Z = (U - m.mean) @ m.matrix.astype(np.float64)
+    np.testing.assert_allclose(whole, Z / np.linalg.norm(Z, axis=1, keepdims=True), atol=1e-6)
+
+
 def test_a_pool_above_the_sample_size_is_mapped_from_a_seeded_sample(monkeypatch):
     import labelseed.space as space
 

@@ -221,3 +221,26 @@ def test_fit_linear_reaches_scikit_learn_s_optimum(n_classes, per_class, dim):
     tight = ref.predict_proba(Xn)
     off = np.abs(before.predict_proba(Xn.astype(np.float32)) - tight).max()
     assert np.abs(got - tight).max() <= 2 * off + 1e-3
+
+
+def test_linear_probabilities_of_an_item_do_not_depend_on_its_batch():
+    """`label` scores new items in chunks (and Ray workers in theirs, on other BLAS threads): an
+    item's probabilities must be the same in any batch, bit for bit, or the engines' outputs differ."""
+    from threadpoolctl import threadpool_limits
+
+    from labelseed.spreading import LinearModel
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3000, 384)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    model = LinearModel(rng.standard_normal((26, 384)).astype(np.float32), rng.standard_normal(26).astype(np.float32))
+    whole = model.probabilities(X)
+    for size in (1, 7, 400):
+        parts = np.concatenate([model.probabilities(X[s:s + size]) for s in range(0, len(X), size)])
+        np.testing.assert_array_equal(parts, whole)
+    with threadpool_limits(1):
+        np.testing.assert_array_equal(model.probabilities(X), whole)
+    # the probabilities are the model's: each row a softmax of X W^T + b
+    z = X.astype(np.float64) @ model.coef.T.astype(np.float64) + model.intercept
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(whole, p / p.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)

@@ -28,8 +28,8 @@ GRAPH_SPACE_SETTINGS = (*GRAPH_SPACES, "auto")
 WHITEN_STRENGTH = 0.5
 #: Rows the covariance is estimated from (a sample: the map costs the same at 1M rows as at 20k).
 SAMPLE_ROWS = 20_000
-#: Rows mapped at a time (bounds the float64-free temporary to this many rows x n_dims).
-_CHUNK = 65_536
+#: Rows mapped at a time (bounds the float64 temporary to this many rows x n_dims).
+_CHUNK = 16_384
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,14 @@ class SpaceMap:
         if X.shape[1] != self.n_dims:
             raise InputError(f"`{name}` has {X.shape[1]} dimensions but the graph space was fitted on {self.n_dims}.")
         out = np.empty(X.shape, dtype=np.float32)
+        matrix = self.matrix.astype(np.float64)
         for s in range(0, X.shape[0], _CHUNK):
             block = np.asarray(X[s:s + _CHUNK], dtype=np.float32)
             block = block * _inverse_norms(block, name)[:, None]
             block -= self.mean
-            out[s:s + _CHUNK] = block @ self.matrix
+            # in float64, rounded once: a float32 product's last bits depend on the number of rows
+            # and BLAS's threads, and a new item must map to the same row in any batch or worker
+            out[s:s + _CHUNK] = np.asarray(block, dtype=np.float64) @ matrix
         zero = ~np.any(out != 0, axis=1)
         if zero.any():  # a row equal to the pool mean has no direction left: it keeps its own
             out[zero] = np.asarray(X[zero], dtype=np.float32)
