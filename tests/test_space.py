@@ -317,6 +317,10 @@ def test_a_project_fitted_on_the_whitened_graph_labels_added_items_through_its_m
         assert proj.add(tmp_path / "new.csv", vectors=tmp_path / "new.npy") == 300
         out = proj.apply(new=True, out=tmp_path / "labels.csv")
         rows = {r["id"]: r for r in csv.DictReader(open(out))}
+        assert proj.status()["last_run"]["graph_space"] == "whitened"
+    shown = run_cli("status", str(tmp_path / "proj"))
+    assert shown.returncode == 0, shown.stderr
+    assert "kNN graph in the whitened space" in shown.stdout
     labels = np.where(codes >= 0, np.char.add("c", codes.astype(str)), None).astype(object)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -436,10 +436,17 @@ def _print_table(model: AutoLabeler, summary: dict[str, Any], out: Path) -> None
     c.print(t)
     c.print(f"expected precision {_fmt(th.expected_precision)} [{_fmt(th.precision_low)}, {_fmt(th.precision_high)}], "
             f"coverage {_fmt(th.coverage)} of the unlabeled pool; written to {out}/")
-    space, asked = summary.get("graph_space"), (summary.get("settings") or {}).get("graph_space")
-    if asked == "auto" or (space or "raw") != "raw":
-        c.print(f"kNN graph in the {space} space" + (", chosen out of fold over the other (--graph-space auto)"
-                                                     if asked == "auto" else ""))
+    line = _graph_space_line(summary.get("graph_space"), (summary.get("settings") or {}).get("graph_space"))
+    if line:
+        c.print(line)
+
+
+def _graph_space_line(space: str | None, asked: str | None) -> str | None:
+    """Which space the run's kNN graph was built in, when it is not the embeddings as given."""
+    if asked != "auto" and (space or "raw") == "raw":
+        return None
+    return f"kNN graph in the {space} space" + (", chosen out of fold over the other (--graph-space auto)"
+                                                if asked == "auto" else "")
 
 
 def _check_selection_out(out: Path, force: bool, budget: int, inputs: tuple[str | Path | None, ...] = ()) -> None:
@@ -830,6 +837,9 @@ def status_cmd(args: argparse.Namespace) -> int:
         lo, hi = lr["expected_precision_interval"] or (None, None)
         c.print(f"last run {lr['run_id']} ({lr['status']}): expected precision {_fmt(lr['expected_precision'])} "
                 f"[{_fmt(lo)}, {_fmt(hi)}] at target {_fmt(lr['target_precision'])}, coverage {_fmt(lr['coverage'])}")
+        line = _graph_space_line(lr.get("graph_space"), lr.get("graph_space_asked"))
+        if line:
+            c.print(line)
         e = lr.get("estimate") or {}
         if e:
             used = e.get("calibrated_by") or {}

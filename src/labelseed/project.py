@@ -1185,6 +1185,8 @@ class Project:
                                "coverage": s.get("coverage"), "target_precision": s.get("target_precision"),
                                "n_auto": s.get("n_auto"), "n_abstained": s.get("n_abstained"),
                                "unreached": int((~decided & ~reach).sum()), "estimate": s.get("estimate"),
+                               "graph_space": s.get("graph_space"),
+                               "graph_space_asked": (s.get("settings") or {}).get("graph_space"),
                                "per_class": {c["label"]: {k: c.get(k) for k in (
                                    "threshold", "expected_precision", "precision_low", "precision_high",
                                    "meets_target", "certified_by", "audit_needed", "labels_needed", "set_by")} for c in s.get("classes", [])}}
