@@ -225,7 +225,8 @@ def test_fit_linear_reaches_scikit_learn_s_optimum(n_classes, per_class, dim):
 
 def test_linear_probabilities_of_an_item_do_not_depend_on_its_batch():
     """`label` scores new items in chunks (and Ray workers in theirs, on other BLAS threads): an
-    item's probabilities must be the same in any batch, bit for bit, or the engines' outputs differ."""
+    item's probabilities (``exact=True``, as the new-item scorer asks) must be the same in any
+    batch, bit for bit, or the engines' outputs differ."""
     from threadpoolctl import threadpool_limits
 
     from labelseed.spreading import LinearModel
@@ -234,13 +235,36 @@ def test_linear_probabilities_of_an_item_do_not_depend_on_its_batch():
     X = rng.standard_normal((3000, 384)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     model = LinearModel(rng.standard_normal((26, 384)).astype(np.float32), rng.standard_normal(26).astype(np.float32))
-    whole = model.probabilities(X)
+    whole = model.probabilities(X, exact=True)
     for size in (1, 7, 400):
-        parts = np.concatenate([model.probabilities(X[s:s + size]) for s in range(0, len(X), size)])
+        parts = np.concatenate([model.probabilities(X[s:s + size], exact=True) for s in range(0, len(X), size)])
         np.testing.assert_array_equal(parts, whole)
     with threadpool_limits(1):
-        np.testing.assert_array_equal(model.probabilities(X), whole)
+        np.testing.assert_array_equal(model.probabilities(X, exact=True), whole)
+    # the pool's one-pass float32 product agrees to float32 precision
+    np.testing.assert_allclose(model.probabilities(X), whole, rtol=1e-4, atol=1e-6)
     # the probabilities are the model's: each row a softmax of X W^T + b
     z = X.astype(np.float64) @ model.coef.T.astype(np.float64) + model.intercept
     p = np.exp(z - z.max(axis=1, keepdims=True))
     np.testing.assert_allclose(whole, p / p.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+def test_new_items_mixed_with_the_classifier_get_the_same_scores_in_any_chunk():
+    """The new-item scorer (what `label` and `apply --new` run per chunk) with a classifier weight
+    above 0: the chunks' scores equal the whole batch's, bit for bit."""
+    from labelseed.autolabeler import NewItemScorer
+    from labelseed.spreading import LinearModel
+
+    rng = np.random.default_rng(4)
+    n_pool, n_new, d, k = 500, 2000, 384, 26
+    spread = rng.dirichlet(np.ones(k), n_pool).astype(np.float32)
+    scorer = NewItemScorer(spread, LinearModel(rng.standard_normal((k, d)).astype(np.float32),
+                                               rng.standard_normal(k).astype(np.float32)), 0.75)
+    X = rng.standard_normal((n_new, d)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    idx = rng.integers(0, n_pool, (n_new, 10))
+    sim = rng.uniform(0.2, 0.9, (n_new, 10)).astype(np.float32)
+    whole = scorer.scores(idx, sim, X)
+    parts = [scorer.scores(idx[s:s + 300], sim[s:s + 300], X[s:s + 300]) for s in range(0, n_new, 300)]
+    np.testing.assert_array_equal(np.concatenate([p.confidence for p in parts]), whole.confidence)
+    np.testing.assert_array_equal(np.concatenate([p.predicted for p in parts]), whole.predicted)

@@ -635,7 +635,8 @@ class NewItemScorer:
         if self.linear is None or self.weight == 0:
             return s
         assert Xn is not None
-        return mix_scores(s, self.linear.probabilities(Xn, scale), self.weight)
+        # exact: an item's confidence must not depend on the chunk or worker it is scored in
+        return mix_scores(s, self.linear.probabilities(Xn, scale, exact=True), self.weight)
 
 
 def accept_new(scores: Scores, thresholds: NDArray[np.float64]) -> NDArray[np.bool_]:

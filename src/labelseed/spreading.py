@@ -407,9 +407,10 @@ def self_train(
 #: Inverse L2 strength of the linear classifier mixed into the spread scores. 10 gave the
 #: most certified coverage of 1, 10 and 100 on Fashion-MNIST and WordNet/MiniLM (bench/README.md).
 LINEAR_C = 10.0
-#: Rows scored per matrix product when the linear classifier scores the pool (bounds memory:
-#: a float64 block of this many rows).
-_LINEAR_CHUNK = 16_384
+#: Rows scored per matrix product when the linear classifier scores the pool (bounds memory).
+_LINEAR_CHUNK = 65_536
+#: Rows per float64 product in :meth:`LinearModel.probabilities` with ``exact=True``.
+_EXACT_CHUNK = 16_384
 
 
 @dataclass(frozen=True)
@@ -427,26 +428,29 @@ class LinearModel:
     coef: NDArray[np.float32]
     intercept: NDArray[np.float32]
 
-    def probabilities(self, Xn: NDArray[np.float32], scale: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
+    def probabilities(self, Xn: NDArray[np.float32], scale: NDArray[np.float32] | None = None, *,
+                      exact: bool = False) -> NDArray[np.float32]:
         """Class probabilities, shape (n_rows, n_classes), computed in chunks, returned in float32.
 
         `Xn` holds unit-length rows, or any rows with `scale` their inverse norms (scaled a
-        chunk at a time, so no normalised copy of a large pool is made). The product is taken
-        in float64: a float32 product's last bits depend on how many rows go in and on BLAS's
-        threads, so the same item scored in another batch (`label --chunk-rows`, a Ray worker)
-        would get another confidence; rounded from float64 it gets the same one."""
+        chunk at a time, so no normalised copy of a large pool is made). With `exact`, the
+        product is taken in float64 and rounded once, so a row gets the same probabilities in
+        any batch: a float32 product's last bits depend on how many rows go in and on BLAS's
+        threads. New items (`label --chunk-rows`, Ray workers) are scored that way; the pool,
+        scored in one pass, keeps the float32 product (3-5x faster at 20,000 x 384)."""
         out = np.empty((Xn.shape[0], self.coef.shape[0]), dtype=np.float32)
-        coef = self.coef.T.astype(np.float64)
-        for s in range(0, Xn.shape[0], _LINEAR_CHUNK):
-            block = Xn[s:s + _LINEAR_CHUNK]
+        coef: NDArray[Any] = self.coef.T.astype(np.float64) if exact else self.coef.T
+        chunk = _EXACT_CHUNK if exact else _LINEAR_CHUNK
+        for s in range(0, Xn.shape[0], chunk):
+            block = Xn[s:s + chunk]
             if scale is not None:  # unit rows before the product: a row near 1e20 must not overflow it
-                block = block * scale[s:s + _LINEAR_CHUNK, None]
-            z = np.asarray(block, dtype=np.float64) @ coef
+                block = block * scale[s:s + chunk, None]
+            z = (np.asarray(block, dtype=np.float64) if exact else block) @ coef
             z += self.intercept
             z -= z.max(axis=1, keepdims=True)
             np.exp(z, out=z)
             z /= z.sum(axis=1, keepdims=True)
-            out[s:s + _LINEAR_CHUNK] = z
+            out[s:s + chunk] = z
         return out
 
 
