@@ -28,7 +28,7 @@ from ._validation import (
     encode_labels,
 )
 from .exceptions import FoldFallbackWarning, InputError, NotFittedError, UntrustedEstimateWarning
-from .space import SpaceMap, check_graph_space, fit_space_map
+from .space import SpaceMap, check_graph_space, graphs_in_spaces
 from .graph import EXACT_MAX_ROWS, N_NEIGHBORS, KnnGraph, Progress, _inverse_norms, build_knn_graph, exact_neighbors, normalize_rows
 from .metrics import MetricSpec, resolve_metric
 from .spreading import (
@@ -375,20 +375,14 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                 if known.n_rows != Xa.shape[0]:
                     raise InputError(f"`graph` has {known.n_rows} rows but `X` has {Xa.shape[0]}; build it for "
                                      "this X.")
-            for name in spaces:
-                # only the graph sees the mapped rows: the linear classifier keeps X as given
-                m = None if name == "raw" else (space_map if space_map is not None else
-                                                fit_space_map(Xa, name, random_state=self.random_state))
-                g = given.get(name)
-                if g is None:
-                    G = Xa if m is None else m.transform(Xa)
-                    g = build_knn_graph(
-                        G, self.n_neighbors, method=self.graph_method, exact_max_rows=self.exact_max_rows,
-                        random_state=self.random_state, progress=progress, normalized=m is not None,
-                    )
-                    del G
-                graphs.append(g)
-                maps.append(m)
+            # only the graph sees the mapped rows: the linear classifier keeps X as given
+            built, found = graphs_in_spaces(
+                Xa, spaces, lambda rows, unit: build_knn_graph(
+                    rows, self.n_neighbors, method=self.graph_method, exact_max_rows=self.exact_max_rows,
+                    random_state=self.random_state, progress=progress, normalized=unit),
+                given=given, space_map=space_map, random_state=self.random_state)
+            graphs = [built[name] for name in spaces]
+            maps = [None if name == "raw" else found for name in spaces]
             self.graph_, self.space_map_, self.graph_space_ = graphs[0], maps[0], spaces[0]
             lap("graph")
             # the index is needed again only to save the run: a big one leaves memory meanwhile

@@ -126,7 +126,7 @@ def fit(
     from ._validation import check_embeddings
     from .engines import get_engine
     from .graph import build_knn_graph
-    from .space import check_graph_space, fit_space_map
+    from .space import check_graph_space, graphs_in_spaces
 
     settings = settings or FitSettings()
     runner = get_engine(engine, workers=workers)  # an unknown engine is bad input before any work
@@ -146,21 +146,23 @@ def fit(
     space_map = None
     graphs: dict[str, Any] = {}
     if settings.method != "self_training" and (cache_dir is not None or runner.name != "local"):
-        reused = True
-        for space in check_graph_space(settings.graph_space, settings.method):
-            m = fit_space_map(Xa, space, random_state=settings.random_state)
-            space_map = m or space_map
+        hits: list[bool] = []
+
+        def build(rows: Any, unit: bool) -> Any:
+            params = {**graph_params, "normalized": True} if unit else graph_params
+            if cache_dir is None:
+                hits.append(False)
+                return build_knn_graph(rows, settings.n_neighbors, progress=progress, engine=runner,
+                                       **params)  # type: ignore[arg-type]
             # the cache key is computed on the mapped rows: a whitened graph never reuses a raw one
-            G = Xa if m is None else m.transform(Xa)
-            params = {**graph_params, "normalized": True} if m is not None else graph_params
-            if cache_dir is not None:
-                graphs[space], hit = cached_knn_graph(G, settings.n_neighbors, cache_dir, progress=progress,
-                                                      engine=runner, **params)
-                reused = reused and hit
-            else:
-                graphs[space], reused = build_knn_graph(G, settings.n_neighbors, progress=progress, engine=runner,
-                                                        **params), False  # type: ignore[arg-type]
-            del G
+            graph, hit = cached_knn_graph(rows, settings.n_neighbors, cache_dir, progress=progress, engine=runner,
+                                          **params)
+            hits.append(hit)
+            return graph
+
+        graphs, space_map = graphs_in_spaces(Xa, check_graph_space(settings.graph_space, settings.method), build,
+                                             random_state=settings.random_state)
+        reused = all(hits)
     graph_seconds = time.perf_counter() - t_graph
     with warnings.catch_warnings():
         if audit is not None:  # the audit, not the calibration, decides what this run reports

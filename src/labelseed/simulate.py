@@ -32,7 +32,7 @@ from ._validation import check_embeddings, check_fraction, check_int
 from .autolabeler import AutoLabeler, AutoLabelResult, query_next
 from .exceptions import InputError
 from .graph import N_NEIGHBORS, KnnGraph, Progress, build_knn_graph
-from .space import check_graph_space, fit_space_map
+from .space import check_graph_space, graphs_in_spaces
 from .select import QUERY_STRATEGIES, STRATEGIES, audit_sample, select
 from .thresholds import design_weights
 
@@ -200,16 +200,11 @@ def simulate(
     if method not in ("ensemble", "spreading"):
         raise InputError(f"`method` must be 'ensemble' or 'spreading'; got {method!r}.")
     spaces = check_graph_space(graph_space, method)
-    graphs: dict[str, KnnGraph] = {}
-    space_map = None
-    if "raw" in spaces:
-        graphs["raw"] = graph if graph is not None else build_knn_graph(Xa, n_neighbors, random_state=random_state,
-                                                                       progress=progress)
-    if "whitened" in spaces:  # no labels in the map: one whitened graph serves every round
-        space_map = fit_space_map(Xa, "whitened", random_state=random_state)
-        assert space_map is not None  # the whitened space always has a map
-        graphs["whitened"] = build_knn_graph(space_map.transform(Xa), n_neighbors, random_state=random_state,
-                                             progress=progress, normalized=True)
+    # no labels in the map: one graph per space serves every round
+    graphs, space_map = graphs_in_spaces(
+        Xa, spaces, lambda rows, unit: build_knn_graph(rows, n_neighbors, random_state=random_state,
+                                                       progress=progress, normalized=unit),
+        given={"raw": graph} if graph is not None else None, random_state=random_state)
     rng = np.random.default_rng(random_state)
     order = rng.permutation(n)  # the random scheme's labels: a prefix of one permutation, so rounds nest
 
