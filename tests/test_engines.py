@@ -1,6 +1,7 @@
 """The Ray engine against the local one (issue 15): the same per-batch functions, the same outputs.
 
-A local Ray cluster is started by the test itself (``ray.init(num_cpus=2)``); the CLI joins it
+A local Ray cluster is started by the test itself (``ray.init(num_cpus=2, num_gpus=1)``: the GPU
+is only declared, for the test that checks an embedding actor is given one); the CLI joins it
 through ``RAY_ADDRESS``, as it would join any cluster."""
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -359,3 +360,47 @@ def test_label_through_ray_data_reads_parquet_chunks_across_row_groups_and_bad_r
     assert r.stderr.count("\n") == 1, r.stderr
     assert "--embeddings rows 4001-5000" in r.stderr and "NaN" in r.stderr
     assert not out.exists() and not (tmp_path / ".bad_labels.parquet.parts").exists()
+
+
+def test_ray_gives_each_embedding_actor_a_gpu_of_its_own_when_asked(cluster, tmp_path):
+    """`--device cuda` (or auto, where the cluster has GPUs) on Ray: each actor holds one GPU, and
+    the pool is no larger than the GPUs (more actors would wait for ever). The cluster here
+    declares two CPUs and one GPU; each actor reports the GPUs Ray gave it in its vectors."""
+    from labelseed.engines import LocalEngine
+    from labelseed.engines.ray import RayEngine
+    from labelseed.project import Project
+    from labelseed import InputError
+
+    write_text_pool(tmp_path / "pool.csv", 40, 3)
+
+    class GpuReporter:  # defined here: pickled by value into the actors
+        name, dim, device = "gpu-reporter", 3, "auto"
+
+        def embed(self, items):
+            import os
+            import ray as r
+
+            X = np.zeros((len(items), 3), dtype=np.float32)
+            X[:, 0] = len(r.get_gpu_ids())
+            X[:, 1] = os.getpid()
+            X[:, 2] = 1.0
+            return X, {}
+
+    engine = RayEngine(workers=2)
+    assert engine.gpus_for("cuda") == engine.gpus_for("auto") == 1.0 and engine.gpus_for("cpu") == 0.0
+    for device, gpus_seen in (("auto", 1), ("cpu", 0)):
+        reporter = GpuReporter()
+        reporter.device = device
+        with Project.init(tmp_path / device, data=tmp_path / "pool.csv", text_column="text") as proj:
+            proj.embed(embedder=reporter, batch_size=4, engine="ray", workers=2)
+            X = proj.vectors()[1]
+        assert len(X) > 0 and (X[:, 0] == gpus_seen).all(), device
+        if gpus_seen:  # one GPU in the cluster: one actor did every batch
+            assert len(np.unique(X[:, 1])) == 1
+    # a cluster without GPUs: cuda is one line, auto runs on the CPUs
+    fake = RayEngine.__new__(RayEngine)
+    fake.ray = type("R", (), {"cluster_resources": staticmethod(lambda: {"CPU": 2.0})})()
+    assert fake.gpus_for("auto") == 0.0
+    with pytest.raises(InputError, match="the Ray cluster offers no GPU"):
+        fake.gpus_for("cuda")
+    assert LocalEngine().gpus_for("cpu") == 0.0

@@ -151,6 +151,9 @@ def _project_parsers(sub: Any) -> None:
                    help="items per batch (default: 256 texts or 64 images; with --engine ray 2,048 texts, one "
                         "Parquet part per batch)")
     e.add_argument("--image-size", type=int, default=224, help="images are resized to this square side")
+    e.add_argument("--device", default="cpu",
+                   help="where the model runs: cpu (default), cuda, cuda:N, or auto (a GPU where torch sees one); "
+                   "with --engine ray, one GPU per actor")
     e.add_argument("--vectors", default=None, help="use your own vectors instead (.npy in item order, or .parquet with ids)")
     e.add_argument("--force", action="store_true", help="re-embed everything (e.g. with another model)")
     e.add_argument("--quiet", action="store_true")
@@ -217,6 +220,9 @@ def _project_parsers(sub: Any) -> None:
     r.add_argument("--labels", default=None, help="CSV id,label or Label Studio export of the seed")
     r.add_argument("--model", default=None)
     r.add_argument("--image-size", type=int, default=224)
+    r.add_argument("--device", default="cpu",
+                   help="where the model runs: cpu (default), cuda, cuda:N, or auto (a GPU where torch sees one); "
+                   "with --engine ray, one GPU per actor")
     r.add_argument("--out", default=None, help="labels file to write (default: PROJECT/labels.csv)")
     r.add_argument("--force", action="store_true", help="replace --out if it exists")
     r.add_argument("--skip-empty", action="store_true")
@@ -637,7 +643,7 @@ def embed_cmd(args: argparse.Namespace) -> int:
             return 0
         with _Progress(not args.quiet, rate=True) as progress:
             rep = proj.embed(args.model, batch_size=args.batch_size, image_size=args.image_size, progress=progress,
-                             force=args.force, engine=args.engine, workers=args.workers)
+                             force=args.force, engine=args.engine, workers=args.workers, device=args.device)
     print(f"embedded {rep.embedded} items with {rep.model} ({rep.from_cache} from the content-hash cache, "
           f"{rep.already_done} done before) in {rep.seconds:.1f} s")
     if rep.parts:
@@ -916,7 +922,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     with Project.open(folder) as proj:
         with _Progress(not args.quiet, rate=True) as progress:
             rep = proj.embed(args.model, image_size=args.image_size, progress=progress, engine=args.engine,
-                             workers=args.workers)
+                             workers=args.workers, device=args.device)
         print(f"embedded {rep.embedded} items ({rep.already_done} done before, {len(rep.failed)} skipped)")
         if args.labels:
             imp = proj.import_labels(args.labels)

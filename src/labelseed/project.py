@@ -332,7 +332,7 @@ class Project:
     def embed(
         self, model: str | None = None, *, batch_size: int | None = None, image_size: int = 224,
         progress: Progress | None = None, force: bool = False, embedder: Any = None, engine: str = "local",
-        workers: int | None = None,
+        workers: int | None = None, device: str = "cpu",
     ) -> EmbedReport:
         """Embed every item not embedded yet, batch by batch (resumable, flat memory).
 
@@ -344,7 +344,10 @@ class Project:
         ``embeddings.npy``; ``engine="ray"`` embeds on a pool of Ray actors that each load the
         model once and write each batch's vectors to a Parquet part of their own
         (``embeddings/part-<first row>.parquet``, on a file system the workers share), which
-        the store then points to: only the rows' marks come back to this process.
+        the store then points to: only the rows' marks come back to this process. `device` is
+        where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``; on Ray each actor
+        then holds a GPU of its own); the vectors' model name does not depend on it, so a run
+        started on one device resumes on another.
         """
         self.store.require_writable("embed")
         t0 = time.perf_counter()
@@ -358,7 +361,9 @@ class Project:
         if embedder is None:
             from .embed import get_embedder
 
-            embedder = get_embedder(kind, model, image_size=image_size)
+            embedder = get_embedder(kind, model, image_size=image_size, device=device)
+        # a GPU that is not there is bad input before any model loads (hashing has no device)
+        gpus = runner.gpus_for(embedder.device) if hasattr(embedder, "device") else 0.0
         previous = meta.get("embed_model")
         path, parts_dir = self.store.embeddings_path(), self.store.parts_path()
         if previous is not None and previous != embedder.name:
@@ -396,7 +401,7 @@ class Project:
         # the worker reads its batch from the store and the content-hash cache itself: only the
         # batches' row ranges go out, only the marks (and, locally, the vectors) come back
         make_worker = partial(_EmbedWorker, str(self.folder), embedder)
-        for k, got in enumerate(runner.map_list(make_worker, _embed_batch, batches)):  # in batch order
+        for k, got in enumerate(runner.map_list(make_worker, _embed_batch, batches, gpus=gpus)):  # in batch order
             s, rows, hashes, errors = batches[k].first, got.rows, got.hashes, got.errors
             if got.vectors is not None:
                 if mm is None:

