@@ -151,9 +151,7 @@ def _project_parsers(sub: Any) -> None:
                    help="items per batch (default: 256 texts or 64 images; with --engine ray 2,048 texts, one "
                         "Parquet part per batch)")
     e.add_argument("--image-size", type=int, default=224, help="images are resized to this square side")
-    e.add_argument("--device", default="cpu",
-                   help="where the model runs: cpu (default), cuda, cuda:N, or auto (a GPU where torch sees one); "
-                   "with --engine ray, one GPU per actor")
+    _device_option(e)
     e.add_argument("--vectors", default=None, help="use your own vectors instead (.npy in item order, or .parquet with ids)")
     e.add_argument("--force", action="store_true", help="re-embed everything (e.g. with another model)")
     e.add_argument("--quiet", action="store_true")
@@ -220,9 +218,7 @@ def _project_parsers(sub: Any) -> None:
     r.add_argument("--labels", default=None, help="CSV id,label or Label Studio export of the seed")
     r.add_argument("--model", default=None)
     r.add_argument("--image-size", type=int, default=224)
-    r.add_argument("--device", default="cpu",
-                   help="where the model runs: cpu (default), cuda, cuda:N, or auto (a GPU where torch sees one); "
-                   "with --engine ray, one GPU per actor")
+    _device_option(r)
     r.add_argument("--out", default=None, help="labels file to write (default: PROJECT/labels.csv)")
     r.add_argument("--force", action="store_true", help="replace --out if it exists")
     r.add_argument("--skip-empty", action="store_true")
@@ -749,6 +745,12 @@ def _picks_in_labels_file(path: str, ids: np.ndarray, listed: list[str]) -> Any:
     pf = read_picks(path, ids, flag="--labels")
     keep = pf.strategy != ""
     return PicksFile(pf.path, pf.rows[keep], pf.strategy[keep], pf.inclusion[keep])
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu",
+                   help="where the model runs: cpu (default), cuda, cuda:N, or auto (a GPU where torch sees one); "
+                   "with --engine ray, one GPU per actor")
 
 
 def _cluster_options(p: argparse.ArgumentParser) -> None:

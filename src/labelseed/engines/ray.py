@@ -103,6 +103,9 @@ class RayEngine:
             for a in actors.values():
                 ray.kill(a)
 
+    def _cluster_gpus(self) -> float:
+        return float(self.ray.cluster_resources().get("GPU", 0))
+
     def gpus_for(self, device: str) -> float:
         """One GPU per actor for ``cuda`` (and for ``auto`` where the cluster has GPUs): Ray sets
         each actor's visible GPU, so the model's ``cuda`` is that actor's own. The driver's
@@ -112,8 +115,7 @@ class RayEngine:
         device = check_device(device)
         if device == "cpu":
             return 0.0
-        have = float(self.ray.cluster_resources().get("GPU", 0))
-        if have >= 1:
+        if self._cluster_gpus() >= 1:
             return 1.0
         if device == "auto":
             return 0.0
@@ -132,7 +134,7 @@ class RayEngine:
         data = require("ray.data", "ray")
         size = self.workers
         if gpus:
-            size = max(1, min(size, int(float(self.ray.cluster_resources().get("GPU", 0)) // gpus)))
+            size = max(1, min(size, int(self._cluster_gpus() // gpus)))
         with _quiet_ordered(data):
             ds = data.from_items([{"item": pickle.dumps(item)} for item in items], override_num_blocks=len(items))
             ds = _map_batches(ds, data.ActorPoolStrategy(size=size), make_worker, fn, gpus)
