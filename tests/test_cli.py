@@ -349,3 +349,56 @@ def test_file_mode_knows_which_labels_were_drawn(tmp_path):
     r = run("query", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"), "--strategy",
             "abstained", "--budget", "5", "--out", str(tmp_path / "k.csv"))
     assert r.returncode == 0 and "inclusion" not in open(tmp_path / "k.csv").readline()  # a pick has none
+
+
+def _on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run the entry point with stderr on a pseudo-terminal (stdout piped): exit code, stdout,
+    and what the terminal received."""
+    import os
+    import pty
+    import subprocess
+    import threading
+
+    from conftest import CLI_CACHE, EXE
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "XDG_CACHE_HOME": str(CLI_CACHE), "TERM": "xterm", "COLUMNS": "150"}
+    proc = subprocess.Popen([str(EXE), *args], stdout=subprocess.PIPE, stderr=slave, text=True, env=env)
+    os.close(slave)
+    got = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                return
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    out, _ = proc.communicate(timeout=300)
+    reader.join(timeout=30)
+    os.close(master)
+    return proc.returncode, out, got.decode(errors="replace")
+
+
+def test_progress_bars_show_on_a_terminal_and_bad_input_stays_one_line(tmp_path):
+    """A terminal gets the embedding bar (stage, count, rate); a pipe gets none, so neither a log
+    nor an error is preceded by a stopped bar's blank line, on a terminal or not."""
+    from conftest import write_text_pool
+
+    write_text_pool(tmp_path / "pool.csv", 300, 4)
+    assert run_cli("init", str(tmp_path / "p"), "--data", str(tmp_path / "pool.csv"),
+                   "--text-column", "text").returncode == 0
+    rc, out, tty = _on_a_terminal("embed", str(tmp_path / "p"), "--model", "hashing", "--batch-size", "16")
+    assert rc == 0 and out.startswith("embedded ") and " items with hashing" in out, (out, tty)
+    assert "embedding" in tty and "/300" in tty and "items/s" in tty, tty
+    r = run_cli("embed", str(tmp_path / "p"), "--model", "hashing", "--force", "--batch-size", "16")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    for bad in (lambda *a: run_cli(*a), _on_a_terminal):
+        got = bad("embed", str(tmp_path / "p"), "--device", "cuda:7")
+        err = got.stderr if hasattr(got, "stderr") else got[2]
+        assert err.replace("\r", "").lstrip(" ").startswith("error: --device cuda:7"), repr(err)

@@ -334,24 +334,33 @@ class _Progress:
         self.bar: Any = None
 
     def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            columns: list[Any] = [TextColumn("{task.description}"), BarColumn(),
-                                  TextColumn("{task.completed}/{task.total}")]
-            if self.rate:  # items/s for embedding
-                from rich.progress import ProgressColumn
-                from rich.text import Text
-
-                class Rate(ProgressColumn):  # type: ignore[misc]
-                    def render(self, task: Any) -> Text:
-                        return Text(f"{task.speed:,.1f} items/s" if task.speed else "")
-
-                columns.append(Rate())
-            columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-            self.bar = Progress(*columns, transient=True, console=_console(stderr=True))
-            self.bar.__enter__()
         return self
+
+    def _start(self) -> None:
+        # started at the first report, not on entry, and only on a terminal: bad input found
+        # before any work then gets its one line alone, and a log no stray blank line
+        if not self.enabled:
+            return
+        console = _console(stderr=True)
+        if not console.is_terminal:  # a log or pipe would get only the stopped bar's blank line
+            self.enabled = False
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        columns: list[Any] = [TextColumn("{task.description}"), BarColumn(),
+                              TextColumn("{task.completed}/{task.total}")]
+        if self.rate:  # items/s for embedding
+            from rich.progress import ProgressColumn
+            from rich.text import Text
+
+            class Rate(ProgressColumn):  # type: ignore[misc]
+                def render(self, task: Any) -> Text:
+                    return Text(f"{task.speed:,.1f} items/s" if task.speed else "")
+
+            columns.append(Rate())
+        columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+        self.bar = Progress(*columns, transient=True, console=console)
+        self.bar.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
@@ -359,7 +368,9 @@ class _Progress:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if self.bar is None:
-            return
+            self._start()
+            if self.bar is None:
+                return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(stage, total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)
