@@ -403,4 +403,24 @@ def test_ray_gives_each_embedding_actor_a_gpu_of_its_own_when_asked(cluster, tmp
     assert fake.gpus_for("auto") == 0.0
     with pytest.raises(InputError, match="the Ray cluster offers no GPU"):
         fake.gpus_for("cuda")
+    # a numbered GPU: Ray picks each actor's, so cuda:N is refused whatever the cluster offers
+    for resources in ({"CPU": 2.0}, {"CPU": 2.0, "GPU": 4.0}):
+        fake.ray = type("R", (), {"cluster_resources": staticmethod(lambda r=resources: r)})()
+        for numbered in ("cuda:0", "cuda:1"):
+            with pytest.raises(InputError, match=f"--device {numbered} with --engine ray: .*use --device cuda"):
+                fake.gpus_for(numbered)
+        assert fake.gpus_for("cuda" if "GPU" in resources else "auto") == (1.0 if "GPU" in resources else 0.0)
     assert LocalEngine().gpus_for("cpu") == 0.0
+
+
+def test_ray_refuses_a_numbered_gpu_through_the_cli_and_changes_nothing(cluster, tmp_path):
+    """Ray picks each actor's GPU, so `--device cuda:1` is one line and exit 2 before any model
+    loads, and the project's files are as they were."""
+    write_text_pool(tmp_path / "pool.csv", 20, 2)
+    r = _cli(cluster, "init", str(tmp_path / "p"), "--data", str(tmp_path / "pool.csv"), "--text-column", "text")
+    assert r.returncode == 0, r.stderr
+    before = {p: p.read_bytes() for p in (tmp_path / "p").rglob("*") if p.is_file()}
+    r = _cli(cluster, "embed", str(tmp_path / "p"), "--engine", "ray", "--device", "cuda:1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: --device cuda:1 with --engine ray") and "use --device cuda" in r.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "p").rglob("*") if p.is_file()} == before

@@ -109,12 +109,16 @@ class RayEngine:
     def gpus_for(self, device: str) -> float:
         """One GPU per actor for ``cuda`` (and for ``auto`` where the cluster has GPUs): Ray sets
         each actor's visible GPU, so the model's ``cuda`` is that actor's own. The driver's
-        machine need not have a GPU."""
+        machine need not have a GPU. ``cuda:N`` is refused: Ray, not the user, picks each actor's
+        GPU, and inside an actor that GPU is the only one torch sees."""
         from ..embed import check_device
 
         device = check_device(device)
         if device == "cpu":
             return 0.0
+        if device.startswith("cuda:"):
+            raise InputError(f"--device {device} with --engine ray: Ray gives each embedding actor one GPU of its "
+                             "own and picks which; use --device cuda (or auto).")
         if self._cluster_gpus() >= 1:
             return 1.0
         if device == "auto":
