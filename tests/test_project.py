@@ -392,3 +392,28 @@ def test_fit_takes_every_engine_knob_autolabel_has(project):
     params = json.loads((run_dir / "summary.json").read_text())["params"]
     assert (params["n_splits"], params["min_support"], params["confidence_level"], params["alpha"], params["method"],
             params["per_class"]) == (3, 2, 0.7, 0.8, "spreading", False)
+
+
+def test_ctrl_c_during_embed_is_one_line_then_resume(tmp_path):
+    """Ctrl-C (SIGINT) mid-embed: exit 130 and one line saying how to go on, no traceback; the
+    next embed finishes the rows, each exactly once."""
+    data = _many_texts(tmp_path, 30_000)
+    Project.init(tmp_path / "proj", data=data, text_column="text").close()
+    db = tmp_path / "proj" / "labelseed.db"
+    proc = subprocess.Popen([_exe(), "embed", str(tmp_path / "proj"), "--model", "hashing", "--batch-size", "32"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while proc.poll() is None and time.time() - t0 < 60 and not 0 < _count(db, "SELECT COUNT(*) FROM embedded"):
+        time.sleep(0.005)
+    assert proc.poll() is None, "embed finished before it could be interrupted; make the job bigger"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert err.count("\n") == 1 and err.startswith("error: interrupted;") and "run the same command again" in err, err
+    partial = _count(db, "SELECT COUNT(*) FROM embedded")
+    assert 0 < partial < 30_000
+    r = run_cli("embed", str(tmp_path / "proj"), "--model", "hashing", "--quiet")
+    assert r.returncode == 0 and f"{partial} done before" in r.stdout, (r.stdout, r.stderr)
+    with Project.open(tmp_path / "proj") as p:
+        assert len(p.vectors()[0]) == 30_000
+        assert p.store.db.execute("SELECT COUNT(*), COUNT(DISTINCT row) FROM embedded").fetchone() == (30_000, 30_000)

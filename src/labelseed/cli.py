@@ -34,6 +34,7 @@ from .space import GRAPH_SPACE_SETTINGS
 from .exceptions import InputError, LabelseedError
 
 EXIT_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1049,6 +1050,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabelseedError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; every output is atomic or resumable
+        print("error: interrupted; nothing was half-written, and run the same command again to go on "
+              "(embed and label continue where they stopped).", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 1
 
 
