@@ -545,10 +545,10 @@ def audit_cmd(args: argparse.Namespace) -> int:
 
     if args.project:
         if args.verified:
-            raise InputError("In a project, verify an audit by importing the person's labels "
-                             "(`labelseed import DIR FILE`); `labelseed status DIR` then shows the realized precision.")
+            raise InputError(f"In a project, verify an audit by importing the person's labels (`labelseed import "
+                             f"{args.project} FILE`); `labelseed status {args.project}` then shows the realized precision.")
         if args.budget is None:
-            raise InputError("`labelseed audit DIR` needs --budget N (how many auto-labels to verify).")
+            raise InputError(f"`labelseed audit {args.project}` needs --budget N (how many auto-labels to verify).")
         return _project_pick(args, "audit")
     _need(args, "audit", "run")
     run = Path(args.run)

@@ -390,7 +390,7 @@ class Project:
                 mm = np.load(path, mmap_mode="r+")
             if mm.shape[0] != n:
                 raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
-                                 "run `labelseed embed DIR --force` to rebuild it.")
+                                 f"run `labelseed embed {self.folder} --force` to rebuild it.")
         if to_parts:
             parts_dir.mkdir(exist_ok=True)
         batches = [_EmbedBatch(s, _row_runs(pending[s:s + bs]),
@@ -1101,8 +1101,8 @@ class Project:
         if items == "requested":
             b = batch or (db.execute("SELECT batch FROM requests ORDER BY seq DESC LIMIT 1").fetchone() or [None])[0]
             if b is None:
-                raise InputError("Nothing has been requested yet; run `labelseed select DIR --budget N` first, "
-                                 "or export --items unlabeled|labeled|all.")
+                raise InputError(f"Nothing has been requested yet; run `labelseed select {self.folder} --budget N` "
+                                 "first, or export --items unlabeled|labeled|all.")
             got = db.execute("SELECT row, rank, strategy, reason FROM requests WHERE batch = ? ORDER BY rank", (b,)).fetchall()
             if not got:
                 raise InputError(f"No request batch {b!r}.")
