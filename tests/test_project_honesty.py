@@ -108,6 +108,12 @@ def test_audit_certifies_the_run_and_audit_rows_never_calibrate(picked_project):
     st = p.status()
     assert st["audit"]["n_verified"] > 0
     assert st["last_run"]["estimate"]["certified_by"] == "audit"
+    p.close()
+    # `status` says the audit is the estimate's evidence, not which labels it "learned from"
+    r = run_cli("status", str(p.folder))
+    assert r.returncode == 0, r.stderr
+    assert "the estimate rests on 60 audited rows" in r.stdout and "estimate: certified by an audit" in r.stdout
+    assert "learned from" not in r.stdout and "it assumes certified" not in r.stdout
 
 
 def test_certify_audit_without_audit_labels_is_an_input_error_and_changes_nothing(picked_project):
