@@ -97,8 +97,9 @@ def test_check_embeddings(X, msg):
 def test_encode_labels_rejects_mixed_and_floats():
     with pytest.raises(InputError, match="mixes"):
         encode_labels(np.array(["a", 1, None], dtype=object), 3)
-    with pytest.raises(InputError, match="float"):
-        encode_labels(np.array([0.0, 1.0]), 2)
+    for floats in (np.array([0.5, 1.0]), np.array([0.0, np.inf]), np.array([2.0, 0.25, None], dtype=object)):
+        with pytest.raises(InputError, match="float labels that are not whole numbers"):
+            encode_labels(floats, len(floats))
     with pytest.raises(InputError, match="has 2 labels"):
         encode_labels([0, 1], 3)
 
@@ -146,3 +147,22 @@ def test_one_default_for_each_engine_knob_everywhere():
     for command in ("autolabel", "fit", "run"):
         for name, option in cli_names.items():
             assert sub[command].get_default(option) == getattr(settings, name), (command, option)
+
+
+def test_a_pandas_label_column_with_gaps_encodes_as_its_numpy_or_list_form():
+    """Integer classes with gaps arrive as floats with NaN (pandas' int column with missing values),
+    strings with gaps as pandas' NA: the same codes and classes as ints with -1 and strings with None."""
+    pd = pytest.importorskip("pandas")
+    ints = np.array([3, -1, 0, 3, -1, 7])
+    want_codes, want_classes = encode_labels(ints, 6)
+    assert want_classes.tolist() == [0, 3, 7] and want_codes.tolist() == [1, -1, 0, 1, -1, 2]
+    floats = np.where(ints == -1, np.nan, ints.astype(float))
+    for y in (floats, pd.Series(floats), floats.tolist(), ints.astype(float), pd.Series(ints).astype("Int64"),
+              pd.Series(floats).astype("Int64")):
+        codes, classes = encode_labels(y, 6)
+        assert codes.tolist() == want_codes.tolist() and classes.tolist() == [0, 3, 7], y
+        assert classes.dtype.kind == "i"
+    strings = ["b", None, "a", "b", None, "c"]
+    for y in (strings, pd.Series(strings, dtype="string"), pd.Series(strings, dtype=object)):
+        codes, classes = encode_labels(y, 6)
+        assert codes.tolist() == want_codes.tolist() and classes.tolist() == ["a", "b", "c"], y

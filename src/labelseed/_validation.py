@@ -55,13 +55,25 @@ def check_embeddings(X: ArrayLike, name: str = "X") -> NDArray[np.float32]:
 
 
 def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    # None, NaN (a pandas float column's gaps) or pandas' NA (a "string" column's), without importing pandas
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType"
+
+
+def _whole_floats(values: NDArray[Any], name: str) -> NDArray[np.int64]:
+    """Float labels that are whole numbers (a pandas integer column with gaps turns float) as ints."""
+    f = np.asarray(values, dtype=np.float64)
+    bad = f[~np.isfinite(f) | (f != np.round(f))]
+    if len(bad):
+        raise InputError(f"`{name}` has float labels that are not whole numbers (e.g. {bad[0]!r}); use integer "
+                         "classes (NaN or -1 for unlabeled rows) or strings (None for unlabeled rows).")
+    return f.astype(np.int64)
 
 
 def encode_labels(y: ArrayLike, n_rows: int, name: str = "y") -> tuple[NDArray[np.int64], np.ndarray]:
     """Encode labels to integer codes with -1 for unlabeled rows.
 
-    Integers use -1 for unlabeled; strings and other objects use ``None`` (or NaN).
+    Integers use -1 for unlabeled (whole-number floats too, and NaN); strings and other objects
+    use ``None`` (or NaN, or pandas' NA).
 
     Returns
     -------
@@ -78,28 +90,31 @@ def encode_labels(y: ArrayLike, n_rows: int, name: str = "y") -> tuple[NDArray[n
     if arr.dtype.kind in "iu":
         labeled = arr != -1
         values = arr[labeled]
-    elif arr.dtype.kind == "f":
-        raise InputError(
-            f"`{name}` has float labels; use integers with -1 for unlabeled rows, or strings with None."
-        )
+    elif arr.dtype.kind == "f":  # whole numbers with NaN (or -1) for unlabeled rows
+        labeled = ~np.isnan(arr) & (arr != -1)
+        values = _whole_floats(arr[labeled], name)
     elif arr.dtype.kind == "b":
         raise InputError(f"`{name}` must hold class labels (ints or strings), not booleans.")
     else:
         obj = arr.astype(object)
         # None in one vectorised pass; the per-value checks below then only see the non-None
         # values (usually the small labeled seed, not a million unlabeled rows)
-        missing = np.asarray(obj == None, dtype=bool)  # noqa: E711  (elementwise on an object array)
+        try:
+            missing = np.asarray(obj == None, dtype=bool)  # noqa: E711  (elementwise on an object array)
+        except TypeError:  # pandas' NA answers == with NA, whose truth is ambiguous
+            missing = np.zeros(len(obj), dtype=bool)
         rest = np.flatnonzero(~missing)
         missing[rest] = np.fromiter((_is_missing(v) for v in obj[rest]), dtype=bool, count=len(rest))
-        ints = np.zeros(len(obj), dtype=bool)
-        ints[rest] = np.fromiter(
-            (isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in obj[rest]), dtype=bool, count=len(rest)
+        numeric = np.zeros(len(obj), dtype=bool)
+        numeric[rest] = np.fromiter(
+            (isinstance(v, numbers.Real) and not isinstance(v, bool) and not missing[r] for r, v in zip(rest, obj[rest])),
+            dtype=bool, count=len(rest)
         )
-        if ints.any() and (ints | missing).all():
-            # object array of ints: -1 marks unlabeled like the int case
-            missing |= ints & np.equal(obj, -1)
+        if numeric.any() and (numeric | missing).all():
+            # object array of numbers (ints, or whole floats): -1 marks unlabeled like the int case
+            missing[numeric] |= np.asarray(obj[numeric], dtype=np.float64) == -1
             labeled = ~missing
-            values = obj[labeled].astype(np.int64)
+            values = _whole_floats(obj[labeled], name)
         else:
             labeled = ~missing
             values = obj[labeled]
