@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -417,3 +418,47 @@ def test_ctrl_c_during_embed_is_one_line_then_resume(tmp_path):
     with Project.open(tmp_path / "proj") as p:
         assert len(p.vectors()[0]) == 30_000
         assert p.store.db.execute("SELECT COUNT(*), COUNT(DISTINCT row) FROM embedded").fetchone() == (30_000, 30_000)
+
+
+def test_labels_given_in_python_import_like_the_same_csv(project, tmp_path):
+    """A dict, a pandas Series indexed by id and a DataFrame with id,label import as the CSV with
+    the same rows does: same labels, same origin, same all-or-nothing refusals."""
+    pd = pytest.importorskip("pandas")
+    p, truth, tmp = project
+    seed = {f"t{i}": truth[i] for i in range(0, 60)}
+    rep = p.import_labels(seed)
+    assert (rep.added, rep.unchanged, rep.conflicts) == (60, 0, [])
+    from_csv = Project.init(tmp_path / "csv", data=tmp / "pool.csv", text_column="text")
+    from_csv.import_labels(tmp / "seed.csv")
+    assert p.labels() == from_csv.labels()
+    assert p.status()["label_origins"] == from_csv.status()["label_origins"] == {"random": 60}
+    from_csv.close()
+    again = p.import_labels(pd.Series(seed))
+    assert (again.added, again.unchanged) == (0, 60)
+    frame = pd.DataFrame({"id": ["t60", "t61", "t62"], "label": [truth[60], None, truth[62]], "note": ["", "", ""]})
+    rep = p.import_labels(frame, origin="picked")
+    assert rep.added == 2 and p.labels()[60] == truth[60] and 61 not in p.labels()  # no label: no row
+    n = p.store.db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+    for bad, says in [({"nope": "food"}, "The labels given label 1 id(s) that are not items of this project: 'nope'"),
+                      (pd.DataFrame({"id": ["t70"], "class": ["food"]}), "lacks column(s) label (it has: id, class)"),
+                      (pd.DataFrame({"id": ["t70", "t70"], "label": ["food", "tool"]}), "give conflicting labels"),
+                      ({"t70": None}, "hold no label"), ({None: "food"}, "empty id at position 1"),
+                      ([("t70", "food")], "got list")]:
+        with pytest.raises(InputError, match=re.escape(says)):
+            p.import_labels(bad)
+    assert p.store.db.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == n  # nothing imported
+
+
+def test_a_table_in_memory_where_a_path_belongs_is_one_line(tmp_path):
+    pd = pytest.importorskip("pandas")
+    write_data(tmp_path / "pool.csv")
+    frame = pd.read_csv(tmp_path / "pool.csv")
+    with pytest.raises(InputError, match=r"`data` must be a path to a file or folder; got a DataFrame \(write it "
+                                         r"first, e\.g\. `df\.to_parquet\('items\.parquet'\)`"):
+        Project.init(tmp_path / "proj", data=frame, text_column="text")
+    assert not (tmp_path / "proj").exists()
+    with Project.init(tmp_path / "proj", data=tmp_path / "pool.csv", text_column="text") as p:
+        with pytest.raises(InputError, match="`data` must be a path"):
+            p.add(frame)
+        with pytest.raises(InputError, match="`path` must be a path to a file or folder; got a ndarray"):
+            p.set_vectors(np.zeros((3, 4)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from typing import Any
 
@@ -52,6 +53,18 @@ def check_embeddings(X: ArrayLike, name: str = "X") -> NDArray[np.float32]:
             "remove or re-embed those rows."
         )
     return arr
+
+
+def check_paths(**paths: Any) -> None:
+    """Each of `paths` (keyword = the parameter's name) is None or a file system path; a table or
+    array given in memory is one line saying how to hand it over."""
+    for name, value in paths.items():
+        if value is None or isinstance(value, (str, os.PathLike)):
+            continue
+        kind = type(value).__name__
+        hint = " (write it first, e.g. `df.to_parquet('items.parquet')`, and pass that path)" \
+            if hasattr(value, "to_parquet") else ""
+        raise InputError(f"`{name}` must be a path to a file or folder; got a {kind}{hint}.")
 
 
 def _is_missing(v: Any) -> bool:

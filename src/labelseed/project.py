@@ -31,8 +31,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._io import check_location, check_output_free, read_csv_rows, write_items, write_json_atomic
+from ._validation import check_paths
 from .exceptions import InputError
-from .userfiles import align_vectors, column, read_label_file, read_table, rows_text, str_ids
+from .userfiles import align_vectors, column, label_pairs, read_label_file, read_table, rows_text, str_ids
 from .runs import accepted_labels, read_decisions, write_labels, write_table_file
 from .store import BACKUP, DB_NAME, ORIGINS, ImportReport, Store, now
 
@@ -160,6 +161,7 @@ class Project:
         `vector_column` says what the items are. `label_column` (optional) names a
         column of the data whose non-empty values are seed labels.
         """
+        check_paths(folder=folder, data=data, image_dir=image_dir, vectors=vectors)
         folder = Path(folder)
         sources = [x for x in (text_column, image_column, image_dir, vectors, vector_column) if x is not None]
         if len(sources) != 1:
@@ -237,6 +239,7 @@ class Project:
 
     def set_vectors(self, path: str | Path, *, force: bool = False) -> None:
         """Use the user's own vectors (.npy in item order, or .parquet with the project's ids)."""
+        check_paths(path=path)
         self.store.require_writable("embed --vectors")
         from ._io import read_embeddings
         from ._validation import check_embeddings
@@ -262,6 +265,7 @@ class Project:
         project's kind, with new ids. Text and image items are embedded by the next `embed`;
         vectors come with them. A fitted run labels them without a refit (``apply --new``);
         the next `fit` takes them into the pool. Returns how many items were added."""
+        check_paths(data=data, vectors=vectors)
         self.store.require_writable("add")
         meta = self.meta
         kind = meta.get("kind")
@@ -517,9 +521,11 @@ class Project:
         return self.store.read_vectors(np.asarray(rows, dtype=np.int64), int(dim))
 
     # ---------------------------------------------------------------- labels
-    def import_labels(self, path: str | Path, *, who: str | None = None, replace: bool = False,
+    def import_labels(self, path: str | Path | Any, *, who: str | None = None, replace: bool = False,
                       origin: str = "random") -> ImportReport:
-        """Import human labels from a CSV (id,label) or a Label Studio JSON export.
+        """Import human labels from a CSV (id,label) or a Label Studio JSON export, or given in
+        Python: a mapping of id to label (a dict, a pandas Series indexed by id) or a table with
+        columns ``id`` and ``label`` (a pandas DataFrame); ids are matched as text.
 
         All or nothing: unknown ids or an id labeled twice differently in the file stop
         the import with the rows named. Same label as stored: no change. A different
@@ -535,24 +541,33 @@ class Project:
         if origin not in ("random", "picked", "validation"):
             raise InputError(f"`origin` must be 'random', 'picked' or 'validation'; got {origin!r}.")
         self.store.require_writable("import")
-        p = Path(path)
-        if not p.exists():
-            raise InputError(f"Labels file {str(p)!r} does not exist.")
-        restored = _backup_origins(p)
-        if restored is not None and origin != "random":
-            raise InputError(f"{str(p)!r} has an origin column (a labels backup): each row's origin comes from it; "
-                             "drop --picked/--validation (nothing was imported).")
-        pairs = read_label_file(p)
+        p: Path | None = None
+        if isinstance(path, (str, os.PathLike)):
+            p = file = Path(path)
+            if not file.exists():
+                raise InputError(f"Labels file {str(file)!r} does not exist.")
+            name, source = repr(str(file)), str(file.resolve())
+            restored = _backup_origins(file)
+            if restored is not None and origin != "random":
+                raise InputError(f"{name} has an origin column (a labels backup): each row's origin comes from it; "
+                                 "drop --picked/--validation (nothing was imported).")
+            pairs = read_label_file(file)
+        else:  # labels given in Python
+            name, source, restored = "The labels given", "python", None
+            pairs = label_pairs(path)
         if not pairs:
-            raise InputError(f"{str(p)!r} holds no labels (no row with an id and a label, or no annotated task); "
+            if p is None:
+                raise InputError("The labels given hold no label (no id with a non-empty label); label some items "
+                                 "first, then import them (nothing was imported).")
+            raise InputError(f"{name} holds no labels (no row with an id and a label, or no annotated task); "
                              "label some items first, then import the file (nothing was imported).")
         lookup = self.store.row_lookup()
         unknown = [(line, i) for i, _, line in pairs if i not in lookup]
         if unknown:
             shown = ", ".join(f"{i!r} (row {line})" for line, i in unknown[:5])
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise InputError(f"{str(p)!r} labels {len(unknown)} id(s) that are not items of this project: {shown}{more}; "
-                             "fix the ids or drop those rows (nothing was imported).")
+            raise InputError(f"{name} {'labels' if p else 'label'} {len(unknown)} id(s) that are not items of this "
+                             f"project: {shown}{more}; fix the ids or drop those rows (nothing was imported).")
         seen: dict[str, tuple[str, int]] = {}
         clash = []
         for i, label, line in pairs:
@@ -560,20 +575,21 @@ class Project:
                 clash.append(f"{i!r} is {seen[i][0]!r} on row {seen[i][1]} and {label!r} on row {line}")
             seen.setdefault(i, (label, line))
         if clash:
-            raise InputError(f"{str(p)!r} gives conflicting labels: {'; '.join(clash[:3])}; keep one label per id "
-                             "(nothing was imported).")
+            raise InputError(f"{name} {'gives' if p else 'give'} conflicting labels: {'; '.join(clash[:3])}; keep "
+                             "one label per id (nothing was imported).")
         if origin == "validation":
             known = set(self.store.current_labels().values())
             new_classes = sorted({label for label, _ in seen.values()} - known)
             if known and new_classes:
                 shown = ", ".join(repr(c) for c in new_classes[:5])
-                raise InputError(f"{str(p)!r} is a validation sample but has class(es) no human label has: {shown}; "
+                verb = "is a validation sample but has" if p else "are a validation sample but have"
+                raise InputError(f"{name} {verb} class(es) no human label has: {shown}; "
                                  "a validation sample checks the classes being auto-labeled; fix the labels "
                                  "or import those rows without --validation (nothing was imported).")
         entries = [(lookup[i], label, line) for i, (label, line) in seen.items()]
         who = who or os.environ.get("USER", "unknown")
-        if restored is None:
-            report = self.store.add_labels(entries, source=str(p.resolve()), who=who, replace=replace, origin=origin)
+        if restored is None or p is None:  # (a backup is always a file)
+            report = self.store.add_labels(entries, source=source, who=who, replace=replace, origin=origin)
         else:
             report = self._restore(entries, {lookup[i]: o for i, o in restored.items() if i in lookup}, p, who,
                                    replace)

@@ -191,3 +191,31 @@ def read_label_studio(p: Path) -> list[tuple[str, str, int]]:
 
 def read_label_csv_rows(p: Path) -> list[tuple[str, str, int]]:
     return [(i.strip(), label.strip(), line - 1) for i, label, line in read_label_csv(p) if label.strip()]
+
+
+def label_pairs(labels: Any) -> list[tuple[str, str, int]]:
+    """(id, label, position) from labels given in Python: a mapping id -> label (a dict, a
+    pandas Series indexed by id) or a table with ``id`` and ``label`` columns (a pandas
+    DataFrame). As in a CSV, ids and labels are text, stripped, and a row without a label
+    (None, NaN, pandas' NA, "") is no label."""
+    from ._validation import _is_missing
+
+    if hasattr(labels, "columns") and hasattr(labels, "__getitem__"):  # a data frame
+        missing = [c for c in ("id", "label") if c not in list(labels.columns)]
+        if missing:
+            raise InputError(f"The labels table lacks column(s) {', '.join(missing)} (it has: "
+                             f"{', '.join(map(str, labels.columns))}); give columns id and label.")
+        items = zip(list(labels["id"]), list(labels["label"]))
+    elif hasattr(labels, "items") and callable(labels.items):
+        items = iter(labels.items())
+    else:
+        raise InputError(f"`labels` must be a path to a CSV (id,label) or Label Studio JSON file, a mapping of id to "
+                         f"label, or a table with columns id and label; got {type(labels).__name__}.")
+    out = []
+    for k, (i, label) in enumerate(items):
+        if _is_missing(i) or not str(i).strip():
+            raise InputError(f"The labels given have an empty id at position {k + 1}; give every label an id.")
+        if _is_missing(label) or not str(label).strip():
+            continue
+        out.append((str(i).strip(), str(label).strip(), k + 1))
+    return out
