@@ -402,3 +402,45 @@ def test_progress_bars_show_on_a_terminal_and_bad_input_stays_one_line(tmp_path)
         got = bad("embed", str(tmp_path / "p"), "--device", "cuda:7")
         err = got.stderr if hasattr(got, "stderr") else got[2]
         assert err.replace("\r", "").lstrip(" ").startswith("error: --device cuda:7"), repr(err)
+
+
+@pytest.mark.parametrize("blocked, command, extra", [
+    ("sentence_transformers", ("embed", "{p}"), "text"),
+    ("matplotlib", ("report", "--run", "{run}", "--out", "{d}/rep"), "report"),
+    ("ray", ("embed", "{p}", "--engine", "ray", "--model", "hashing"), "ray"),
+    ("starlette", ("serve", "{p}"), "web"),
+])
+def test_a_missing_extra_is_one_line_naming_its_pip_install(tmp_path, blocked, command, extra):
+    """An optional dependency that is not installed (here: a module on PYTHONPATH that refuses to
+    import) ends the step with one line and exit 2 naming `pip install 'labelseed[extra]'`, and
+    nothing in the folder changes; before, the CLI showed ImportError's traceback."""
+    import hashlib
+    import os
+    import subprocess
+
+    from conftest import CLI_CACHE, EXE, write_text_pool
+
+    write_text_pool(tmp_path / "pool.csv", 30, 3)
+    assert run_cli("init", str(tmp_path / "p"), "--data", str(tmp_path / "pool.csv"),
+                   "--text-column", "text").returncode == 0
+    X, y = blobs()
+    np.save(tmp_path / "X.npy", X)
+    write_seed(tmp_path / "seed.csv", [(i, int(y[i])) for i in range(0, len(y), 6)])
+    assert run_cli("autolabel", "--embeddings", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "seed.csv"),
+                   "--out", str(tmp_path / "run"), "--quiet").returncode == 0
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / f"{blocked}.py").write_text("raise ImportError('not installed (blocked by the test)')\n")
+
+    def digest() -> dict[str, str]:
+        return {str(f.relative_to(tmp_path)): hashlib.sha256(f.read_bytes()).hexdigest()
+                for f in sorted(tmp_path.rglob("*")) if f.is_file() and "blocked" not in f.parts}
+
+    before = digest()
+    args = [a.format(p=tmp_path / "p", run=tmp_path / "run", d=tmp_path) for a in command]
+    env = {**os.environ, "XDG_CACHE_HOME": str(CLI_CACHE), "PYTHONPATH": str(tmp_path / "blocked")}
+    r = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith(("warning:", "WARNING"))]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {blocked}"), r.stderr
+    assert f"pip install 'labelseed[{extra}]'" in lines[0]
+    assert digest() == before

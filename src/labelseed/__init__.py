@@ -6,6 +6,7 @@ from .exceptions import (
     FoldFallbackWarning,
     InputError,
     LabelseedError,
+    MissingDependencyError,
     NotFittedError,
     OutputExistsError,
     UntrustedEstimateWarning,
@@ -16,7 +17,7 @@ from .thresholds import ClassThreshold, ThresholdResult, choose_thresholds, cros
 
 __all__ = [
     "AutoLabeler", "AutoLabelResult", "ClassThreshold", "FoldFallbackWarning", "InputError", "KnnGraph",
-    "LabelseedError", "NotFittedError", "OutputExistsError", "Scores", "ThresholdResult", "build_knn_graph",
+    "LabelseedError", "MissingDependencyError", "NotFittedError", "OutputExistsError", "Scores", "ThresholdResult", "build_knn_graph",
     "UntrustedEstimateWarning", "choose_thresholds", "cross_val_scores", "propagate", "self_train", "spread",
 ]
 __version__ = "0.1.0"

@@ -20,12 +20,15 @@ EXTRAS = {
 
 
 def require(module: str, extra: str | None = None) -> ModuleType:
-    """Import `module` or raise ImportError naming the ``pip install 'labelseed[extra]'`` line."""
+    """Import `module` or raise :class:`~labelseed.exceptions.MissingDependencyError` (an
+    ImportError) naming the ``pip install 'labelseed[extra]'`` line."""
+    from .exceptions import MissingDependencyError
+
     try:
         return importlib.import_module(module)
     except ImportError as e:
         extra = extra or EXTRAS.get(module.split(".")[0], "all")
-        raise ImportError(
+        raise MissingDependencyError(
             f"{module} is needed for this step but is not installed; install it with: "
             f"pip install 'labelseed[{extra}]'"
         ) from e

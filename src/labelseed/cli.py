@@ -31,7 +31,7 @@ from ._io import (
 from .autolabeler import SEED, AutoLabeler
 from .graph import N_NEIGHBORS
 from .space import GRAPH_SPACE_SETTINGS
-from .exceptions import InputError, LabelseedError
+from .exceptions import InputError, LabelseedError, MissingDependencyError
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -1050,6 +1050,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = str(exc.strerror or exc).rstrip(": ")
         print(f"error: {_one_line(what)}{_one_line(where)}; check that path, its permissions and the free disk "
               "space, then run again (nothing was half-written).", file=sys.stderr)
+        return EXIT_INPUT
+    except MissingDependencyError as exc:  # an extra this step needs: the line names the pip install
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except LabelseedError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)

@@ -15,6 +15,11 @@ class InputError(LabelseedError, ValueError):
     """The caller's data or parameters are invalid; the message says how to fix them."""
 
 
+class MissingDependencyError(LabelseedError, ImportError):
+    """An optional dependency a step needs is not installed; the message names the
+    ``pip install 'labelseed[extra]'`` line (the CLI prints it as one line, exit code 2)."""
+
+
 class OutputExistsError(InputError):
     """An output path exists and overwriting it was not asked for."""
 
