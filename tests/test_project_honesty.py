@@ -112,8 +112,13 @@ def test_audit_certifies_the_run_and_audit_rows_never_calibrate(picked_project):
     # `status` says the audit is the estimate's evidence, not which labels it "learned from"
     r = run_cli("status", str(p.folder))
     assert r.returncode == 0, r.stderr
-    assert "the estimate rests on 60 audited rows" in r.stdout and "estimate: certified by an audit" in r.stdout
-    assert "learned from" not in r.stdout and "it assumes certified" not in r.stdout
+    assert "the estimate rests on 60 audited rows" in r.stdout and "The estimate is certified by an audit" in r.stdout
+    assert "learned from" not in r.stdout and "assumes certified" not in r.stdout
+    # the report says the same, not the cross-validated run's assumption
+    r = run_cli("report", "--project", str(p.folder), "--out", str(tmp / "report"))
+    assert r.returncode == 0, r.stderr
+    page = " ".join((tmp / "report" / "report.html").read_text().split())
+    assert "The estimate is certified by an audit" in page and "fair sample" not in page
 
 
 def test_certify_audit_without_audit_labels_is_an_input_error_and_changes_nothing(picked_project):

@@ -409,6 +409,30 @@ def test_bulk_accepted_labels_spread_but_never_calibrate_and_undo_restores(tmp_p
         assert not any(o == "accepted" for o in p.store.label_origins().values())
 
 
+def test_the_home_page_says_what_the_last_runs_estimate_rests_on(tmp_path):
+    """The page states the run's own basis (as `status` does), not a fixed phrase: a
+    cross-validated run's assumption, then an audit-certified run's audit."""
+    import html
+    import warnings
+
+    from labelseed.project import Project
+
+    proj, truth, run = _fitted(tmp_path, 3)
+    client, _ = _client(proj)
+    client.get("/?token=T0KEN")
+    home = html.unescape(client.get("/").text)
+    assert "The estimate is cross-validated on the labels; it assumes " + run["summary"]["estimate"]["assumes"] in home
+    with Project.open(proj) as p:
+        _, sel = p.audit(30)
+        ids = p.store.ids()
+        p.import_labels({ids[r]: truth[ids[r]] for r in sel.rows})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p.fit(certify="audit")
+    home = html.unescape(client.get("/").text)
+    assert "The estimate is certified by an audit" in home and "it assumes" not in home
+
+
 def test_a_threshold_set_by_hand_decides_what_apply_writes_and_the_report_says_so(tmp_path):
     import json
 

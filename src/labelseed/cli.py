@@ -866,11 +866,12 @@ def status_cmd(args: argparse.Namespace) -> int:
             origins = ", ".join(f"{n} {o}" for o, n in (st.get("label_origins") or {}).items())
             if e.get("certified_by") == "audit":  # the audit is the evidence: it assumes nothing of the rest
                 c.print(f"labels: {origins or 'none'}; the estimate rests on {e.get('audit_rows', '?')} audited rows")
-                c.print(f"estimate: {e.get('assumes')}")
             else:
                 c.print(f"labels: {origins or 'none'}; the estimate learned from "
                         f"{', '.join(f'{n} {o}' for o, n in used.items() if n) or 'no random label'}")
-                c.print(("warning: " if not e.get("trusted", True) else "it assumes ") + str(e.get("assumes")))
+            from .runs import basis_sentence
+
+            c.print(("warning: " if not e.get("trusted", True) else "") + basis_sentence(e))
         if st.get("audit"):
             a = st["audit"]
             c.print(f"audit of run {a['run_id']}: realized precision {_fmt(a['realized_precision'])} "

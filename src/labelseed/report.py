@@ -23,7 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._optional import require
-from .runs import ABSTAINED, AUTO, AUDIT, HUMAN as SEED, STATUS_NAMES, read_decisions, read_report_data, read_summary
+from .runs import (ABSTAINED, AUTO, AUDIT, HUMAN as SEED, STATUS_NAMES, basis_sentence, read_decisions, read_report_data,
+                   read_summary)
 
 #: rows drawn for the 2-D map (the rest is not plotted, only counted)
 MAP_SAMPLE = 20_000
@@ -428,6 +429,9 @@ def build_report(inputs: ReportInputs, out: Path, *, map_sample: int = MAP_SAMPL
                          "coverage": s.get("coverage"), "target_precision": target, "mode": s.get("mode"),
                          "metric": s.get("metric")}
     lo, hi = (s.get("expected_precision_interval") or [None, None])
+    # what the number rests on, as status and the page say it (older runs recorded none)
+    basis = basis_sentence(s.get("estimate")) or ("Expected precision is estimated from out-of-fold predictions "
+                                                  "on the seed; it assumes the seed is a fair sample of the pool.")
     html_parts.append(
         '<section id="summary"><h2>Summary</h2>'
         f'<div class="kpi"><b>{n:,}</b>rows</div><div class="kpi"><b>{counts["seed"]:,}</b>seed labels</div>'
@@ -435,8 +439,7 @@ def build_report(inputs: ReportInputs, out: Path, *, map_sample: int = MAP_SAMPL
         f'<div class="kpi"><b>{_num(s.get("expected_precision"))}</b>expected precision [{_num(lo)}, {_num(hi)}]</div>'
         f'<div class="kpi"><b>{_num(s.get("coverage"))}</b>coverage of the unlabeled pool</div>'
         f'<p class="note">Mode {html.escape(str(s.get("mode")))}, metric {html.escape(str(s.get("metric")))}, '
-        f'target precision {_num(target)}. Expected precision is estimated from out-of-fold predictions on the seed; '
-        'it assumes the seed is a fair sample of the pool. An audit measures it.</p>'
+        f'target precision {_num(target)}. {html.escape(basis)} An audit measures it.</p>'
         + ('<p class="warn">Every row abstained: no class met the target with the labels it has.</p>' if counts["auto"] == 0 else "")
         + "</section>")
     lap("summary")

@@ -347,3 +347,16 @@ def abstained_table(model: Any, ids: list[Any]) -> Any:
         "best_guess": pa.array([str(model.classes_[p]) if ok else None for p, ok in zip(pred, reached)], pa.string()),
         "confidence": pa.array(r.confidence[ab].astype(np.float64)),
     })
+
+
+def basis_sentence(estimate: Mapping[str, Any] | None) -> str:
+    """One sentence on what a run's expected precision rests on (its ``estimate_basis``), as
+    ``status``, the page and the report say it; "" for a run that recorded none."""
+    if not estimate or not estimate.get("assumes"):
+        return ""
+    assumes = str(estimate["assumes"])
+    if estimate.get("certified_by") == "audit":
+        return f"The estimate is {assumes}."
+    if not estimate.get("trusted", True):
+        return f"The estimate rests on {assumes}."
+    return f"The estimate is cross-validated on the labels; it assumes {assumes}."

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runs import basis_sentence
 from ..exceptions import InputError
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ def create_app(folder: str | Path, *, token: str, allowed_hosts: set[str], user:
     def home(request: Request) -> HTMLResponse:
         with project() as p:
             st = p.status()
-        return page("home.html", status=st, job=job.public())
+        basis = basis_sentence((st.get("last_run") or {}).get("estimate"))
+        return page("home.html", status=st, job=job.public(), basis=basis)
 
     def label_view(request: Request) -> HTMLResponse:
         return page("items.html", view="label", title="Label", data=data_json(_items(request, "label")))
