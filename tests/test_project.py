@@ -462,3 +462,30 @@ def test_a_table_in_memory_where_a_path_belongs_is_one_line(tmp_path):
             p.add(frame)
         with pytest.raises(InputError, match="`path` must be a path to a file or folder; got a ndarray"):
             p.set_vectors(np.zeros((3, 4)))
+
+
+def test_a_second_embed_of_the_same_project_is_refused_while_the_first_runs(tmp_path):
+    """Two embeds at once used to embed the same batches twice; the second now stops at once with
+    one line (the lock is the folder's flock, so no file is left behind), and the first finishes
+    with every row once."""
+    data = _many_texts(tmp_path, 30_000)
+    Project.init(tmp_path / "proj", data=data, text_column="text").close()
+    db = tmp_path / "proj" / "labelseed.db"
+    files = sorted(os.listdir(tmp_path / "proj"))
+    first = subprocess.Popen([_exe(), "embed", str(tmp_path / "proj"), "--model", "hashing", "--batch-size", "32",
+                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while first.poll() is None and time.time() - t0 < 60 and not 0 < _count(db, "SELECT COUNT(*) FROM embedded"):
+        time.sleep(0.005)
+    second = run_cli("embed", str(tmp_path / "proj"), "--model", "hashing", "--quiet")
+    busy = first.poll() is None
+    out, err = first.communicate(timeout=120)
+    assert busy, "the first embed finished before the second started; make the job bigger"
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert second.stderr.startswith("error: Another `labelseed embed` is running on"), second.stderr
+    assert first.returncode == 0 and "0 done before" in out, err
+    assert not [f for f in set(os.listdir(tmp_path / "proj")) - set(files) if "lock" in f.lower()]
+    with Project.open(tmp_path / "proj") as p:
+        assert p.store.db.execute("SELECT COUNT(*), COUNT(DISTINCT row) FROM embedded").fetchone() == (30_000, 30_000)
+    again = run_cli("embed", str(tmp_path / "proj"), "--model", "hashing", "--quiet")  # the lock went with the process
+    assert again.returncode == 0 and "30000 done before" in again.stdout, again.stderr

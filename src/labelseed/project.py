@@ -19,10 +19,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
     from .ops import FitSettings, LabelDesign
@@ -76,6 +77,31 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+@contextmanager
+def _only_one(folder: Path, command: str) -> Iterator[None]:
+    """Hold an exclusive lock on the project folder while `command` runs, or say that another
+    process runs it. flock on the folder itself: no lock file, released when the process ends
+    (even by kill -9); where the file system has no flock (some network mounts) it guards nothing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"Another `labelseed {command}` is running on {str(folder)!r}; wait for it to finish, "
+                             f"or stop it and run `labelseed {command} {folder}` again (it goes on where it stopped)."
+                             ) from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def _backup_origins(p: Path) -> dict[str, tuple[str, str, float | None]] | None:
@@ -368,68 +394,69 @@ class Project:
             embedder = get_embedder(kind, model, image_size=image_size, device=device)
         # a GPU that is not there is bad input before any model loads (hashing has no device)
         gpus = runner.gpus_for(embedder.device) if hasattr(embedder, "device") else 0.0
-        previous = meta.get("embed_model")
-        path, parts_dir = self.store.embeddings_path(), self.store.parts_path()
-        if previous is not None and previous != embedder.name:
-            if not force:
-                raise InputError(f"This project's items were embedded with {previous!r}; embedding with "
-                                 f"{embedder.name!r} would replace all vectors: pass --force to do so.")
-            self._forget_vectors()
-            path.unlink(missing_ok=True)
-        self._forget_lost_vectors(force and previous == embedder.name)
-        n = self.store.n_items()
-        done = {r for (r,) in self.store.db.execute("SELECT row FROM embedded")}
-        pending = [r for r in range(n) if r not in done]
-        if batch_size is not None and batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1; got {batch_size}.")
-        to_parts = runner.name != "local"
-        bs = batch_size or (EMBED_BATCH_RAY if to_parts else EMBED_BATCH).get(kind, 128)
-        n_new = n_cached = 0
-        mm = None
-        if path.exists() and not to_parts:
-            mm = np.load(path, mmap_mode="r+")
-            if mm.shape[0] < n and pending and min(pending) >= mm.shape[0]:  # items added since: room for them
-                del mm
-                self._write_embeddings(n, int(np.load(path, mmap_mode="r").shape[1]))
+        with _only_one(self.folder, "embed"):  # a second embed would redo the same batches
+            previous = meta.get("embed_model")
+            path, parts_dir = self.store.embeddings_path(), self.store.parts_path()
+            if previous is not None and previous != embedder.name:
+                if not force:
+                    raise InputError(f"This project's items were embedded with {previous!r}; embedding with "
+                                     f"{embedder.name!r} would replace all vectors: pass --force to do so.")
+                self._forget_vectors()
+                path.unlink(missing_ok=True)
+            self._forget_lost_vectors(force and previous == embedder.name)
+            n = self.store.n_items()
+            done = {r for (r,) in self.store.db.execute("SELECT row FROM embedded")}
+            pending = [r for r in range(n) if r not in done]
+            if batch_size is not None and batch_size < 1:
+                raise InputError(f"--batch-size must be at least 1; got {batch_size}.")
+            to_parts = runner.name != "local"
+            bs = batch_size or (EMBED_BATCH_RAY if to_parts else EMBED_BATCH).get(kind, 128)
+            n_new = n_cached = 0
+            mm = None
+            if path.exists() and not to_parts:
                 mm = np.load(path, mmap_mode="r+")
-            if mm.shape[0] != n:
-                raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
-                                 f"run `labelseed embed {self.folder} --force` to rebuild it.")
-        if to_parts:
-            parts_dir.mkdir(exist_ok=True)
-        batches = [_EmbedBatch(s, _row_runs(pending[s:s + bs]),
-                               str(parts_dir / f"part-{pending[s]:012d}.parquet") if to_parts else None)
-                   for s in range(0, len(pending), bs)]
-        named = previous == embedder.name
-        n_parts = 0
-        # the worker reads its batch from the store and the content-hash cache itself: only the
-        # batches' row ranges go out, only the marks (and, locally, the vectors) come back
-        make_worker = partial(_EmbedWorker, str(self.folder), embedder)
-        for k, got in enumerate(runner.map_list(make_worker, _embed_batch, batches, gpus=gpus)):  # in batch order
-            s, rows, hashes, errors = batches[k].first, got.rows, got.hashes, got.errors
-            if got.vectors is not None:
-                if mm is None:
-                    mm = self._create_embeddings(path, n, got.dim)
-                mm[np.asarray(rows)] = got.vectors
-                mm.flush()  # vectors on disk before the rows are marked done
-            if not named:
-                self.store.set_meta(embed_model=embedder.name, dim=got.dim)
-                named = True
-            kept = [r for i, r in enumerate(rows) if i not in errors]
-            with self.store.transaction() as db:
-                db.executemany("INSERT OR REPLACE INTO embedded(row, hash, error) VALUES (?, ?, ?)",
-                               [(r, hashes[i], errors.get(i)) for i, r in enumerate(rows)])
-                if got.part is not None:  # a pending row is in no part: its marks and part go together
-                    db.executemany("INSERT OR REPLACE INTO parts(row, part) VALUES (?, ?)",
-                                   [(r, Path(got.part).name) for r in kept])
-            n_new += got.embedded
-            n_cached += len(kept) - got.embedded
-            n_parts += got.part is not None and bool(kept)
-            if progress:
-                progress("embedding", min(s + bs, len(pending)), len(pending))
-        self._drop_unused_parts()
-        failed = self.store.embed_errors()
-        return EmbedReport(embedder.name, n_new, n_cached, len(done), failed, time.perf_counter() - t0, n_parts)
+                if mm.shape[0] < n and pending and min(pending) >= mm.shape[0]:  # items added since: room for them
+                    del mm
+                    self._write_embeddings(n, int(np.load(path, mmap_mode="r").shape[1]))
+                    mm = np.load(path, mmap_mode="r+")
+                if mm.shape[0] != n:
+                    raise InputError(f"{str(path)!r} has {mm.shape[0]} rows but the project has {n} items; "
+                                     f"run `labelseed embed {self.folder} --force` to rebuild it.")
+            if to_parts:
+                parts_dir.mkdir(exist_ok=True)
+            batches = [_EmbedBatch(s, _row_runs(pending[s:s + bs]),
+                                   str(parts_dir / f"part-{pending[s]:012d}.parquet") if to_parts else None)
+                       for s in range(0, len(pending), bs)]
+            named = previous == embedder.name
+            n_parts = 0
+            # the worker reads its batch from the store and the content-hash cache itself: only the
+            # batches' row ranges go out, only the marks (and, locally, the vectors) come back
+            make_worker = partial(_EmbedWorker, str(self.folder), embedder)
+            for k, got in enumerate(runner.map_list(make_worker, _embed_batch, batches, gpus=gpus)):  # in batch order
+                s, rows, hashes, errors = batches[k].first, got.rows, got.hashes, got.errors
+                if got.vectors is not None:
+                    if mm is None:
+                        mm = self._create_embeddings(path, n, got.dim)
+                    mm[np.asarray(rows)] = got.vectors
+                    mm.flush()  # vectors on disk before the rows are marked done
+                if not named:
+                    self.store.set_meta(embed_model=embedder.name, dim=got.dim)
+                    named = True
+                kept = [r for i, r in enumerate(rows) if i not in errors]
+                with self.store.transaction() as db:
+                    db.executemany("INSERT OR REPLACE INTO embedded(row, hash, error) VALUES (?, ?, ?)",
+                                   [(r, hashes[i], errors.get(i)) for i, r in enumerate(rows)])
+                    if got.part is not None:  # a pending row is in no part: its marks and part go together
+                        db.executemany("INSERT OR REPLACE INTO parts(row, part) VALUES (?, ?)",
+                                       [(r, Path(got.part).name) for r in kept])
+                n_new += got.embedded
+                n_cached += len(kept) - got.embedded
+                n_parts += got.part is not None and bool(kept)
+                if progress:
+                    progress("embedding", min(s + bs, len(pending)), len(pending))
+            self._drop_unused_parts()
+            failed = self.store.embed_errors()
+            return EmbedReport(embedder.name, n_new, n_cached, len(done), failed, time.perf_counter() - t0, n_parts)
 
     def _forget_vectors(self) -> None:
         """Unmark every vector and delete the Parquet parts (files labelseed wrote)."""
