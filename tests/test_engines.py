@@ -424,3 +424,36 @@ def test_ray_refuses_a_numbered_gpu_through_the_cli_and_changes_nothing(cluster,
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("error: --device cuda:1 with --engine ray") and "use --device cuda" in r.stderr
     assert {p: p.read_bytes() for p in (tmp_path / "p").rglob("*") if p.is_file()} == before
+
+
+def test_a_ray_worker_without_the_extra_is_one_line_naming_it(cluster, tmp_path):
+    """A worker node that lacks an extra (its import refused there, as on a node installed without
+    `labelseed[text]`) ends the step with the pip line, not a Ray traceback: when the model loads
+    at its first batch (the embedders) and when the worker itself cannot be built."""
+    from labelseed import InputError
+    from labelseed.engines.ray import RayEngine
+    from labelseed.project import Project
+
+    says = (r"^on a Ray worker: labelseed_test_absent_module is needed for this step but is not installed; "
+            r"install it with: pip install 'labelseed\[text\]'$")
+    write_text_pool(tmp_path / "pool.csv", 40, 3)
+
+    def _absent_extra(*_args):  # defined here: pickled by value into the actors
+        from labelseed._optional import require
+
+        require("labelseed_test_absent_module", "text")
+
+    class NeedsAnExtra:
+        name, dim = "needs-an-extra", 3
+
+        def embed(self, items):
+            from labelseed._optional import require
+
+            require("labelseed_test_absent_module", "text")
+
+    with Project.init(tmp_path / "p", data=tmp_path / "pool.csv", text_column="text") as proj:
+        with pytest.raises(InputError, match=says):
+            proj.embed(embedder=NeedsAnExtra(), batch_size=8, engine="ray", workers=2)
+        assert proj.store.db.execute("SELECT COUNT(*) FROM embedded").fetchone()[0] == 0
+    with pytest.raises(InputError, match=says):
+        list(RayEngine(workers=2).map_list(_absent_extra, lambda worker, item: item, [1, 2, 3]))

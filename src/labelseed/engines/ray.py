@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .._optional import require
-from ..exceptions import InputError
+from ..exceptions import InputError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +181,21 @@ class _DataWorker:
     """A Ray Data actor: builds its worker once; each row of a batch holds one pickled item."""
 
     def __init__(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any]) -> None:
-        self.worker, self.fn = make_worker(), fn
+        self.fn, self.missing = fn, None
+        try:
+            self.worker = make_worker()
+        except MissingDependencyError as exc:  # an extra this node lacks: said per batch, below
+            self.worker, self.missing = None, _BadInput(f"on a Ray worker: {exc}")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = []
         for b in batch["item"]:
             try:
-                got = self.fn(self.worker, pickle.loads(b))
+                got = self.missing or self.fn(self.worker, pickle.loads(b))
             except InputError as exc:  # bad input: one line on the driver, not a retried crash
                 got = _BadInput(str(exc))
+            except MissingDependencyError as exc:  # a worker node without the extra the step needs
+                got = _BadInput(f"on a Ray worker: {exc}")
             out.append(pickle.dumps(got))
         return {"result": np.asarray(out, dtype=object)}
 
