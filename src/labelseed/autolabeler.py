@@ -414,24 +414,32 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         cv = cross_val_scores(scorer, codes, n_classes, n_splits, self.random_state, calibrate=cal_mask, weight=dw)
         lap("propagation")
         modes = [True, False] if self.per_class == "auto" and metric_fn is None else [bool(self.per_class)]
+        spread_runs = graph_scorer.spread_runs if graph_scorer is not None else None
+        # one step per threshold choice (mode x scores), reported as a stage like the others (1M rows: ~10 s)
+        steps = [0, len(modes) * (2 if spread_runs is not None and metric_fn is None else 1)]
 
         def thresholds_for(scores: CrossValScores) -> list[ThresholdResult]:
             # the calibrations do not depend on the mode: fitted once for both
             calibrated = calibrate_seed(scores, n_classes, label_sampling=self.label_sampling,
                                         n_bootstrap=self.n_bootstrap, random_state=self.random_state,
                                         target_mode=metric_fn is None)
-            return [choose_thresholds(
-                scores, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
-                per_class=mode, min_support=min_support, confidence_level=self.confidence_level,
-                n_bootstrap=self.n_bootstrap, random_state=self.random_state, blocked=single,
-                label_sampling=self.label_sampling, trusted=trusted, calibrated=calibrated,
-            ) for mode in modes]
+            out = []
+            for mode in modes:
+                out.append(choose_thresholds(
+                    scores, classes, metric_name=metric_name, metric=metric_fn, target_precision=target,
+                    per_class=mode, min_support=min_support, confidence_level=self.confidence_level,
+                    n_bootstrap=self.n_bootstrap, random_state=self.random_state, blocked=single,
+                    label_sampling=self.label_sampling, trusted=trusted, calibrated=calibrated,
+                ))
+                steps[0] += 1
+                if progress:
+                    progress("thresholds", steps[0], steps[1])
+            return out
 
         # (scores, thresholds, the linear classifier's weight, whether it was mixed in), the mix first: it wins ties
         mixed = graph_scorer is not None and graph_scorer.set_linear is not None
         options = [(cv, th, graph_scorer.weight if graph_scorer is not None else 0.0, mixed)
                    for th in thresholds_for(cv)]
-        spread_runs = graph_scorer.spread_runs if graph_scorer is not None else None
         if spread_runs is not None and metric_fn is None:
             # the log-loss that set the weight is not the certified coverage: spreading alone is also
             # thresholded and kept when it certifies more (at 5-10 labels per class on Fashion-MNIST it does)
@@ -447,6 +455,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         self.new_item_scorer_: NewItemScorer | None = None
         self.new_item_thresholds_: ThresholdResult | None = None
         if graph_scorer is not None and self.graph_ is not None:
+            if progress:
+                progress("new-item thresholds", 0, 1)
             self.new_item_scorer_, self.new_item_thresholds_ = _fit_new_items(
                 graph_scorer, mixed, graphs, Xa, cv, n_classes,
                 lambda scores: choose_thresholds(
@@ -456,6 +466,8 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                     random_state=self.random_state, blocked=single, label_sampling=self.label_sampling,
                     trusted=trusted,
                 ))
+            if progress:
+                progress("new-item thresholds", 1, 1)
             lap("new-item thresholds")
         self.classes_ = classes
         self.n_splits_ = n_splits

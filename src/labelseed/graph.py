@@ -1009,6 +1009,8 @@ def _ivf(
             if gain < SIMILARITY_GAIN_STOP and recall < target_recall + 0.01:
                 why = f"similarity mass gained {gain:.4f} < {SIMILARITY_GAIN_STOP}"
                 break
+    if progress and nprobe is None:  # tuning stops when recall or the gains say so: the stage is done
+        progress("knn graph (tuning)", len(steps) - 1, len(steps) - 1)
     pool.set_nprobe(chosen)
     log.info("IVF (%s): %d lists, nprobe %d (%s), sample recall@%d %.3f", pool.kind, nlist, chosen, why, k, recall)
     n_shards = max(1, min(want_shards, nlist))

@@ -143,19 +143,17 @@ class _ParallelSpMM:
 
 def _block_cg(
     S: sparse.csr_matrix, B: NDArray[np.float32], alpha: float, tol: float, max_iter: int,
-    progress: Progress | None,
 ) -> tuple[NDArray[np.float32], int]:
     """Solve (I - alpha S) X = B column-wise by conjugate gradient (S symmetric)."""
     spmm = _ParallelSpMM(S)
     try:
-        return _block_cg_loop(spmm, B, alpha, tol, max_iter, progress)
+        return _block_cg_loop(spmm, B, alpha, tol, max_iter)
     finally:
         spmm.close()
 
 
 def _block_cg_loop(
     spmm: "_ParallelSpMM", B: NDArray[np.float32], alpha: float, tol: float, max_iter: int,
-    progress: Progress | None,
 ) -> tuple[NDArray[np.float32], int]:
     # every (n, columns) buffer is allocated once: a fresh multi-MB temporary per step
     # would be mapped and page-faulted again on each iteration
@@ -190,8 +188,6 @@ def _block_cg_loop(
         P *= beta
         P += R
         rs = rs_new
-        if progress:
-            progress("label spreading", it, max_iter)
     return X, it
 
 
@@ -247,9 +243,11 @@ def propagate(
             cols = slice(start, start + width)
             # C order: a column-major block would make every CG buffer column-major (3x slower)
             block = Yc[:, cols].toarray(order="C") if sparse.issparse(Yc) else Yc[:, cols]
-            X, n_iter = _block_cg(S, (1.0 - alpha) * block, alpha, tol, max_iter, progress)
+            X, n_iter = _block_cg(S, (1.0 - alpha) * block, alpha, tol, max_iter)
             log.debug("block CG: %d columns, %d iterations", X.shape[1], n_iter)
             F[:, cols] = np.maximum(X, 0.0) if clip else X  # tiny negative round-off where mass is ~0
+            if progress:  # by column block: CG stops long before max_iter, so iterations give no ETA
+                progress("label spreading", min(start + width, Y.shape[1]), Y.shape[1])
         return F
     if solver == "iterate":
         Y = Y.toarray() if sparse.issparse(Y) else np.ascontiguousarray(Y, dtype=np.float32)  # type: ignore[union-attr]
@@ -263,6 +261,8 @@ def propagate(
             F = F_new
             if progress:
                 progress("label spreading", it + 1, max_iter)
+        if progress:  # converged before max_iter: the stage is done
+            progress("label spreading", max_iter, max_iter)
         return F.astype(np.float32, copy=False)
     raise InputError(f"`solver` must be 'cg' or 'iterate'; got {solver!r}.")
 
