@@ -444,3 +444,30 @@ def test_a_missing_extra_is_one_line_naming_its_pip_install(tmp_path, blocked, c
     assert len(lines) == 1 and lines[0].startswith(f"error: {blocked}"), r.stderr
     assert f"pip install 'labelseed[{extra}]'" in lines[0]
     assert digest() == before
+
+
+def test_query_and_select_show_the_bars_of_the_work_they_do_first(tmp_path):
+    """`query` refits before it picks and `select --strategy facility|typiclust` builds a kNN graph
+    (minutes at scale); a terminal sees those stages, and --quiet turns them off."""
+    import csv as _csv
+
+    from conftest import write_text_pool
+
+    truth = write_text_pool(tmp_path / "pool.csv", 300, 4)
+    assert run_cli("init", str(tmp_path / "p"), "--data", str(tmp_path / "pool.csv"),
+                   "--text-column", "text").returncode == 0
+    assert run_cli("embed", str(tmp_path / "p"), "--model", "hashing").returncode == 0
+    with open(tmp_path / "seed.csv", "w", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(["id", "label"])
+        w.writerows(list(truth.items())[:30])
+    assert run_cli("import", str(tmp_path / "p"), str(tmp_path / "seed.csv")).returncode == 0
+    rc, out, tty = _on_a_terminal("query", str(tmp_path / "p"), "--budget", "5", "--out", str(tmp_path / "q1.csv"))
+    assert rc == 0 and "picked 5 rows" in out, (out, tty)
+    assert "label spreading" in tty and "thresholds" in tty, tty
+    rc, out, tty = _on_a_terminal("query", str(tmp_path / "p"), "--budget", "5", "--out", str(tmp_path / "q2.csv"),
+                                  "--quiet")
+    assert rc == 0 and "picked 5 rows" in out and "thresholds" not in tty, (out, tty)
+    rc, out, tty = _on_a_terminal("select", str(tmp_path / "p"), "--budget", "5", "--strategy", "facility",
+                                  "--out", str(tmp_path / "s1.csv"))
+    assert rc == 0 and "picked 5 rows" in out and "knn graph" in tty, (out, tty)

@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--vector-column", default=None)
     _random_seed(s)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.add_argument("--quiet", action="store_true", help="no progress bars (typiclust and facility build a kNN graph)")
     _cluster_options(s)
     q = sub.add_parser("query", help="the next rows a person should label, after a seed exists")
     q.add_argument("project", nargs="?", default=None, help="a project folder (or use --embeddings and --labels)")
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true")
     q.add_argument("--cache-dir", default=None)
     q.add_argument("--no-cache", action="store_true")
+    q.add_argument("--quiet", action="store_true", help="no progress bars (the query refits first)")
     au = sub.add_parser("audit", help="a stratified sample of auto-labels to verify, or the precision a verified one shows")
     au.add_argument("project", nargs="?", default=None, help="a project folder (or use --run)")
     au.add_argument("--run", default=None, help="an autolabel output folder")
@@ -491,8 +493,9 @@ def select_cmd(args: argparse.Namespace) -> int:
     if args.labels:
         labels = read_seed_labels(args.labels, ids)
         labeled = np.flatnonzero(labels != None)  # noqa: E711
-    sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.random_state,
-                 engine=get_engine(args.engine, workers=args.workers))
+    with _Progress(not args.quiet) as progress:
+        sel = select(X, args.budget, args.strategy, labeled=labeled, random_state=args.random_state,
+                     engine=get_engine(args.engine, workers=args.workers), progress=progress)
     _write_selection(out, ids.tolist(), sel)
     return 0
 
@@ -533,8 +536,10 @@ def query_cmd(args: argparse.Namespace) -> int:
     ids, X = read_embeddings(args.embeddings, args.id_column, args.vector_column)
     labels = read_seed_labels(args.labels, ids)
     design = _file_design(args, ids, labels)
-    sel = ops.query(X, labels, args.budget, args.strategy, settings=settings, calibrate=design.calibrate,
-                    design_weight=design.design_weight, cache_dir=None if args.no_cache else _cache_dir(args))
+    with _Progress(not args.quiet) as progress:
+        sel = ops.query(X, labels, args.budget, args.strategy, settings=settings, calibrate=design.calibrate,
+                        design_weight=design.design_weight, cache_dir=None if args.no_cache else _cache_dir(args),
+                        progress=progress)
     _write_selection(out, ids.tolist(), sel)
     return 0
 
@@ -607,11 +612,13 @@ def _project_pick(args: argparse.Namespace, kind: str) -> int:
         out = Path(args.out) if args.out else proj.folder / "exports" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
         _check_selection_out(out, args.force, args.budget)
         if kind == "select":
-            batch, sel = proj.select(args.budget, strategy=args.strategy, random_state=args.random_state,
-                                     engine=args.engine, workers=args.workers)
+            with _Progress(not args.quiet) as progress:
+                batch, sel = proj.select(args.budget, strategy=args.strategy, random_state=args.random_state,
+                                         engine=args.engine, workers=args.workers, progress=progress)
         elif kind == "query":
-            batch, sel = proj.query(args.budget, strategy=args.strategy, random_state=args.random_state,
-                                    target_precision=args.target_precision)
+            with _Progress(not args.quiet) as progress:
+                batch, sel = proj.query(args.budget, strategy=args.strategy, random_state=args.random_state,
+                                        target_precision=args.target_precision, progress=progress)
         else:
             batch, sel = proj.audit(args.budget, random_state=args.random_state)
         _write_selection(out, proj.store.ids(), sel, contents=proj.store.contents(sel.rows), ref=proj.reference)

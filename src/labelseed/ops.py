@@ -182,14 +182,16 @@ def fit(
 def query(
     X: ArrayLike, y: ArrayLike, budget: int, strategy: str = "sampled", *, settings: FitSettings | None = None,
     calibrate: ArrayLike | None = None, cache_dir: str | Path | None = None, design_weight: ArrayLike | None = None,
+    progress: Progress | None = None,
 ) -> Any:
     """The next rows a person should label: a fresh fit on the current labels with `settings`
-    (a run's own, so the query asks about that model's gaps), then
+    (a run's own, so the query asks about that model's gaps; `progress` sees its stages), then
     :func:`labelseed.autolabeler.query_next`. Returns a Selection (positions in `X`)."""
     settings = settings or FitSettings()
     with warnings.catch_warnings():  # the estimate is not what a query reports
         warnings.simplefilter("ignore", UntrustedEstimateWarning)
-        outcome = fit(X, y, settings, calibrate=calibrate, cache_dir=cache_dir, design_weight=design_weight)
+        outcome = fit(X, y, settings, calibrate=calibrate, cache_dir=cache_dir, design_weight=design_weight,
+                      progress=progress)
     return query_next(outcome.model, X, y, budget, strategy, random_state=settings.random_state)
 
 

@@ -1043,7 +1043,8 @@ class Project:
         return batch
 
     def select(self, budget: int, *, strategy: str = "stratified", random_state: int = 0, engine: str = "local",
-               workers: int | None = None) -> tuple[str, Any]:
+               workers: int | None = None, progress: Callable[[str, int, int], None] | None = None,
+               ) -> tuple[str, Any]:
         """Cold-start picks among the unlabeled, embedded items; recorded as a request batch.
         Returns (batch id, Selection with project row numbers). ``engine="ray"``: the kNN graph
         of the graph-based strategies is searched on Ray actors (the same picks)."""
@@ -1054,13 +1055,15 @@ class Project:
         rows, X = self.vectors()
         labeled = np.flatnonzero(np.isin(rows, list(self.store.current_labels())))
         runner = get_engine(engine, workers=workers)
-        sel = select(X, budget, strategy, labeled=labeled, random_state=random_state, engine=runner)
+        sel = select(X, budget, strategy, labeled=labeled, random_state=random_state, engine=runner, progress=progress)
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("select", sel), sel
 
     def query(self, budget: int, *, strategy: str = "sampled", random_state: int = 0,
-              target_precision: float | None = None) -> tuple[str, Any]:
-        """Warm queries from a fresh fit on the current labels with the last run's settings."""
+              target_precision: float | None = None, progress: Callable[[str, int, int], None] | None = None,
+              ) -> tuple[str, Any]:
+        """Warm queries from a fresh fit on the current labels with the last run's settings
+        (`progress` sees the fit's stages)."""
         from .ops import FitSettings, query
         from .select import Selection
 
@@ -1074,7 +1077,7 @@ class Project:
         origin = self._origins_for(rows)
         design = self._label_design(rows, y, origin)
         sel = query(X, y, budget, strategy, settings=settings, calibrate=design.calibrate,
-                    cache_dir=self.folder / "cache", design_weight=design.design_weight)
+                    cache_dir=self.folder / "cache", design_weight=design.design_weight, progress=progress)
         sel = Selection(rows[sel.rows], sel.strategy, sel.reasons, sel.extra)
         return self._record("query", sel), sel
 

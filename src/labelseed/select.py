@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from ._validation import check_embeddings, check_int
 from .engines import Engine
 from .exceptions import InputError
-from .graph import KnnGraph, build_knn_graph, normalize_rows
+from .graph import KnnGraph, Progress, build_knn_graph, normalize_rows
 
 #: The first is the default: a random row per k-means cluster covers about as many classes at
 #: 1-2 labels per class as the medoids (bench/select_coverage.py), and, drawn with known
@@ -233,6 +233,7 @@ def _one_per_kmeans_cluster(X: NDArray[np.float32], budget: int, labeled: NDArra
 def typiclust(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None,
     graph: KnnGraph | None = None, n_neighbors: int = 20, random_state: int = 0, engine: "Engine | None" = None,
+    progress: Progress | None = None,
 ) -> Selection:
     """TypiClust: `budget` k-means clusters, the most typical unlabeled row of each.
 
@@ -242,7 +243,7 @@ def typiclust(
     """
     Xn, lab = _check(X, budget, labeled)
     g = graph if graph is not None else build_knn_graph(Xn, n_neighbors, normalized=True, random_state=random_state,
-                                                         engine=engine)
+                                                         engine=engine, progress=progress)
     if g.n_rows != len(Xn):
         raise InputError(f"`graph` has {g.n_rows} rows but `X` has {len(Xn)}.")
     typicality = np.where(g.indices >= 0, g.similarities, 0).mean(axis=1)
@@ -258,6 +259,7 @@ def typiclust(
 def facility_location(
     X: NDArray[np.float32], budget: int, *, labeled: NDArray[np.int64] | None = None,
     graph: KnnGraph | None = None, n_neighbors: int = 10, random_state: int = 0, engine: "Engine | None" = None,
+    progress: Progress | None = None,
 ) -> Selection:
     """Lazy greedy facility location on the symmetric kNN affinity (plus self-similarity 1).
 
@@ -270,7 +272,7 @@ def facility_location(
 
     Xn, lab = _check(X, budget, labeled)
     g = graph if graph is not None else build_knn_graph(Xn, n_neighbors, normalized=True, random_state=random_state,
-                                                         engine=engine)
+                                                         engine=engine, progress=progress)
     if g.n_rows != len(Xn):
         raise InputError(f"`graph` has {g.n_rows} rows but `X` has {len(Xn)}.")
     W = g.affinity()
@@ -363,18 +365,20 @@ def gaps(
 
 def select(
     X: NDArray[np.float32], budget: int, strategy: str = "stratified", *, labeled: NDArray[np.int64] | None = None,
-    random_state: int = 0, engine: "Engine | None" = None,
+    random_state: int = 0, engine: "Engine | None" = None, progress: Progress | None = None,
 ) -> Selection:
     """Cold-start selection by name (see module docstring); ``"stratified"`` by default. `engine`
-    runs the kNN graph's search of the graph-based strategies (typiclust, facility)."""
+    runs the kNN graph's search of the graph-based strategies (typiclust, facility), and
+    `progress` sees its stages."""
     if strategy == "typiclust":
-        return typiclust(X, budget, labeled=labeled, random_state=random_state, engine=engine)
+        return typiclust(X, budget, labeled=labeled, random_state=random_state, engine=engine, progress=progress)
     if strategy == "kcenter":
         return kcenter_greedy(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "kmeans":
         return kmeans_medoids(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "facility":
-        return facility_location(X, budget, labeled=labeled, random_state=random_state, engine=engine)
+        return facility_location(X, budget, labeled=labeled, random_state=random_state, engine=engine,
+                                 progress=progress)
     if strategy == "stratified":
         return stratified(X, budget, labeled=labeled, random_state=random_state)
     if strategy == "gaps":
