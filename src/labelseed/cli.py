@@ -878,7 +878,8 @@ def status_cmd(args: argparse.Namespace) -> int:
                         f"{', '.join(f'{n} {o}' for o, n in used.items() if n) or 'no random label'}")
             from .runs import basis_sentence
 
-            c.print(("warning: " if not e.get("trusted", True) else "") + basis_sentence(e))
+            # one line however long: rich would break it at the console's width (140 in a log)
+            c.print(("warning: " if not e.get("trusted", True) else "") + basis_sentence(e), soft_wrap=True)
         if st.get("audit"):
             a = st["audit"]
             c.print(f"audit of run {a['run_id']}: realized precision {_fmt(a['realized_precision'])} "
