@@ -162,6 +162,9 @@ def test_a_pandas_label_column_with_gaps_encodes_as_its_numpy_or_list_form():
         codes, classes = encode_labels(y, 6)
         assert codes.tolist() == want_codes.tolist() and classes.tolist() == [0, 3, 7], y
         assert classes.dtype.kind == "i"
+    big = 2**62 + 1  # an integer class id that float64 cannot hold
+    codes, classes = encode_labels(pd.Series([big, None, 7], dtype="Int64"), 3)
+    assert classes.tolist() == [7, big] and codes.tolist() == [1, -1, 0]
     strings = ["b", None, "a", "b", None, "c"]
     for y in (strings, pd.Series(strings, dtype="string"), pd.Series(strings, dtype=object)):
         codes, classes = encode_labels(y, 6)

@@ -17,7 +17,8 @@ from .thresholds import ClassThreshold, ThresholdResult, choose_thresholds, cros
 
 __all__ = [
     "AutoLabeler", "AutoLabelResult", "ClassThreshold", "FoldFallbackWarning", "InputError", "KnnGraph",
-    "LabelseedError", "MissingDependencyError", "NotFittedError", "OutputExistsError", "Scores", "ThresholdResult", "build_knn_graph",
+    "LabelseedError", "MissingDependencyError", "NotFittedError", "OutputExistsError", "Scores", "ThresholdResult",
+    "build_knn_graph",
     "UntrustedEstimateWarning", "choose_thresholds", "cross_val_scores", "propagate", "self_train", "spread",
 ]
 __version__ = "0.1.0"

@@ -127,7 +127,10 @@ def encode_labels(y: ArrayLike, n_rows: int, name: str = "y") -> tuple[NDArray[n
             # object array of numbers (ints, or whole floats): -1 marks unlabeled like the int case
             missing[numeric] |= np.asarray(obj[numeric], dtype=np.float64) == -1
             labeled = ~missing
-            values = _whole_floats(obj[labeled], name)
+            kept = obj[labeled]
+            # ints exactly (a class id past 2**53 would not survive floats); floats when whole
+            values = kept.astype(np.int64) if all(isinstance(v, numbers.Integral) for v in kept) \
+                else _whole_floats(kept, name)
         else:
             labeled = ~missing
             values = obj[labeled]
