@@ -118,10 +118,10 @@ def encode_labels(y: ArrayLike, n_rows: int, name: str = "y") -> tuple[NDArray[n
             missing = np.zeros(len(obj), dtype=bool)
         rest = np.flatnonzero(~missing)
         missing[rest] = np.fromiter((_is_missing(v) for v in obj[rest]), dtype=bool, count=len(rest))
+        rest = np.flatnonzero(~missing)  # now without NaN and NA either
         numeric = np.zeros(len(obj), dtype=bool)
         numeric[rest] = np.fromiter(
-            (isinstance(v, numbers.Real) and not isinstance(v, bool) and not missing[r] for r, v in zip(rest, obj[rest])),
-            dtype=bool, count=len(rest)
+            (isinstance(v, numbers.Real) and not isinstance(v, bool) for v in obj[rest]), dtype=bool, count=len(rest)
         )
         if numeric.any() and (numeric | missing).all():
             # object array of numbers (ints, or whole floats): -1 marks unlabeled like the int case

@@ -416,9 +416,10 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
         modes = [True, False] if self.per_class == "auto" and metric_fn is None else [bool(self.per_class)]
         spread_runs = graph_scorer.spread_runs if graph_scorer is not None else None
         # one step per threshold choice (mode x scores), reported as a stage like the others (1M rows: ~10 s)
-        steps = [0, len(modes) * (2 if spread_runs is not None and metric_fn is None else 1)]
+        n_steps, steps_done = len(modes) * (2 if spread_runs is not None and metric_fn is None else 1), 0
 
         def thresholds_for(scores: CrossValScores) -> list[ThresholdResult]:
+            nonlocal steps_done
             # the calibrations do not depend on the mode: fitted once for both
             calibrated = calibrate_seed(scores, n_classes, label_sampling=self.label_sampling,
                                         n_bootstrap=self.n_bootstrap, random_state=self.random_state,
@@ -431,9 +432,9 @@ class AutoLabeler(BaseEstimator):  # type: ignore[misc]
                     n_bootstrap=self.n_bootstrap, random_state=self.random_state, blocked=single,
                     label_sampling=self.label_sampling, trusted=trusted, calibrated=calibrated,
                 ))
-                steps[0] += 1
+                steps_done += 1
                 if progress:
-                    progress("thresholds", steps[0], steps[1])
+                    progress("thresholds", steps_done, n_steps)
             return out
 
         # (scores, thresholds, the linear classifier's weight, whether it was mixed in), the mix first: it wins ties

@@ -769,7 +769,7 @@ def _picks_in_labels_file(path: str, ids: np.ndarray, listed: list[str]) -> Any:
 def _device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu",
                    help="where the model runs: cpu (default), cuda, cuda:N, or auto (a GPU where torch sees one); "
-                   "with --engine ray, one GPU per actor")
+                   "with --engine ray, cuda or auto: one GPU per actor, picked by Ray")
 
 
 def _cluster_options(p: argparse.ArgumentParser) -> None:

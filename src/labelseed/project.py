@@ -1043,8 +1043,7 @@ class Project:
         return batch
 
     def select(self, budget: int, *, strategy: str = "stratified", random_state: int = 0, engine: str = "local",
-               workers: int | None = None, progress: Callable[[str, int, int], None] | None = None,
-               ) -> tuple[str, Any]:
+               workers: int | None = None, progress: Progress | None = None) -> tuple[str, Any]:
         """Cold-start picks among the unlabeled, embedded items; recorded as a request batch.
         Returns (batch id, Selection with project row numbers). ``engine="ray"``: the kNN graph
         of the graph-based strategies is searched on Ray actors (the same picks)."""
@@ -1060,8 +1059,7 @@ class Project:
         return self._record("select", sel), sel
 
     def query(self, budget: int, *, strategy: str = "sampled", random_state: int = 0,
-              target_precision: float | None = None, progress: Callable[[str, int, int], None] | None = None,
-              ) -> tuple[str, Any]:
+              target_precision: float | None = None, progress: Progress | None = None) -> tuple[str, Any]:
         """Warm queries from a fresh fit on the current labels with the last run's settings
         (`progress` sees the fit's stages)."""
         from .ops import FitSettings, query

@@ -185,13 +185,15 @@ class _DataWorker:
         try:
             self.worker = make_worker()
         except MissingDependencyError as exc:  # an extra this node lacks: said per batch, below
-            self.worker, self.missing = None, _BadInput(f"on a Ray worker: {exc}")
+            self.worker, self.missing = None, exc
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = []
         for b in batch["item"]:
             try:
-                got = self.missing or self.fn(self.worker, pickle.loads(b))
+                if self.missing is not None:
+                    raise self.missing
+                got = self.fn(self.worker, pickle.loads(b))
             except InputError as exc:  # bad input: one line on the driver, not a retried crash
                 got = _BadInput(str(exc))
             except MissingDependencyError as exc:  # a worker node without the extra the step needs
